@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* The built-in BPF object (tcpevent.bpf.c compiled by clang), embedded in
+ * the library by the build (setup.py generates builtin_object.c). */
+#ifndef TCPEVENT_BUILTIN_OBJECT_H
+#define TCPEVENT_BUILTIN_OBJECT_H
+
+#include <stddef.h>
+
+extern const unsigned char te_builtin_object[];
+extern const size_t te_builtin_object_size;
+
+#endif /* TCPEVENT_BUILTIN_OBJECT_H */

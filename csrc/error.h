@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Error text. Every failing call leaves a sentence saying what failed, why
+ * and what to do in a thread-local buffer (tcpevent_last_error()); the
+ * legacy calls also print it, once, on stderr.
+ */
+#ifndef TCPEVENT_ERROR_H
+#define TCPEVENT_ERROR_H
+
+#include <stdarg.h>
+
+#define TE_ERROR_LEN 1024
+
+/* Set the last error of this thread; returns -err for "return te_fail()". */
+int te_fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void te_error_clear(void);
+
+/* Route libbpf's messages into a per-thread log while we load, instead of
+ * the host process's stderr; te_libbpf_log() returns the tail of it. */
+void te_libbpf_capture_begin(void);
+const char *te_libbpf_log(void);
+void te_libbpf_capture_end(void);
+
+#endif /* TCPEVENT_ERROR_H */

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The original four calls, driving one default tracer.
+ *
+ * cleanup() may run in a signal handler that interrupted DequeuePerfEvent()
+ * on the same thread (the original example does exactly that), so nothing
+ * here takes a lock: the default tracer is published through an atomic
+ * pointer, callers count themselves in `users`, and a retired tracer is
+ * freed only once no caller can still hold it.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "tracer.h"
+
+static _Atomic(struct tcpevent *) current;
+static _Atomic unsigned int users;
+static _Atomic(struct tcpevent *) retired;	/* linked by ->retired_next */
+static _Atomic unsigned int cleanups;		/* cleanup() generation */
+static _Atomic int adding;
+
+static void reap(void)
+{
+	struct tcpevent *t = atomic_exchange(&retired, NULL);
+
+	while (t) {
+		struct tcpevent *next = t->retired_next;
+
+		tcpevent_free(t);
+		t = next;
+	}
+}
+
+static struct tcpevent *get(void)
+{
+	atomic_fetch_add(&users, 1);
+	return atomic_load(&current);
+}
+
+static void put(void)
+{
+	if (atomic_fetch_sub(&users, 1) == 1 && atomic_load(&retired))
+		reap();
+}
+
+/* Detach now; free once nobody who loaded it before can still use it. */
+static void retire(struct tcpevent *t)
+{
+	tcpevent_close(t);
+	t->retired_next = atomic_load(&retired);
+	while (!atomic_compare_exchange_weak(&retired, &t->retired_next, t))
+		;
+	if (!atomic_load(&users))
+		reap();
+}
+
+/* A single line naming a file, or shaped like a path, is a path. */
+static bool is_path(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n >= PATH_MAX || strchr(s, '\n'))
+		return false;
+	return !access(s, F_OK) || s[0] == '/' || !strncmp(s, "./", 2) ||
+	       !strncmp(s, "../", 3) || (n > 2 && !strcmp(s + n - 2, ".o"));
+}
+
+static bool is_blank(const char *s)
+{
+	return !s || !s[strspn(s, " \t\r\n")];
+}
+
+static uint32_t env_u32(const char *name, double scale)
+{
+	const char *v = getenv(name);
+	char *end;
+	double d;
+
+	if (!v || !*v)
+		return 0;
+	d = strtod(v, &end);
+	if (*end || d < 0 || d * scale > UINT32_MAX) {
+		fprintf(stderr, "tcpevent: ignoring %s=%s: not a valid number\n",
+			name, v);
+		return 0;
+	}
+	return (uint32_t)(d * scale);
+}
+
+void AddProbe(const char *program)
+{
+	struct tcpevent_options o;
+	struct tcpevent *t;
+	unsigned int gen;
+
+	if (atomic_exchange(&adding, 1)) {
+		fprintf(stderr, "tcpevent: AddProbe: another AddProbe is in progress; this call changes nothing\n");
+		return;
+	}
+	if (atomic_load(&current)) {
+		fprintf(stderr, "tcpevent: AddProbe: already attached; this call changes nothing\n");
+		goto out;
+	}
+	gen = atomic_load(&cleanups);
+	tcpevent_options_init(&o);
+	o.queue_size = env_u32("TCPEVENT_QUEUE_SIZE", 1);
+	o.snapshot_interval_ms = env_u32("TCPEVENT_SNAPSHOT_INTERVAL", 1000);
+	if (!is_blank(program) && is_path(program)) {
+		o.program = program;
+	} else if (!is_blank(program)) {
+		fprintf(stderr, "tcpevent: AddProbe: the %zu bytes of program text are not compiled; loading the built-in CO-RE program, which produces the same events\n",
+			strlen(program));
+	}
+	if (tcpevent_open(&o, &t)) {
+		fprintf(stderr, "tcpevent: AddProbe failed: %s\n",
+			tcpevent_last_error());
+		goto out;
+	}
+	if (*tcpevent_warnings(t))
+		fprintf(stderr, "tcpevent: %s\n", tcpevent_warnings(t));
+	atomic_store(&current, t);
+	/* A cleanup() that ran while we were opening must win. */
+	if (atomic_load(&cleanups) != gen) {
+		t = atomic_exchange(&current, NULL);
+		if (t)
+			retire(t);
+	}
+out:
+	atomic_store(&adding, 0);
+}
+
+unsigned getStatus(void)
+{
+	struct tcpevent *t = get();
+	unsigned status = tcpevent_status(t);
+
+	put();
+	return status;
+}
+
+struct tcp_event_t DequeuePerfEvent(void)
+{
+	struct tcp_event_t ev;
+	struct tcpevent *t = get();
+
+	memset(&ev, 0, sizeof(ev));
+	if (t)
+		tcpevent_dequeue_abi(t, &ev, -1);
+	put();
+	return ev;
+}
+
+void cleanup(void)
+{
+	struct tcpevent *t;
+
+	atomic_fetch_add(&cleanups, 1);
+	t = atomic_exchange(&current, NULL);
+	if (t)
+		retire(t);
+}
+
+int tcpevent_default_stats(struct tcpevent_stats *stats)
+{
+	struct tcpevent *t = get();
+	int err;
+
+	if (t)
+		err = tcpevent_stats(t, stats);
+	else
+		err = te_fail(ENODEV, "no default tracer: AddProbe() has not attached one");
+	put();
+	return err;
+}
+
+/* dlclose() or exit() while attached: stop the poller before the code it
+ * runs is unmapped. */
+__attribute__((destructor)) static void unload(void)
+{
+	cleanup();
+}

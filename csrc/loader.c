@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Loading the BPF program: the built-in object embedded in the library, or
+ * a custom object file (docs/custom-programs.md); configure, load, attach,
+ * and explain every failure in terms of its cause and remedy.
+ */
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "builtin_object.h"
+#include "error.h"
+#include "tracer.h"
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+#define TRACEFS "/sys/kernel/tracing"
+#define PRIV_REMEDY                                                         \
+	"run it as root (sudo), or grant the capabilities: "                \
+	"sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep <program>"
+
+static bool has_cap(const struct __user_cap_data_struct *d, int cap)
+{
+	return d[cap / 32].effective & (1u << (cap % 32));
+}
+
+/* Say which capability is missing before the kernel says only EPERM. */
+static int check_privileges(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[2] = {};
+	bool bpf, perfmon;
+
+	if (syscall(SYS_capget, &hdr, data))
+		return 0;	/* cannot tell: let the kernel decide */
+	if (has_cap(data, CAP_SYS_ADMIN))
+		return 0;
+	bpf = has_cap(data, CAP_BPF);
+	perfmon = has_cap(data, CAP_PERFMON);
+	if (bpf && perfmon)
+		return 0;
+	return te_fail(EPERM,
+		       "permission denied: missing capability %s%s%s (loading a tracing BPF program needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN); %s",
+		       bpf ? "" : "CAP_BPF", !bpf && !perfmon ? " and " : "",
+		       perfmon ? "" : "CAP_PERFMON", PRIV_REMEDY);
+}
+
+static int open_object(struct te_bpf *b, const char *path)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "tcpevent");
+	struct stat st;
+
+	if (!path) {
+		b->obj = bpf_object__open_mem(te_builtin_object,
+					      te_builtin_object_size, &oo);
+		if (!b->obj)
+			return te_fail(errno, "the built-in BPF object is unreadable (%s): %s",
+				       strerror(errno), te_libbpf_log());
+		return 0;
+	}
+	b->custom = true;
+	if (stat(path, &st))
+		return te_fail(errno, "cannot use BPF program file %s: %s",
+			       path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return te_fail(EINVAL, "BPF program path %s is not a regular file",
+			       path);
+	b->obj = bpf_object__open_file(path, NULL);
+	if (!b->obj)
+		return te_fail(errno ? errno : EINVAL,
+			       "%s is not a valid BPF ELF object (%s); build one with clang -target bpf, see docs/custom-programs.md. %s",
+			       path, strerror(errno), te_libbpf_log());
+	return 0;
+}
+
+/* Set a `const volatile` global of the program, if it has one. */
+static int set_rodata(struct bpf_object *obj, const char *name,
+		      const void *val, size_t size)
+{
+	struct btf *btf = bpf_object__btf(obj);
+	const struct btf_var_secinfo *vs;
+	const struct btf_type *sec;
+	struct bpf_map *map;
+	const void *init;
+	size_t init_size;
+	int id;
+
+	if (!btf)
+		return -ENOENT;
+	id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+	if (id < 0)
+		return -ENOENT;
+	bpf_object__for_each_map(map, obj)
+		if (bpf_map__is_internal(map) &&
+		    strstr(bpf_map__name(map), ".rodata"))
+			break;
+	if (!map)
+		return -ENOENT;
+	init = bpf_map__initial_value(map, &init_size);
+	sec = btf__type_by_id(btf, id);
+	vs = btf_var_secinfos(sec);
+	for (int i = 0; i < btf_vlen(sec); i++, vs++) {
+		const struct btf_type *var = btf__type_by_id(btf, vs->type);
+		char copy[init_size];
+
+		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
+			continue;
+		if (vs->size != size || vs->offset + size > init_size)
+			return te_fail(EINVAL, "program variable %s has size %u, expected %zu",
+				       name, vs->size, size);
+		memcpy(copy, init, init_size);
+		memcpy(copy + vs->offset, val, size);
+		return bpf_map__set_initial_value(map, copy, init_size);
+	}
+	return -ENOENT;
+}
+
+static int check_record_layout(struct bpf_object *obj)
+{
+	struct btf *btf = bpf_object__btf(obj);
+	int id;
+
+	if (!btf)
+		return 0;
+	id = btf__find_by_name_kind(btf, "tcpevent_record", BTF_KIND_STRUCT);
+	if (id < 0)
+		return 0;
+	if (btf__resolve_size(btf, id) != sizeof(struct tcpevent_record))
+		return te_fail(EINVAL,
+			       "the program's struct tcpevent_record is %lld bytes; this library expects %zu (rebuild it with this version's tcpevent_record.h)",
+			       btf__resolve_size(btf, id),
+			       sizeof(struct tcpevent_record));
+	return 0;
+}
+
+static int configure(struct te_bpf *b, const struct tcpevent_options *o,
+		     const struct te_filter *f)
+{
+	struct bpf_map *events, *sockets;
+	_Bool on;
+	int err;
+
+	events = bpf_object__find_map_by_name(b->obj, "events");
+	if (!events || bpf_map__type(events) != BPF_MAP_TYPE_RINGBUF)
+		return te_fail(EINVAL,
+			       "the BPF program has no BPF_MAP_TYPE_RINGBUF map named \"events\" (see docs/custom-programs.md)");
+	if (bpf_map__set_max_entries(events, o->ring_size))
+		return te_fail(EINVAL, "cannot set the ring buffer size");
+	sockets = bpf_object__find_map_by_name(b->obj, "sockets");
+	if (sockets && bpf_map__set_max_entries(sockets, o->max_sockets))
+		return te_fail(EINVAL, "cannot set the socket table size");
+	err = check_record_layout(b->obj);
+	if (err)
+		return err;
+
+	/* Kernel-side filters, where the program has them. */
+	err = set_rodata(b->obj, "filter_family", &f->family,
+			 sizeof(f->family));
+	on = f->n_pids > 0;
+	if (!err || err == -ENOENT)
+		err = set_rodata(b->obj, "filter_pids", &on, sizeof(on));
+	on = f->n_ports > 0;
+	if (!err || err == -ENOENT)
+		err = set_rodata(b->obj, "filter_ports", &on, sizeof(on));
+	return err == -ENOENT ? 0 : err;
+}
+
+static int explain_load_error(struct te_bpf *b, int err)
+{
+	if (err == -EPERM || err == -EACCES) {
+		if (check_privileges())
+			return -EPERM;
+		/* Has the capabilities: the verifier, or a policy, said no. */
+		return te_fail(err,
+			       "the kernel refused to load the BPF program (%s): %s%s",
+			       strerror(-err), te_libbpf_log(),
+			       b->custom ? "" :
+			       " (lockdown or a security module may forbid BPF here)");
+	}
+	return te_fail(err, "loading the BPF program failed (%s): %s",
+		       strerror(-err), te_libbpf_log());
+}
+
+static int fill_filter_maps(struct te_bpf *b, const struct te_filter *f)
+{
+	struct bpf_map *pids, *ports;
+	__u8 one = 1;
+
+	pids = bpf_object__find_map_by_name(b->obj, "pid_filter");
+	for (uint32_t i = 0; pids && i < f->n_pids; i++)
+		if (bpf_map__update_elem(pids, &f->pids[i], sizeof(f->pids[i]),
+					 &one, sizeof(one), BPF_ANY))
+			return te_fail(errno, "cannot fill the pid filter: %s",
+				       strerror(errno));
+	ports = bpf_object__find_map_by_name(b->obj, "port_filter");
+	for (uint32_t i = 0; ports && i < f->n_ports; i++)
+		if (bpf_map__update_elem(ports, &f->ports[i],
+					 sizeof(f->ports[i]), &one, sizeof(one),
+					 BPF_ANY))
+			return te_fail(errno, "cannot fill the port filter: %s",
+				       strerror(errno));
+	return 0;
+}
+
+/*
+ * Classic tracepoints are attached by their id, read from tracefs. Where
+ * nobody mounted it (systemd normally does), mount it at its standard place
+ * unless TCPEVENT_NO_TRACEFS_MOUNT is set.
+ */
+static bool ensure_tracefs(void)
+{
+	if (!access(TRACEFS "/events", F_OK) ||
+	    !access("/sys/kernel/debug/tracing/events", F_OK))
+		return true;
+	if (getenv("TCPEVENT_NO_TRACEFS_MOUNT"))
+		return false;
+	return !mount("tracefs", TRACEFS, "tracefs",
+		      MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+static bool is_accept_program(const struct bpf_program *prog)
+{
+	return !strncmp(bpf_program__section_name(prog),
+			"tracepoint/syscalls/sys_exit_accept", 35);
+}
+
+static int attach_program(struct te_bpf *b, struct bpf_program *prog)
+{
+	struct bpf_link *link;
+	int err;
+
+	if (b->n_links == TE_MAX_LINKS)
+		return te_fail(E2BIG, "the BPF object has more than %d programs",
+			       TE_MAX_LINKS);
+	link = bpf_program__attach(prog);
+	if (!link && errno == ENOENT && ensure_tracefs())
+		link = bpf_program__attach(prog);
+	if (link) {
+		b->links[b->n_links++] = link;
+		return 0;
+	}
+	err = errno ? errno : EINVAL;
+	if (err == ENOENT)
+		return te_fail(err,
+			       "cannot attach BPF program %s to %s: no such hook in this kernel, or tracefs is not mounted at " TRACEFS,
+			       bpf_program__name(prog),
+			       bpf_program__section_name(prog));
+	if (err == EACCES || err == EPERM)
+		return te_fail(err,
+			       "cannot attach BPF program %s to %s (%s): classic tracepoints need read access to tracefs (CAP_DAC_READ_SEARCH); " PRIV_REMEDY,
+			       bpf_program__name(prog),
+			       bpf_program__section_name(prog), strerror(err));
+	return te_fail(err, "cannot attach BPF program %s to %s: %s. %s",
+		       bpf_program__name(prog),
+		       bpf_program__section_name(prog), strerror(err),
+		       te_libbpf_log());
+}
+
+static int attach_all(struct te_bpf *b)
+{
+	struct bpf_program *prog;
+	int err;
+
+	bpf_object__for_each_program(prog, b->obj) {
+		err = attach_program(b, prog);
+		/* The built-in program still works without the accept()
+		 * hooks; it only attributes fewer passive sockets. */
+		if (err && !b->custom && is_accept_program(prog)) {
+			snprintf(b->warning, sizeof(b->warning),
+				 "passive-side attribution at accept() is off: %s",
+				 tcpevent_last_error());
+			te_error_clear();
+			continue;
+		}
+		if (err)
+			return err;
+		if (is_accept_program(prog))
+			b->accept_attached = true;
+	}
+	if (!b->n_links)
+		return te_fail(EINVAL, "the BPF object has no program to attach");
+	return 0;
+}
+
+int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
+		const struct te_filter *f,
+		int (*on_record)(void *ctx, void *data, size_t size), void *ctx)
+{
+	struct bpf_map *counters;
+	int err;
+
+	memset(b, 0, sizeof(*b));
+	b->ring_fd = -1;
+	b->counters_fd = -1;
+	te_libbpf_capture_begin();
+	err = check_privileges();
+	if (!err)
+		err = open_object(b, opts->program);
+	if (!err)
+		err = configure(b, opts, f);
+	if (!err) {
+		err = bpf_object__load(b->obj);
+		if (err)
+			err = explain_load_error(b, err);
+	}
+	if (!err)
+		err = fill_filter_maps(b, f);
+	if (!err)
+		err = attach_all(b);
+	if (!err) {
+		b->ring_fd = bpf_object__find_map_fd_by_name(b->obj, "events");
+		b->rb = ring_buffer__new(b->ring_fd, on_record, ctx, NULL);
+		if (!b->rb)
+			err = te_fail(errno, "cannot open the ring buffer: %s",
+				      strerror(errno));
+	}
+	if (!err) {
+		/* Kept past te_bpf_close() so that stats stay readable. */
+		counters = bpf_object__find_map_by_name(b->obj, "counters");
+		if (counters && bpf_map__type(counters) ==
+				BPF_MAP_TYPE_PERCPU_ARRAY &&
+		    bpf_map__value_size(counters) == sizeof(__u64))
+			b->counters_fd = fcntl(bpf_map__fd(counters),
+					       F_DUPFD_CLOEXEC, 3);
+	}
+	te_libbpf_capture_end();
+	if (err)
+		te_bpf_close(b);
+	return err;
+}
+
+void te_bpf_close(struct te_bpf *b)
+{
+	ring_buffer__free(b->rb);
+	b->rb = NULL;
+	while (b->n_links > 0)
+		bpf_link__destroy(b->links[--b->n_links]);
+	bpf_object__close(b->obj);
+	b->obj = NULL;
+	b->ring_fd = -1;
+}
+
+void te_bpf_release(struct te_bpf *b)
+{
+	if (b->counters_fd >= 0)
+		close(b->counters_fd);
+	b->counters_fd = -1;
+}
+
+int te_bpf_kernel_drops(struct te_bpf *b, uint64_t *ringbuf_full,
+			uint64_t *untracked)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *sum[] = { ringbuf_full, untracked };
+
+	*ringbuf_full = *untracked = 0;
+	if (b->counters_fd < 0 || ncpu <= 0)
+		return 0;
+	for (__u32 key = 0; key < 2; key++) {
+		__u64 vals[ncpu];
+
+		if (bpf_map_lookup_elem(b->counters_fd, &key, vals))
+			continue;	/* a custom array may be shorter */
+		for (int cpu = 0; cpu < ncpu; cpu++)
+			*sum[key] += vals[cpu];
+	}
+	return 0;
+}

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * tcpevent.bpf.c - one ring-buffer record per TCP connection that closes.
+ *
+ * The sock:inet_sock_set_state tracepoint fires on every TCP state change,
+ * about five times per socket, so the common hit must cost almost nothing:
+ * only the first sighting (SYN_SENT, SYN_RECV), the owner-capture points
+ * (FIN_WAIT1, LAST_ACK: close()/shutdown() in process context) and TCP_CLOSE
+ * do any work; every other transition returns at the switch.
+ *
+ * The owner (pid, uid, comm) is taken where the kernel runs in the owning
+ * process: connect() for the active side, accept() or close() for the
+ * passive side, never from whatever task runs the softirq at close.
+ */
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "tcpevent_record.h"
+
+/* Set by user space before load. */
+const volatile __u16 filter_family = 0;
+const volatile _Bool filter_pids = 0;
+const volatile _Bool filter_ports = 0;
+
+/* What we remember about a socket between its birth and its close. */
+struct sock_owner {
+	__u64 birth_ns;
+	__u32 pid;		/* 0 until seen in process context */
+	__u32 uid;
+	char comm[TCPEVENT_COMM_LEN];
+};
+
+/* A plain hash, not an LRU: when it is full a new socket is not tracked and
+ * that is counted, instead of silently evicting a live one. Sized by user
+ * space (max_sockets). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sock_owner);
+} sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCPEVENT_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} port_filter SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline _Bool pid_allowed(__u32 pid)
+{
+	return !filter_pids || bpf_map_lookup_elem(&pid_filter, &pid);
+}
+
+static __always_inline void take_owner(struct sock_owner *o)
+{
+	o->pid = bpf_get_current_pid_tgid() >> 32;
+	o->uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline int on_birth(struct sock *sk, int newstate)
+{
+	struct sock_owner o = {};
+	__u64 key = (__u64)sk;
+
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	if (filter_family &&
+	    BPF_CORE_READ(sk, __sk_common.skc_family) != filter_family)
+		return 0;
+	o.birth_ns = bpf_ktime_get_boot_ns();
+	/* connect() runs in the owner; a SYN_RECV child is born in softirq. */
+	if (newstate == TCP_SYN_SENT) {
+		take_owner(&o);
+		if (!pid_allowed(o.pid))
+			return 0;
+	}
+	/* BPF_ANY: a stale entry of a reused address is replaced. */
+	if (bpf_map_update_elem(&sockets, &key, &o, BPF_ANY))
+		count(TCPEVENT_CNT_UNTRACKED);
+	return 0;
+}
+
+/* The process acting on a tracked socket whose owner we do not know yet. */
+static __always_inline void claim_owner(__u64 key)
+{
+	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
+
+	if (!o || o->pid)
+		return;
+	take_owner(o);
+	if (!pid_allowed(o->pid))
+		bpf_map_delete_elem(&sockets, &key);
+}
+
+static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
+{
+	if (!filter_ports)
+		return 1;
+	return bpf_map_lookup_elem(&port_filter, &sport) ||
+	       bpf_map_lookup_elem(&port_filter, &dport);
+}
+
+static __always_inline void read_addrs(struct sock *sk, __u16 family,
+				       struct tcpevent_record *r)
+{
+	struct sock_common *skc = &sk->__sk_common;
+
+	if (family == AF_INET) {
+		bpf_core_read(r->saddr, 4, &skc->skc_rcv_saddr);
+		bpf_core_read(r->daddr, 4, &skc->skc_daddr);
+	} else {
+		bpf_core_read(r->saddr, 16, &skc->skc_v6_rcv_saddr);
+		bpf_core_read(r->daddr, 16, &skc->skc_v6_daddr);
+	}
+}
+
+static __always_inline int on_close(struct sock *sk, int oldstate)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcpevent_record *r;
+	struct sock_owner *o;
+	__u64 key = (__u64)sk;
+	__u16 sport, dport;
+
+	o = bpf_map_lookup_elem(&sockets, &key);
+	if (!o)
+		return 0;	/* birth not seen, or filtered out at birth */
+	if (filter_pids && (!o->pid || !pid_allowed(o->pid)))
+		goto out;
+	sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (!ports_allowed(sport, dport))
+		goto out;
+
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count(TCPEVENT_CNT_RINGBUF_FULL);
+		goto out;
+	}
+	r->ts_ns = bpf_ktime_get_boot_ns();
+	r->lifetime_ns = r->ts_ns - o->birth_ns;
+	r->pid = o->pid;
+	if (o->pid) {
+		r->uid = o->uid;
+		r->flags = TCPEVENT_F_OWNER;
+		__builtin_memcpy(r->comm, o->comm, sizeof(r->comm));
+	} else {
+		/* Nobody claimed it (reset before accept): the socket's uid. */
+		r->uid = BPF_CORE_READ(sk, sk_uid.val);
+		r->flags = 0;
+		__builtin_memset(r->comm, 0, sizeof(r->comm));
+	}
+	r->rx_bytes = BPF_CORE_READ(tp, bytes_received);
+	r->tx_bytes = BPF_CORE_READ(tp, bytes_acked);
+	r->segs_out = BPF_CORE_READ(tp, data_segs_out);
+	r->segs_in = BPF_CORE_READ(tp, data_segs_in);
+	r->rtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	r->retrans = BPF_CORE_READ(tp, total_retrans);
+	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	r->sport = sport;
+	r->dport = dport;
+	r->state = oldstate;
+	__builtin_memset(r->saddr, 0, sizeof(r->saddr));
+	__builtin_memset(r->daddr, 0, sizeof(r->daddr));
+	read_addrs(sk, r->family, r);
+	bpf_ringbuf_submit(r, 0);
+out:
+	bpf_map_delete_elem(&sockets, &key);
+	return 0;
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int tcpevent_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->args[0];
+	int oldstate = ctx->args[1];
+	int newstate = ctx->args[2];
+
+	switch (newstate) {
+	case TCP_SYN_SENT:
+	case TCP_SYN_RECV:
+		return on_birth(sk, newstate);
+	case TCP_FIN_WAIT1:
+	case TCP_LAST_ACK:
+		/* Only close() and shutdown() move here: process context. */
+		claim_owner((__u64)sk);
+		return 0;
+	case TCP_CLOSE:
+		return on_close(sk, oldstate);
+	}
+	return 0;
+}
+
+/* The layout of a syscalls:sys_exit_* tracepoint record (tracefs format). */
+struct syscall_exit_args {
+	__u64 common;
+	int nr;
+	long ret;
+};
+
+/*
+ * accept() returns in the accepting process: the new fd leads to the socket,
+ * so the passive side is attributed even if the peer resets it later in
+ * softirq, before this process ever calls close().
+ */
+static __always_inline int on_accept(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt;
+	struct socket *sock;
+	struct file **fds;
+	struct file *file;
+	struct sock *sk;
+
+	if (fd < 0)
+		return 0;
+	fdt = BPF_CORE_READ(task, files, fdt);
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	/* A socket's file points back at it; anything else is not a socket. */
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return 0;
+	sk = BPF_CORE_READ(sock, sk);
+	claim_owner((__u64)sk);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tcpevent_accept4(struct syscall_exit_args *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tcpevent_accept(struct syscall_exit_args *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tcpevent.h - public API of libtcpEvent.so.
+ *
+ * Two layers:
+ *  - the original ABI (AddProbe, getStatus, DequeuePerfEvent, cleanup and the
+ *    packed struct tcp_event_t), byte-exact, driving one default tracer;
+ *  - the extended, handle-based API (tcpevent_*), which the legacy calls and
+ *    the Python package are built on.
+ *
+ * The original examples include common.h instead: the struct alone (they
+ * declare the four calls themselves, as function pointers).
+ */
+#ifndef TCPEVENT_H
+#define TCPEVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcp_event.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- The original ABI ------------------------------------------------- */
+
+/* Load and attach the tracer. program: NULL, "", any text (e.g. the original
+ * BCC source; it is not compiled) -> the built-in program; the path of a BPF
+ * ELF object -> that object (see docs/custom-programs.md). Never exits. */
+void AddProbe(const char *program);
+/* 0 until the probe is attached and events flow, 1 after. */
+unsigned getStatus(void);
+/* Block until an event; after cleanup(), return a zeroed struct at once. */
+struct tcp_event_t DequeuePerfEvent(void);
+/* Detach and free everything; wakes blocked callers. Idempotent. */
+void cleanup(void);
+
+/* ---- The extended API ------------------------------------------------- */
+
+#define TCPEVENT_TASK_LEN 16
+#define TCPEVENT_ADDR_LEN 46	/* INET6_ADDRSTRLEN */
+
+enum tcpevent_kind {
+	TCPEVENT_KIND_CLOSE = 0,	/* the connection reached TCP_CLOSE */
+	TCPEVENT_KIND_SNAPSHOT = 1,	/* periodic sample of a live connection */
+};
+
+/* One event, naturally aligned (unlike tcp_event_t). */
+struct tcpevent_event {
+	uint64_t time_ns;		/* wall clock, ns since the Unix epoch */
+	uint64_t lifetime_ns;		/* first sighting -> this event; 0 if unknown */
+	uint64_t rx_bytes;		/* bytes_received */
+	uint64_t tx_bytes;		/* bytes_acked */
+	uint32_t pid;			/* owning process (tgid); 0 if unknown */
+	uint32_t uid;
+	uint32_t segs_out;		/* data_segs_out */
+	uint32_t segs_in;		/* data_segs_in */
+	uint32_t rtt_us;		/* smoothed RTT; 0 if unknown */
+	uint32_t retrans;		/* total retransmitted segments */
+	uint16_t family;		/* AF_INET or AF_INET6 */
+	uint16_t sport;			/* local port, host byte order */
+	uint16_t dport;			/* remote port, host byte order */
+	uint8_t kind;			/* enum tcpevent_kind */
+	uint8_t state;			/* TCP state before the close / current */
+	char task[TCPEVENT_TASK_LEN];	/* NUL-terminated */
+	char saddr[TCPEVENT_ADDR_LEN];	/* inet_ntop text, NUL-terminated */
+	char daddr[TCPEVENT_ADDR_LEN];
+	uint8_t reserved[4];
+};
+
+struct tcpevent_options {
+	size_t size;			/* sizeof(struct tcpevent_options) */
+	const char *program;		/* NULL: built-in; else BPF object path */
+	uint32_t queue_size;		/* events held in user space; 0: default */
+	uint32_t ring_size;		/* kernel ring buffer bytes; 0: default */
+	uint32_t max_sockets;		/* sockets tracked in the kernel; 0: default */
+	uint32_t snapshot_interval_ms;	/* 0: no snapshot events */
+	uint16_t family;		/* 0: both; AF_INET or AF_INET6 only */
+	uint16_t n_ports;		/* events whose local or remote port ... */
+	const uint16_t *ports;		/* ... is one of these; none: all */
+	uint32_t n_pids;		/* events owned by one of these ... */
+	const uint32_t *pids;		/* ... processes; none: all */
+};
+
+struct tcpevent_stats {
+	uint64_t received;		/* records read from the kernel */
+	uint64_t dropped_kernel;	/* lost: kernel ring buffer was full */
+	uint64_t dropped_queue;		/* lost: user-space queue was full */
+	uint64_t queued;		/* waiting in the queue now */
+	uint64_t delivered;		/* handed to callers */
+	uint64_t malformed;		/* records rejected (custom programs) */
+	uint64_t untracked;		/* sockets not tracked: table full */
+	uint64_t filtered;		/* records dropped by the filters */
+	uint64_t snapshots;		/* snapshot events queued */
+};
+
+#define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u
+#define TCPEVENT_DEFAULT_RING_SIZE	(4u << 20)
+#define TCPEVENT_DEFAULT_MAX_SOCKETS	65536u
+
+struct tcpevent;
+
+/* Fill *opts with the defaults. */
+void tcpevent_options_init(struct tcpevent_options *opts);
+/* Load, attach and start a tracer. 0 or -errno; on failure the reason is in
+ * tcpevent_last_error() and nothing stays attached. */
+int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out);
+/* Take one event. timeout_ms < 0 waits forever, 0 does not wait.
+ * 1: *ev is filled; 0: timed out; -ESHUTDOWN: the tracer is closed. */
+int tcpevent_dequeue(struct tcpevent *t, struct tcpevent_event *ev,
+		     int timeout_ms);
+/* Take up to max events, waiting as tcpevent_dequeue for the first one.
+ * n >= 0 events taken, or -ESHUTDOWN. */
+int tcpevent_dequeue_batch(struct tcpevent *t, struct tcpevent_event *evs,
+			   unsigned int max, int timeout_ms);
+/* As tcpevent_dequeue, filling the original struct. */
+int tcpevent_dequeue_abi(struct tcpevent *t, struct tcp_event_t *ev,
+			 int timeout_ms);
+/* An eventfd that becomes readable when events may be waiting or the tracer
+ * closed; read it to re-arm, then dequeue with timeout 0 until empty. */
+int tcpevent_fd(struct tcpevent *t);
+/* 1 while attached and delivering, 0 once closed. */
+int tcpevent_status(struct tcpevent *t);
+int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *stats);
+/* What works less well than it could (e.g. no accept() hook), or "". */
+const char *tcpevent_warnings(struct tcpevent *t);
+/* Detach, stop and wake every waiter; the handle stays valid (dequeue then
+ * returns -ESHUTDOWN). Thread-safe, idempotent. */
+void tcpevent_close(struct tcpevent *t);
+/* tcpevent_close, then free. No other call may use t concurrently or after. */
+void tcpevent_free(struct tcpevent *t);
+/* Convert an event to the original struct. */
+void tcpevent_event_to_abi(const struct tcpevent_event *ev,
+			   struct tcp_event_t *out);
+/* Text of the last failure in this thread ("" if none). */
+const char *tcpevent_last_error(void);
+/* The default instance behind AddProbe & co: its stats (-ENODEV if none). */
+int tcpevent_default_stats(struct tcpevent_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TCPEVENT_H */

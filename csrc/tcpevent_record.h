@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * The record a tcpevent BPF program writes into its ring buffer, one per
+ * event. Shared by the built-in program, the user-space core, and custom
+ * programs (docs/custom-programs.md): its size and layout are a contract.
+ */
+#ifndef TCPEVENT_RECORD_H
+#define TCPEVENT_RECORD_H
+
+#include <linux/types.h>
+
+#define TCPEVENT_COMM_LEN 16
+
+/* Record flags. */
+#define TCPEVENT_F_OWNER	0x1	/* pid/uid/comm are the owner's */
+
+struct tcpevent_record {
+	__u64 ts_ns;		/* bpf_ktime_get_boot_ns() at the event */
+	__u64 lifetime_ns;	/* first sighting -> event */
+	__u64 rx_bytes;		/* tcp_sock->bytes_received */
+	__u64 tx_bytes;		/* tcp_sock->bytes_acked */
+	__u32 pid;		/* owner tgid, 0 if unknown */
+	__u32 uid;
+	__u32 segs_out;		/* tcp_sock->data_segs_out */
+	__u32 segs_in;		/* tcp_sock->data_segs_in */
+	__u32 rtt_us;		/* tcp_sock->srtt_us >> 3 */
+	__u32 retrans;		/* tcp_sock->total_retrans */
+	__u16 family;		/* AF_INET or AF_INET6 */
+	__u16 sport;		/* host byte order */
+	__u16 dport;		/* host byte order */
+	__u8 state;		/* state before TCP_CLOSE */
+	__u8 flags;		/* TCPEVENT_F_* */
+	__u8 saddr[16];		/* network order; IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	char comm[TCPEVENT_COMM_LEN];
+};
+
+/* Indexes of the optional per-CPU "counters" array. */
+enum tcpevent_counter {
+	TCPEVENT_CNT_RINGBUF_FULL = 0,	/* record lost: ring buffer full */
+	TCPEVENT_CNT_UNTRACKED = 1,	/* socket not tracked: table full */
+	TCPEVENT_CNT_MAX,
+};
+
+#endif /* TCPEVENT_RECORD_H */

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/* The tracer handle behind the public API, shared by its parts. */
+#ifndef TCPEVENT_TRACER_H
+#define TCPEVENT_TRACER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "clock.h"
+#include "queue.h"
+#include "tcpevent.h"
+
+#define TE_MAX_FILTER 1024	/* pids or ports in a filter */
+#define TE_MAX_LINKS 8
+#define TE_MAX_QUEUE (1u << 24)
+
+/* Everything loaded into the kernel (loader.c). */
+struct te_bpf {
+	struct bpf_object *obj;
+	struct bpf_link *links[TE_MAX_LINKS];
+	int n_links;
+	struct ring_buffer *rb;
+	int ring_fd;
+	int counters_fd;		/* -1 if the program has none */
+	bool custom;
+	bool accept_attached;		/* passive-side owner at accept() */
+	char warning[512];		/* what works less well than it could */
+};
+
+struct te_filter {
+	uint16_t family;
+	uint32_t n_pids;
+	uint32_t pids[TE_MAX_FILTER];	/* sorted */
+	uint32_t n_ports;
+	uint16_t ports[TE_MAX_FILTER];	/* sorted */
+};
+
+struct tcpevent {
+	struct te_queue queue;
+	struct te_clock clock;
+	struct te_filter filter;
+	struct te_bpf bpf;
+	uint32_t snapshot_interval_ms;
+
+	pthread_t poller;
+	bool poller_running;
+	int epoll_fd;
+	int stop_fd;			/* eventfd: tells the poller to stop */
+	int timer_fd;			/* timerfd for snapshots, or -1 */
+	_Atomic int notify_fd;		/* eventfd for tcpevent_fd(), or -1 */
+	_Atomic int stopping;
+	_Atomic int closed;
+
+	/* Written by the poller only; read by tcpevent_stats(). */
+	_Atomic uint64_t received;
+	_Atomic uint64_t dropped_queue;
+	_Atomic uint64_t malformed;
+	_Atomic uint64_t filtered;
+	_Atomic uint64_t snapshots;
+	/* Written by consumers. */
+	_Atomic uint64_t delivered;
+
+	struct tcpevent *retired_next;	/* legacy.c: awaiting free */
+};
+
+/* loader.c */
+int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
+		const struct te_filter *f,
+		int (*on_record)(void *ctx, void *data, size_t size), void *ctx);
+/* Detach and unload; te_bpf_release() then drops what stats still read. */
+void te_bpf_close(struct te_bpf *b);
+void te_bpf_release(struct te_bpf *b);
+int te_bpf_kernel_drops(struct te_bpf *b, uint64_t *ringbuf_full,
+			uint64_t *untracked);
+
+/* poller.c */
+int te_poller_start(struct tcpevent *t);
+void te_poller_stop(struct tcpevent *t);
+int te_poller_on_record(void *ctx, void *data, size_t size);
+
+/* filter.c */
+int te_filter_init(struct te_filter *f, const struct tcpevent_options *o);
+bool te_filter_match(const struct te_filter *f,
+		     const struct tcpevent_record *r);
+
+#endif /* TCPEVENT_TRACER_H */

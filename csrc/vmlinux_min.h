@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * The few kernel types the BPF program reads, declared with
+ * preserve_access_index so that libbpf relocates every field access against
+ * the running kernel's BTF (CO-RE). Only the fields we use are listed; their
+ * order and the enclosing anonymous unions do not matter, names do. This
+ * replaces a generated vmlinux.h: no kernel headers at build time.
+ */
+#ifndef TCPEVENT_VMLINUX_MIN_H
+#define TCPEVENT_VMLINUX_MIN_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+#define AF_INET		2
+#define AF_INET6	10
+#define IPPROTO_TCP	6
+
+enum {
+	TCP_ESTABLISHED = 1,
+	TCP_SYN_SENT,
+	TCP_SYN_RECV,
+	TCP_FIN_WAIT1,
+	TCP_FIN_WAIT2,
+	TCP_TIME_WAIT,
+	TCP_CLOSE,
+	TCP_CLOSE_WAIT,
+	TCP_LAST_ACK,
+	TCP_LISTEN,
+	TCP_CLOSING,
+	TCP_NEW_SYN_RECV,
+};
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+		__be32 u6_addr32[4];
+	} in6_u;
+};
+
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+};
+
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;	/* a bitfield before 5.6: read it PROBED */
+	kuid_t sk_uid;
+};
+
+/* inet_num (skc_num) is already 0 at TCP_CLOSE: inet_put_port() ran. */
+struct inet_sock {
+	__be16 inet_sport;
+};
+
+struct tcp_sock {
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	__u32 data_segs_in;
+	__u32 data_segs_out;
+	__u32 srtt_us;		/* smoothed RTT << 3 */
+	__u32 total_retrans;
+};
+
+struct file {
+	void *private_data;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct task_struct {
+	struct files_struct *files;
+};
+
+struct socket {
+	struct file *file;
+	struct sock *sk;
+};
+
+#pragma clang attribute pop
+
+#endif /* TCPEVENT_VMLINUX_MIN_H */

@@ -1,0 +1,1 @@
+"""tcpevent: an eBPF TCP connection tracer."""

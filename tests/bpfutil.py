@@ -1,0 +1,54 @@
+"""What BPF objects exist: per process (its fds) and in the kernel (bpftool)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+KINDS = {"bpf-prog": "prog_id", "bpf-map": "map_id", "bpf_link": "link_id"}
+
+
+def held_by(pid: int) -> dict[str, set[int]]:
+    """The ids of the BPF programs, maps and links a process holds fds to."""
+    held: dict[str, set[int]] = {key: set() for key in KINDS.values()}
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = f.read()
+        except FileNotFoundError:
+            continue
+        for kind, key in KINDS.items():
+            if target == f"anon_inode:{kind}":
+                for line in info.splitlines():
+                    if line.startswith(key + ":"):
+                        held[key].add(int(line.split()[1]))
+    return held
+
+
+def _ids(what: str) -> set[int]:
+    out = subprocess.run(
+        ["bpftool", what, "show", "--json"], check=True, capture_output=True, text=True
+    ).stdout
+    return {item["id"] for item in json.loads(out or "[]")}
+
+
+def kernel_ids() -> dict[str, set[int]]:
+    """Every BPF program, map and link the kernel has now (bpftool)."""
+    return {"prog_id": _ids("prog"), "map_id": _ids("map"), "link_id": _ids("link")}
+
+
+def count_threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def count_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def owned_by_kernel(ids: dict[str, set[int]]) -> dict[str, set[int]]:
+    """Which of these programs, maps and links the kernel still has."""
+    now = kernel_ids()
+    return {key: ids[key] & now[key] for key in ids if ids[key] & now[key]}

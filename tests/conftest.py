@@ -1,0 +1,76 @@
+"""Shared fixtures.
+
+Tests that need the kernel (loading BPF) run as root. They skip only when
+the process is not root AND ``TCPEVENT_REQUIRE_BPF`` is unset; ``make test``
+sets it, so in CI a missing privilege is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tcpevent import abi
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "bpf: needs root to load the BPF program")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    required = bool(os.environ.get("TCPEVENT_REQUIRE_BPF"))
+    for item in items:
+        if "bpf" in item.keywords:
+            if required:
+                item.add_marker(
+                    pytest.mark.xfail(
+                        reason="TCPEVENT_REQUIRE_BPF is set but tests are not root",
+                        run=False,
+                        strict=True,
+                    )
+                )
+            else:
+                item.add_marker(pytest.mark.skip(reason="needs root to load BPF"))
+
+
+@pytest.fixture(scope="session")
+def libpath() -> Path:
+    path = abi.library_path()
+    assert path.exists(), f"{path} is missing: run `make build`"
+    return path
+
+
+@pytest.fixture(scope="session")
+def csrc() -> Path:
+    return ROOT / "csrc"
+
+
+@pytest.fixture(scope="session")
+def cc() -> str:
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    assert compiler, "a C compiler is needed"
+    return compiler
+
+
+@pytest.fixture(scope="session")
+def build_c(tmp_path_factory: pytest.TempPathFactory, cc: str, csrc: Path):
+    """Compile a C program of the repo into a temporary directory."""
+    outdir = tmp_path_factory.mktemp("cbin")
+
+    def build(source: Path, name: str, *flags: str) -> Path:
+        out = outdir / name
+        subprocess.run(
+            [cc, "-O2", "-g", "-Wall", "-Werror", f"-I{csrc}", "-o", str(out), str(source), *flags],
+            check=True,
+        )
+        return out
+
+    return build

@@ -1,0 +1,118 @@
+"""One end of a TCP connection in a process of its own, driven by commands.
+
+The peer is a fork of the test process (no exec: nothing on disk has to be
+readable by the uid it may switch to). It renames itself (its comm), can
+drop to another uid, and obeys one command at a time: "send N", "recv N",
+"wait-fin" (until the peer's FIN), "close", "reset" (close with RST).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+from netutil import LOOPBACK
+
+
+@dataclass
+class PeerInfo:
+    pid: int
+    addr: str
+    port: int
+    listen_port: int
+
+
+class Peer:
+    def __init__(
+        self,
+        role: str,
+        family: int,
+        comm: str,
+        uid: int | None = None,
+        connect_port: int = 0,
+    ) -> None:
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.close(self._to_child)
+                os.close(self._from_child)
+                _child(role, family, comm, uid, connect_port, to_child_r, from_child_w)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._reader = os.fdopen(self._from_child, "r")
+        self._writer = os.fdopen(self._to_child, "w")
+        self.listen_port = int(self._reply()) if role == "server" else connect_port
+
+    def _reply(self) -> str:
+        line = self._reader.readline()
+        if not line:
+            raise RuntimeError("peer died")
+        return line.strip()
+
+    def accept_info(self) -> PeerInfo:
+        addr, port = self._reply().split()
+        return PeerInfo(self.pid, addr, int(port), self.listen_port)
+
+    def do(self, command: str) -> None:
+        self._writer.write(command + "\n")
+        self._writer.flush()
+        assert self._reply() == "ok", command
+
+    def finish(self) -> None:
+        self._writer.close()
+        _, status = os.waitpid(self.pid, 0)
+        self._reader.close()
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _child(
+    role: str, family: int, comm: str, uid: int | None, port: int, rfd: int, wfd: int
+) -> None:  # pragma: no cover - runs in the child
+    with open("/proc/self/comm", "w") as f:
+        f.write(comm)
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    reader, writer = os.fdopen(rfd, "r"), os.fdopen(wfd, "w")
+
+    def say(text: object) -> None:
+        writer.write(f"{text}\n")
+        writer.flush()
+
+    host = LOOPBACK[family]
+    if role == "server":
+        ls = socket.socket(family)
+        ls.bind((host, 0))
+        ls.listen(1)
+        say(ls.getsockname()[1])
+        sock, _ = ls.accept()
+        ls.close()
+    else:
+        sock = socket.create_connection((host, port))
+    addr, lport = sock.getsockname()[:2]
+    say(f"{addr} {lport}")
+    for line in reader:
+        cmd, *arg = line.split()
+        if cmd == "send":
+            sock.sendall(b"x" * int(arg[0]))
+        elif cmd == "recv":
+            need = int(arg[0])
+            while need:
+                need -= len(sock.recv(need))
+        elif cmd == "wait-fin":
+            assert sock.recv(1) == b""
+        elif cmd == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        elif cmd == "close":
+            sock.close()
+        say("ok")
