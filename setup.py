@@ -16,6 +16,7 @@ it with sanitizers (``make test-asan``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -84,6 +85,7 @@ struct tcpevent_stats {
     uint64_t untracked;
     uint64_t filtered;
     uint64_t snapshots;
+    uint64_t snapshot_errors;
     ...;
 };
 
@@ -101,7 +103,27 @@ const char *tcpevent_warnings(struct tcpevent *t);
 void tcpevent_close(struct tcpevent *t);
 void tcpevent_free(struct tcpevent *t);
 const char *tcpevent_last_error(void);
+
+void tcpevent_conn_query_init(struct tcpevent_conn_query *q);
+int tcpevent_connections(const struct tcpevent_conn_query *q,
+                         struct tcpevent_conn **out, size_t *count);
+void tcpevent_connections_free(struct tcpevent_conn *conns, size_t count);
 """
+
+#: Declared for cffi straight from the C header, so they cannot drift.
+CONNECTION_STRUCTS = ["tcpevent_tcp_info", "tcpevent_skmem", "tcpevent_conn", "tcpevent_conn_query"]
+
+
+def header_structs(header: Path, names: list[str]) -> str:
+    """The definitions of these structs in a C header, as cdef text."""
+    text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
+    out = []
+    for name in names:
+        m = re.search(r"^struct " + name + r" \{.*?^\};", text, flags=re.S | re.M)
+        if not m:
+            raise RuntimeError(f"struct {name} not found in {header}")
+        out.append(re.sub(r"\[TCPEVENT_\w+\]", "[...]", m.group(0)))
+    return "\n".join(out)
 
 
 def _run(cmd: list[str]) -> None:
@@ -196,10 +218,10 @@ class BuildNative(build_ext):
 
 def make_ffi() -> FFI:
     ffi = FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(header_structs(CSRC / "sockdiag.h", CONNECTION_STRUCTS) + CDEF)
     ffi.set_source(
         "tcpevent._native",
-        '#include "tcpevent.h"\n',
+        '#include "tcpevent.h"\n#include "sockdiag.h"\n',
         include_dirs=[str(CSRC)],
         libraries=["tcpEvent"],
         extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],

@@ -28,7 +28,7 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	ev->family = r->family;
 	ev->sport = r->sport;
 	ev->dport = r->dport;
-	ev->kind = (r->flags & TE_F_SNAPSHOT) ? TCPEVENT_KIND_SNAPSHOT :
+	ev->kind = (r->flags & TCPEVENT_F_SNAPSHOT) ? TCPEVENT_KIND_SNAPSHOT :
 						TCPEVENT_KIND_CLOSE;
 	ev->state = r->state;
 	/* The record's comm may come unterminated from a custom program. */

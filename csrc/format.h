@@ -9,9 +9,6 @@
 #include "tcpevent.h"
 #include "tcpevent_record.h"
 
-/* Internal record flag (above the BPF program's): a snapshot, not a close. */
-#define TE_F_SNAPSHOT 0x80
-
 /* Only AF_INET and AF_INET6 records describe a connection. */
 static inline bool te_record_valid(const struct tcpevent_record *r)
 {

@@ -51,7 +51,7 @@ int te_poller_on_record(void *ctx, void *data, size_t size)
 		return 0;
 	}
 	memcpy(slot, r, sizeof(*r));
-	slot->flags &= ~TE_F_SNAPSHOT;
+	slot->flags &= ~TCPEVENT_F_SNAPSHOT;
 	return 0;
 }
 
@@ -78,7 +78,7 @@ static void *poller_main(void *arg)
 {
 	struct tcpevent *t = arg;
 	struct epoll_event evs[4];
-	int n;
+	int n, nev;
 
 	for (;;) {
 		te_clock_refresh(&t->clock);
@@ -88,7 +88,10 @@ static void *poller_main(void *arg)
 			break;
 		if (n != 0)
 			nap();	/* n < 0 (an error) naps too: no busy loop */
-		epoll_wait(t->epoll_fd, evs, 4, n != 0 ? 0 : -1);
+		nev = epoll_wait(t->epoll_fd, evs, 4, n != 0 ? 0 : -1);
+		for (int i = 0; i < nev; i++)
+			if (evs[i].data.fd == t->timer_fd)
+				te_snapshot_tick(t);
 	}
 	return NULL;
 }
@@ -109,7 +112,8 @@ int te_poller_start(struct tcpevent *t)
 	t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (t->epoll_fd < 0 || t->stop_fd < 0 ||
 	    watch(t->epoll_fd, t->bpf.ring_fd) ||
-	    watch(t->epoll_fd, t->stop_fd))
+	    watch(t->epoll_fd, t->stop_fd) ||
+	    (t->timer_fd >= 0 && watch(t->epoll_fd, t->timer_fd)))
 		return te_fail(errno, "cannot set up the poller: %s",
 			       strerror(errno));
 	/* The host's signal handlers must never run on our thread. */

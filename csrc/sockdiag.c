@@ -684,7 +684,7 @@ out_nomem:
 	return sockdiag_set_error(-ENOMEM, "out of memory");
 }
 
-int tcpevent_connections(const struct tcpevent_conn_query *uq,
+int sockdiag_connections(const struct tcpevent_conn_query *uq,
 			 struct tcpevent_conn **out, size_t *count)
 {
 	struct sockdiag_result res = { 0 };
@@ -744,26 +744,27 @@ void tcpevent_connections_free(struct tcpevent_conn *conns, size_t count)
 	free(conns);
 }
 
-void sockdiag_conn_to_event(const struct tcpevent_conn *c, uint64_t time_ns,
-			    struct tcpevent_event *ev)
+void sockdiag_conn_to_record(const struct tcpevent_conn *c, uint64_t ts_ns,
+			     struct tcpevent_record *r)
 {
 	/* absent tcp_info fields are 0 in c->info by construction */
-	memset(ev, 0, sizeof(*ev));
-	ev->time_ns = time_ns;
-	ev->rx_bytes = c->info.tcpi_bytes_received;
-	ev->tx_bytes = c->info.tcpi_bytes_acked;
-	ev->pid = c->pid;
-	ev->uid = c->uid;
-	ev->segs_out = c->info.tcpi_data_segs_out;
-	ev->segs_in = c->info.tcpi_data_segs_in;
-	ev->rtt_us = c->info.tcpi_rtt;
-	ev->retrans = c->info.tcpi_total_retrans;
-	ev->family = c->family;
-	ev->sport = c->sport;
-	ev->dport = c->dport;
-	ev->kind = TCPEVENT_KIND_SNAPSHOT;
-	ev->state = c->state;
-	memcpy(ev->task, c->task, sizeof(ev->task));
-	memcpy(ev->saddr, c->saddr, sizeof(ev->saddr));
-	memcpy(ev->daddr, c->daddr, sizeof(ev->daddr));
+	memset(r, 0, sizeof(*r));
+	r->ts_ns = ts_ns;
+	r->rx_bytes = c->info.tcpi_bytes_received;
+	r->tx_bytes = c->info.tcpi_bytes_acked;
+	r->pid = c->pid;
+	r->uid = c->uid;
+	r->segs_out = c->info.tcpi_data_segs_out;
+	r->segs_in = c->info.tcpi_data_segs_in;
+	r->rtt_us = c->info.tcpi_rtt;
+	r->retrans = c->info.tcpi_total_retrans;
+	r->family = c->family;
+	r->sport = c->sport;
+	r->dport = c->dport;
+	r->state = c->state;
+	r->flags = TCPEVENT_F_SNAPSHOT | (c->pid ? TCPEVENT_F_OWNER : 0);
+	/* the text came from inet_ntop of these very bytes */
+	inet_pton(c->family, c->saddr, r->saddr);
+	inet_pton(c->family, c->daddr, r->daddr);
+	memcpy(r->comm, c->task, sizeof(r->comm));
 }

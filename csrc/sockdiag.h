@@ -26,6 +26,7 @@
 #include <sys/types.h>
 
 #include "tcpevent.h"
+#include "tcpevent_record.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -342,10 +343,15 @@ int sockdiag_nl_open(struct sockdiag_nl *nl);
 void sockdiag_nl_close(struct sockdiag_nl *nl);
 void sockdiag_nl_io(struct sockdiag_nl *nl, struct sockdiag_io *io);
 
-/* For the poller: a live socket as a TCPEVENT_KIND_SNAPSHOT event (absent
- * tcp_info fields give 0; lifetime_ns is left 0). */
-void sockdiag_conn_to_event(const struct tcpevent_conn *c, uint64_t time_ns,
-			    struct tcpevent_event *ev);
+/* The work of tcpevent_connections(), which adds the library's error
+ * reporting (connections.c). */
+int sockdiag_connections(const struct tcpevent_conn_query *q,
+			 struct tcpevent_conn **out, size_t *count);
+
+/* For the poller: a live socket as a snapshot record, stamped ts_ns
+ * (CLOCK_BOOTTIME); absent tcp_info fields give 0, lifetime_ns is 0. */
+void sockdiag_conn_to_record(const struct tcpevent_conn *c, uint64_t ts_ns,
+			     struct tcpevent_record *r);
 
 #ifdef __cplusplus
 }

@@ -93,6 +93,7 @@ struct tcpevent_stats {
 	uint64_t untracked;		/* sockets not tracked: table full */
 	uint64_t filtered;		/* records dropped by the filters */
 	uint64_t snapshots;		/* snapshot events queued */
+	uint64_t snapshot_errors;	/* snapshot listings that failed */
 };
 
 #define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u

@@ -13,6 +13,7 @@
 
 /* Record flags. */
 #define TCPEVENT_F_OWNER	0x1	/* pid/uid/comm are the owner's */
+#define TCPEVENT_F_SNAPSHOT	0x80	/* user space only: a live sample */
 
 struct tcpevent_record {
 	__u64 ts_ns;		/* bpf_ktime_get_boot_ns() at the event */

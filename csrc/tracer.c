@@ -88,6 +88,8 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 				  t);
 	}
 	if (!err)
+		err = te_snapshot_start(t);
+	if (!err)
 		err = te_poller_start(t);
 	if (err) {
 		char msg[TE_ERROR_LEN];
@@ -223,6 +225,7 @@ int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *st)
 	st->malformed = atomic_load(&t->malformed);
 	st->filtered = atomic_load(&t->filtered);
 	st->snapshots = atomic_load(&t->snapshots);
+	st->snapshot_errors = atomic_load(&t->snapshot_failures);
 	st->delivered = atomic_load(&t->delivered);
 	st->queued = te_queue_depth(&t->queue);
 	return te_bpf_kernel_drops(&t->bpf, &st->dropped_kernel,

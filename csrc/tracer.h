@@ -58,6 +58,7 @@ struct tcpevent {
 	_Atomic uint64_t malformed;
 	_Atomic uint64_t filtered;
 	_Atomic uint64_t snapshots;
+	_Atomic uint64_t snapshot_failures;
 	/* Written by consumers. */
 	_Atomic uint64_t delivered;
 
@@ -78,6 +79,10 @@ int te_bpf_kernel_drops(struct te_bpf *b, uint64_t *ringbuf_full,
 int te_poller_start(struct tcpevent *t);
 void te_poller_stop(struct tcpevent *t);
 int te_poller_on_record(void *ctx, void *data, size_t size);
+
+/* snapshot.c */
+int te_snapshot_start(struct tcpevent *t);
+void te_snapshot_tick(struct tcpevent *t);
 
 /* filter.c */
 int te_filter_init(struct te_filter *f, const struct tcpevent_options *o);

@@ -213,7 +213,7 @@ static int cmd_list(int argc, char **argv)
 		d.with_process = d.with_cmdline = 0;
 		d.n_pids = 0;
 		t0 = now_ms();
-		r = tcpevent_connections(&d, &conns, &n);
+		r = sockdiag_connections(&d, &conns, &n);
 		t2 = now_ms() - t0;
 		if (r) {
 			fprintf(stderr, "error %d: %s\n", r, sockdiag_last_error());
@@ -222,7 +222,7 @@ static int cmd_list(int argc, char **argv)
 		tcpevent_connections_free(conns, n);
 	}
 	t0 = now_ms();
-	r = tcpevent_connections(&q, &conns, &n);
+	r = sockdiag_connections(&q, &conns, &n);
 	t1 = now_ms() - t0;
 	if (r) {
 		fprintf(stderr, "error %d: %s\n", r, sockdiag_last_error());
@@ -391,16 +391,19 @@ static void test_short_info(void)
 	      !sockdiag_tcp_info_has(0, SIZE_MAX, 2), "has() edge cases");
 	{
 		/* the poller's conversion: absent counters give 0 */
-		struct tcpevent_event ev;
+		struct tcpevent_record r;
+		const unsigned char lo[4] = { 127, 0, 0, 1 };
 
 		c->pid = 42;
-		sockdiag_conn_to_event(c, 123, &ev);
-		CHECK(ev.kind == TCPEVENT_KIND_SNAPSHOT && ev.time_ns == 123 &&
-		      ev.pid == 42 && ev.sport == 40000 && ev.dport == 8080 &&
-		      ev.rtt_us == 0xabababab && ev.tx_bytes == 0 &&
-		      ev.rx_bytes == 0 && ev.family == AF_INET && ev.state == 1 &&
-		      !strcmp(ev.saddr, "127.0.0.1") && ev.uid == 1000,
-		      "conn_to_event");
+		strcpy(c->task, "snapper");
+		sockdiag_conn_to_record(c, 123, &r);
+		CHECK((r.flags & TCPEVENT_F_SNAPSHOT) && r.ts_ns == 123 &&
+		      r.pid == 42 && r.sport == 40000 && r.dport == 8080 &&
+		      r.rtt_us == 0xabababab && r.tx_bytes == 0 &&
+		      r.rx_bytes == 0 && r.family == AF_INET && r.state == 1 &&
+		      !memcmp(r.saddr, lo, 4) && r.uid == 1000 &&
+		      !strcmp(r.comm, "snapper") && r.lifetime_ns == 0,
+		      "conn_to_record");
 	}
 out:
 	sockdiag_result_free(&res);
@@ -892,7 +895,7 @@ static int cmd_bench(int n)
 	for (i = 0; i < 5; i++) {
 		q.with_process = 0;
 		t = now_ms();
-		r = tcpevent_connections(&q, &conns, &count);
+		r = sockdiag_connections(&q, &conns, &count);
 		t = now_ms() - t;
 		if (r) {
 			fprintf(stderr, "error: %s\n", sockdiag_last_error());
@@ -902,7 +905,7 @@ static int cmd_bench(int n)
 		best_dump = t < best_dump ? t : best_dump;
 		q.with_process = 1;
 		t = now_ms();
-		r = tcpevent_connections(&q, &conns, &count);
+		r = sockdiag_connections(&q, &conns, &count);
 		t = now_ms() - t;
 		if (r) {
 			fprintf(stderr, "error: %s\n", sockdiag_last_error());

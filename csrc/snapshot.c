@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Snapshot events: every snapshot_interval_ms the poller lists the live
+ * established connections through sock_diag (with their owners) and queues
+ * one TCPEVENT_KIND_SNAPSHOT event per connection, after the close events
+ * already drained, under the same filters.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "sockdiag.h"
+#include "tracer.h"
+
+int te_snapshot_start(struct tcpevent *t)
+{
+	uint32_t ms = t->snapshot_interval_ms;
+	struct itimerspec its = {
+		.it_interval = { ms / 1000, (ms % 1000) * 1000000L },
+	};
+
+	if (!ms)
+		return 0;
+	its.it_value = its.it_interval;
+	t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (t->timer_fd < 0 || timerfd_settime(t->timer_fd, 0, &its, NULL))
+		return te_fail(errno, "cannot start the snapshot timer: %s",
+			       strerror(errno));
+	return 0;
+}
+
+static void bump(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+void te_snapshot_tick(struct tcpevent *t)
+{
+	const struct te_filter *f = &t->filter;
+	struct tcpevent_conn_query q;
+	struct tcpevent_conn *conns;
+	uint64_t expirations, queued = 0, dropped = 0;
+	uint64_t now;
+	size_t n;
+
+	if (read(t->timer_fd, &expirations, sizeof(expirations)) < 0)
+		return;	/* not due yet */
+	tcpevent_conn_query_init(&q);
+	q.family = f->family;
+	q.states = 1u << 1;	/* TCP_ESTABLISHED */
+	q.n_ports = f->n_ports;
+	q.ports = f->ports;
+	q.n_pids = f->n_pids;
+	q.pids = f->pids;
+	q.with_process = 1;
+	if (sockdiag_connections(&q, &conns, &n)) {
+		bump(&t->snapshot_failures, 1);
+		return;
+	}
+	now = te_clock_boottime_ns();
+	for (size_t i = 0; i < n; i++) {
+		struct tcpevent_record *slot = te_queue_stage(&t->queue);
+
+		if (!slot) {
+			dropped++;
+			continue;
+		}
+		sockdiag_conn_to_record(&conns[i], now, slot);
+		queued++;
+	}
+	tcpevent_connections_free(conns, n);
+	bump(&t->snapshots, queued);
+	bump(&t->dropped_queue, dropped);
+}
