@@ -1,13 +1,92 @@
 // SPDX-License-Identifier: MIT
-#include <arpa/inet.h>
 #include <string.h>
 
 #include "format.h"
 
-static void format_addr(int family, const __u8 *raw, char *out, size_t len)
+/*
+ * Address text, exactly as glibc's inet_ntop() writes it (tests compare the
+ * two), but without its trip through sprintf(): that was a fifth of the
+ * consumer's CPU time.
+ */
+static char *put_dec(char *p, unsigned int v)
 {
-	if (!inet_ntop(family, raw, out, len))
-		out[0] = '\0';
+	if (v >= 100)
+		*p++ = '0' + v / 100;
+	if (v >= 10)
+		*p++ = '0' + v / 10 % 10;
+	*p++ = '0' + v % 10;
+	return p;
+}
+
+static char *put_ipv4(char *p, const uint8_t *a)
+{
+	for (int i = 0; i < 4; i++) {
+		if (i)
+			*p++ = '.';
+		p = put_dec(p, a[i]);
+	}
+	return p;
+}
+
+static char *put_hex(char *p, unsigned int v)
+{
+	static const char digits[] = "0123456789abcdef";
+	int shift = 12;
+
+	while (shift > 0 && !(v >> shift))
+		shift -= 4;
+	for (; shift >= 0; shift -= 4)
+		*p++ = digits[(v >> shift) & 0xf];
+	return p;
+}
+
+/* RFC 5952 as glibc does it: the first longest run of two or more zero
+ * words becomes "::"; ::a.b.c.d and ::ffff:a.b.c.d keep the IPv4 tail. */
+static char *put_ipv6(char *p, const uint8_t *a)
+{
+	int best = -1, best_len = 0, cur = -1, cur_len = 0;
+	unsigned int w[8];
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = a[2 * i] << 8 | a[2 * i + 1];
+		if (!w[i]) {
+			if (cur < 0)
+				cur = i, cur_len = 0;
+			if (++cur_len > best_len)
+				best = cur, best_len = cur_len;
+		} else {
+			cur = -1;
+		}
+	}
+	if (best_len < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + best_len) {
+			if (i == best)
+				*p++ = ':';
+			continue;
+		}
+		if (i)
+			*p++ = ':';
+		if (i == 6 && best == 0 &&
+		    (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+			return put_ipv4(p, a + 12);
+		p = put_hex(p, w[i]);
+	}
+	if (best >= 0 && best + best_len == 8)
+		*p++ = ':';
+	return p;
+}
+
+void te_format_addr(int family, const uint8_t *raw, char *out)
+{
+	char *end = out;
+
+	if (family == 2)
+		end = put_ipv4(out, raw);
+	else if (family == 10)
+		end = put_ipv6(out, raw);
+	*end = '\0';
 }
 
 void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
@@ -34,8 +113,8 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	/* The record's comm may come unterminated from a custom program. */
 	memcpy(ev->task, r->comm, comm_len);
 	memset(ev->task + comm_len, 0, sizeof(ev->task) - comm_len);
-	format_addr(r->family, r->saddr, ev->saddr, sizeof(ev->saddr));
-	format_addr(r->family, r->daddr, ev->daddr, sizeof(ev->daddr));
+	te_format_addr(r->family, r->saddr, ev->saddr);
+	te_format_addr(r->family, r->daddr, ev->daddr);
 	memset(ev->reserved, 0, sizeof(ev->reserved));
 }
 
@@ -53,8 +132,8 @@ void tcpevent_event_to_abi(const struct tcpevent_event *ev,
 	out->family = ev->family;
 	out->SPT = ev->sport;
 	out->DPT = ev->dport;
-	/* Sources are NUL-terminated and shorter than the targets. */
-	strncpy(out->task, ev->task, sizeof(out->task) - 1);
-	strncpy(out->SADDR, ev->saddr, sizeof(out->SADDR) - 1);
-	strncpy(out->DADDR, ev->daddr, sizeof(out->DADDR) - 1);
+	/* Sources are NUL-terminated and shorter than the zeroed targets. */
+	memcpy(out->task, ev->task, strnlen(ev->task, sizeof(ev->task) - 1));
+	memcpy(out->SADDR, ev->saddr, strnlen(ev->saddr, sizeof(ev->saddr) - 1));
+	memcpy(out->DADDR, ev->daddr, strnlen(ev->daddr, sizeof(ev->daddr) - 1));
 }

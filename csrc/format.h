@@ -15,6 +15,10 @@ static inline bool te_record_valid(const struct tcpevent_record *r)
 	return r->family == 2 || r->family == 10;
 }
 
+/* inet_ntop()'s text of an AF_INET (2) or AF_INET6 (10) address; out has
+ * room for TCPEVENT_ADDR_LEN bytes; "" for any other family. */
+void te_format_addr(int family, const uint8_t *raw, char *out);
+
 void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 			struct tcpevent_event *ev);
 
