@@ -23,6 +23,10 @@ int te_fail(int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
+	/* Names from a corrupt file must not make the text unprintable. */
+	for (unsigned char *p = (unsigned char *)last_error; *p; p++)
+		if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p >= 0x7f)
+			*p = '?';
 	if (!err)
 		err = EINVAL;	/* a failure is never "success" */
 	return err > 0 ? -err : err;

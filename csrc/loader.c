@@ -90,9 +90,10 @@ static int open_object(struct te_bpf *b, const char *path)
 	return 0;
 }
 
-/* Set a `const volatile` global of the program, if it has one. */
-static int set_rodata(struct bpf_object *obj, const char *name,
-		      const void *val, size_t size)
+/* Read or set a `const volatile` global of the program, if it has one;
+ * -ENOENT if it has not. */
+static int rodata_var(struct bpf_object *obj, const char *name, void *val,
+		      size_t size, bool write)
 {
 	struct btf *btf = bpf_object__btf(obj);
 	const struct btf_var_secinfo *vs;
@@ -125,6 +126,10 @@ static int set_rodata(struct bpf_object *obj, const char *name,
 		if (vs->size != size || vs->offset + size > init_size)
 			return te_fail(EINVAL, "program variable %s has size %u, expected %zu",
 				       name, vs->size, size);
+		if (!write) {
+			memcpy(val, (const char *)init + vs->offset, size);
+			return 0;
+		}
 		memcpy(copy, init, init_size);
 		memcpy(copy + vs->offset, val, size);
 		return bpf_map__set_initial_value(map, copy, init_size);
@@ -134,19 +139,14 @@ static int set_rodata(struct bpf_object *obj, const char *name,
 
 static int check_record_layout(struct bpf_object *obj)
 {
-	struct btf *btf = bpf_object__btf(obj);
-	int id;
+	__u32 size;
 
-	if (!btf)
-		return 0;
-	id = btf__find_by_name_kind(btf, "tcpevent_record", BTF_KIND_STRUCT);
-	if (id < 0)
-		return 0;
-	if (btf__resolve_size(btf, id) != sizeof(struct tcpevent_record))
+	if (rodata_var(obj, "tcpevent_record_size", &size, sizeof(size), false))
+		return 0;	/* no marker: records are checked one by one */
+	if (size != sizeof(struct tcpevent_record))
 		return te_fail(EINVAL,
-			       "the program's struct tcpevent_record is %lld bytes; this library expects %zu (rebuild it with this version's tcpevent_record.h)",
-			       btf__resolve_size(btf, id),
-			       sizeof(struct tcpevent_record));
+			       "the program was built with a struct tcpevent_record of %u bytes; this library expects %zu (rebuild it with this version's tcpevent_record.h)",
+			       size, sizeof(struct tcpevent_record));
 	return 0;
 }
 
@@ -171,14 +171,14 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		return err;
 
 	/* Kernel-side filters, where the program has them. */
-	err = set_rodata(b->obj, "filter_family", &f->family,
-			 sizeof(f->family));
+	err = rodata_var(b->obj, "filter_family", (void *)&f->family,
+			 sizeof(f->family), true);
 	on = f->n_pids > 0;
 	if (!err || err == -ENOENT)
-		err = set_rodata(b->obj, "filter_pids", &on, sizeof(on));
+		err = rodata_var(b->obj, "filter_pids", &on, sizeof(on), true);
 	on = f->n_ports > 0;
 	if (!err || err == -ENOENT)
-		err = set_rodata(b->obj, "filter_ports", &on, sizeof(on));
+		err = rodata_var(b->obj, "filter_ports", &on, sizeof(on), true);
 	return err == -ENOENT ? 0 : err;
 }
 
@@ -299,10 +299,34 @@ static int attach_all(struct te_bpf *b)
 	return 0;
 }
 
+struct load_args {
+	struct te_bpf *b;
+	const struct tcpevent_options *opts;
+	const struct te_filter *f;
+};
+
+/* Open, configure and load (verify) the object, without attaching it. */
+static int load_object(void *arg)
+{
+	struct load_args *a = arg;
+	int err;
+
+	err = open_object(a->b, a->opts->program);
+	if (!err)
+		err = configure(a->b, a->opts, a->f);
+	if (!err) {
+		err = bpf_object__load(a->b->obj);
+		if (err)
+			err = explain_load_error(a->b, err);
+	}
+	return err;
+}
+
 int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		const struct te_filter *f,
 		int (*on_record)(void *ctx, void *data, size_t size), void *ctx)
 {
+	struct load_args args = { b, opts, f };
 	struct bpf_map *counters;
 	int err;
 
@@ -311,15 +335,11 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 	b->counters_fd = -1;
 	te_libbpf_capture_begin();
 	err = check_privileges();
+	/* A custom object is tried in a child first: see trial.c. */
+	if (!err && opts->program)
+		err = te_trial(load_object, &args, opts->program);
 	if (!err)
-		err = open_object(b, opts->program);
-	if (!err)
-		err = configure(b, opts, f);
-	if (!err) {
-		err = bpf_object__load(b->obj);
-		if (err)
-			err = explain_load_error(b, err);
-	}
+		err = load_object(&args);
 	if (!err)
 		err = fill_filter_maps(b, f);
 	if (!err)

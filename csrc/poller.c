@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -30,6 +31,18 @@ static inline void bump(_Atomic uint64_t *c)
 			      memory_order_relaxed);
 }
 
+/* Said once, the first time: the program does not follow the contract. */
+static void te_warn_record_size(struct tcpevent *t, size_t size)
+{
+	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_relaxed))
+		return;
+	snprintf(t->runtime_warning, sizeof(t->runtime_warning),
+		 "%s%sthe BPF program emits records of %zu bytes; struct tcpevent_record is %zu (they are dropped and counted as malformed; see docs/custom-programs.md)",
+		 t->bpf.warning, *t->bpf.warning ? "; " : "", size,
+		 sizeof(struct tcpevent_record));
+	atomic_store_explicit(&t->runtime_warning_set, 1, memory_order_release);
+}
+
 int te_poller_on_record(void *ctx, void *data, size_t size)
 {
 	const struct tcpevent_record *r = data;
@@ -39,6 +52,8 @@ int te_poller_on_record(void *ctx, void *data, size_t size)
 	bump(&t->received);
 	if (size != sizeof(*r) || !te_record_valid(r)) {
 		bump(&t->malformed);
+		if (size != sizeof(*r))
+			te_warn_record_size(t, size);
 		return 0;
 	}
 	if (!te_filter_match(&t->filter, r)) {

@@ -36,6 +36,15 @@ struct tcpevent_record {
 	char comm[TCPEVENT_COMM_LEN];
 };
 
+#ifdef __bpf__
+/*
+ * Compiled into every BPF program that includes this header (one .bpf.c per
+ * object): the library reads it before loading and refuses a program built
+ * with another layout. A program without it is checked record by record.
+ */
+const volatile __u32 tcpevent_record_size = sizeof(struct tcpevent_record);
+#endif
+
 /* Indexes of the optional per-CPU "counters" array. */
 enum tcpevent_counter {
 	TCPEVENT_CNT_RINGBUF_FULL = 0,	/* record lost: ring buffer full */

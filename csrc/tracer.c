@@ -212,7 +212,11 @@ int tcpevent_status(struct tcpevent *t)
 
 const char *tcpevent_warnings(struct tcpevent *t)
 {
-	return t ? t->bpf.warning : "";
+	if (!t)
+		return "";
+	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_acquire))
+		return t->runtime_warning;	/* includes bpf.warning */
+	return t->bpf.warning;
 }
 
 int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *st)

@@ -62,6 +62,10 @@ struct tcpevent {
 	/* Written by consumers. */
 	_Atomic uint64_t delivered;
 
+	/* Written once by the poller, then published by the flag. */
+	char runtime_warning[768];
+	_Atomic int runtime_warning_set;
+
 	struct tcpevent *retired_next;	/* legacy.c: awaiting free */
 };
 
@@ -74,6 +78,10 @@ void te_bpf_close(struct te_bpf *b);
 void te_bpf_release(struct te_bpf *b);
 int te_bpf_kernel_drops(struct te_bpf *b, uint64_t *ringbuf_full,
 			uint64_t *untracked);
+
+/* trial.c: run fn in a forked child first; its failure (or crash) is
+ * reported as ours, naming `what`. */
+int te_trial(int (*fn)(void *), void *arg, const char *what);
 
 /* poller.c */
 int te_poller_start(struct tcpevent *t);

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,28 @@ def build_c(tmp_path_factory: pytest.TempPathFactory, cc: str, csrc: Path):
         out = outdir / name
         subprocess.run(
             [cc, "-O2", "-g", "-Wall", "-Werror", f"-I{csrc}", "-o", str(out), str(source), *flags],
+            check=True,
+        )
+        return out
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def compile_bpf(tmp_path_factory: pytest.TempPathFactory, csrc: Path):
+    """Compile a BPF C source (with csrc/ on the include path) to an object."""
+    outdir = tmp_path_factory.mktemp("bpfobj")
+    clang = shutil.which("clang") or shutil.which("clang-14")
+    assert clang, "clang is needed"
+    arch = sysconfig.get_config_var("MULTIARCH")
+
+    def build(source: Path) -> Path:
+        out = outdir / (source.name.removesuffix(".c") + ".o")
+        subprocess.run(
+            [
+                *(clang, "-g", "-O2", "-target", "bpf", f"-I{csrc}", f"-I/usr/include/{arch}"),
+                *("-c", str(source), "-o", str(out)),
+            ],
             check=True,
         )
         return out

@@ -32,7 +32,7 @@ TEXT_FIELDS = ("task", "saddr", "daddr")
 def as_dict(ev: Any) -> dict[str, Any]:
     d = {name: getattr(ev, name) for name in FIELDS}
     for name in TEXT_FIELDS:
-        d[name] = ffi.string(getattr(ev, name)).decode()
+        d[name] = ffi.string(getattr(ev, name)).decode(errors="replace")
     return d
 
 
@@ -71,6 +71,9 @@ class NativeTracer:
         st = ffi.new("struct tcpevent_stats *")
         assert lib.tcpevent_stats(self.handle, st) == 0
         return {name: getattr(st, name) for name in dir(st)}
+
+    def warnings(self) -> str:
+        return ffi.string(lib.tcpevent_warnings(self.handle)).decode()
 
     def collect(
         self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 5.0

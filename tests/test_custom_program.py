@@ -3,10 +3,8 @@ instead of the built-in program (docs/custom-programs.md)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -31,27 +29,10 @@ KEYS = {
 }
 
 
-def compile_bpf(source: Path, out: Path, *defines: str) -> Path:
-    clang = shutil.which("clang") or shutil.which("clang-14")
-    assert clang, "clang is needed"
-    arch = sysconfig.get_config_var("MULTIARCH")
-    subprocess.run(
-        [
-            clang,
-            *("-g", "-O2", "-target", "bpf", f"-I{ROOT / 'csrc'}", f"-I/usr/include/{arch}"),
-            *defines,
-            *("-c", str(source), "-o", str(out)),
-        ],
-        check=True,
-    )
-    return out
-
-
 @pytest.fixture(scope="module")
-def builtin_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def builtin_copy(compile_bpf) -> Path:
     """The built-in program's source, compiled by the test itself."""
-    out = tmp_path_factory.mktemp("bpf") / "tcpevent-copy.bpf.o"
-    return compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c", out)
+    return compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c")
 
 
 @pytest.mark.bpf
