@@ -1,1 +1,50 @@
-"""tcpevent: an eBPF TCP connection tracer."""
+"""tcpevent: an eBPF TCP connection tracer.
+
+One event per closed TCP connection on the host: who owned it (pid, uid,
+command), both endpoints, bytes and segments each way, and when::
+
+    import tcpevent
+
+    with tcpevent.Tracer(ports=[443]) as tracer:
+        for ev in tracer:
+            print(ev.pid, ev.task, ev.saddr, ev.sport, ev.daddr, ev.dport,
+                  ev.rx_bytes, ev.tx_bytes)
+
+See :class:`Tracer` for the options, threads and asyncio, :class:`TcpEvent`
+for the fields, and :mod:`tcpevent.abi` for the original C ABI via ctypes.
+"""
+
+from __future__ import annotations
+
+from tcpevent._core import DEFAULT_MAX_SOCKETS, DEFAULT_QUEUE_SIZE, DEFAULT_RING_SIZE
+from tcpevent.errors import (
+    InvalidProgramError,
+    ProgramError,
+    ProgramNotFoundError,
+    TracerClosedError,
+    TracerError,
+    TracerPermissionError,
+)
+from tcpevent.event import EventKind, TcpEvent, TcpState
+from tcpevent.stats import TracerStats
+from tcpevent.tracer import Tracer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_SOCKETS",
+    "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_RING_SIZE",
+    "EventKind",
+    "InvalidProgramError",
+    "ProgramError",
+    "ProgramNotFoundError",
+    "TcpEvent",
+    "TcpState",
+    "Tracer",
+    "TracerClosedError",
+    "TracerError",
+    "TracerPermissionError",
+    "TracerStats",
+    "__version__",
+]

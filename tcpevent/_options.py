@@ -1,0 +1,183 @@
+"""Validation of :class:`tcpevent.Tracer`'s arguments, before anything loads."""
+
+from __future__ import annotations
+
+import errno
+import math
+import operator
+import os
+import socket
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Union
+
+from tcpevent.errors import InvalidProgramError, ProgramNotFoundError
+
+__all__ = ["FamilyArg", "Options", "parse_family", "parse_options"]
+
+MAX_FILTER = 1024
+MAX_PID = 2**32 - 1
+MAX_QUEUE = 2**24
+MAX_SOCKETS = 2**24
+MIN_RING = 4096
+MAX_RING = 2**30
+MAX_INTERVAL_MS = 2**32 - 1
+
+#: What ``family=`` accepts.
+FamilyArg = Union[None, int, str, socket.AddressFamily]
+
+_FAMILY_NAMES = {
+    "ipv4": socket.AF_INET,
+    "inet": socket.AF_INET,
+    "af_inet": socket.AF_INET,
+    "4": socket.AF_INET,
+    "ipv6": socket.AF_INET6,
+    "inet6": socket.AF_INET6,
+    "af_inet6": socket.AF_INET6,
+    "6": socket.AF_INET6,
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated options, ready for ``struct tcpevent_options``."""
+
+    pids: tuple[int, ...]
+    ports: tuple[int, ...]
+    family: int
+    queue_size: int
+    ring_size: int
+    max_sockets: int
+    snapshot_interval_ms: int
+    program: str | None
+
+
+def _int(name: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not bool")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+def _bounded(name: str, value: object, low: int, high: int) -> int:
+    number = _int(name, value)
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, not {number}")
+    return number
+
+
+def _id_list(name: str, values: object, low: int, high: int, what: str) -> tuple[int, ...]:
+    if values is None:
+        return ()
+    if isinstance(values, (str, bytes, bytearray)) or not (
+        isinstance(values, Iterable) or hasattr(values, "__index__")
+    ):
+        raise TypeError(
+            f"{name} must be an iterable of ints (e.g. [{low + 1233}]) or None, "
+            f"not {type(values).__name__}"
+        )
+    items: Iterable[object] = (values,) if hasattr(values, "__index__") else values  # type: ignore[assignment]
+    result = sorted({_bounded(f"{what} in {name}", item, low, high) for item in items})
+    if not result:
+        raise ValueError(f"{name} is empty: pass None to trace every {what}")
+    if len(result) > MAX_FILTER:
+        raise ValueError(f"{name} has {len(result)} {what}s; at most {MAX_FILTER} can be filtered")
+    return tuple(result)
+
+
+def parse_family(family: FamilyArg) -> int:
+    """``None``/0 (both), ``AF_INET``/2/``"ipv4"`` or ``AF_INET6``/10/``"ipv6"``."""
+    if family is None:
+        return 0
+    if isinstance(family, str):
+        found = _FAMILY_NAMES.get(family.strip().lower())
+        if found is None:
+            raise ValueError(
+                f"family must be None, socket.AF_INET, socket.AF_INET6, 'ipv4' or 'ipv6', "
+                f"not {family!r}"
+            )
+        return int(found)
+    number = _int("family", family)
+    if number not in (0, socket.AF_INET, socket.AF_INET6):
+        raise ValueError(
+            f"family must be None, socket.AF_INET ({int(socket.AF_INET)}) or "
+            f"socket.AF_INET6 ({int(socket.AF_INET6)}), not {number}"
+        )
+    return number
+
+
+def _ring_size(value: object) -> int:
+    size = _int("ring_size", value)
+    low = max(MIN_RING, os.sysconf("SC_PAGE_SIZE"))
+    if size < low or size > MAX_RING or size & (size - 1):
+        raise ValueError(
+            f"ring_size must be a power of two between {low} and {MAX_RING} bytes, not {size}"
+        )
+    return size
+
+
+def _interval_ms(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"snapshot_interval must be a number of seconds, not {type(value).__name__}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"snapshot_interval must be > 0 seconds (or None), not {value!r}")
+    ms = max(1, math.ceil(value * 1000))
+    if ms > MAX_INTERVAL_MS:
+        raise ValueError(f"snapshot_interval must be at most {MAX_INTERVAL_MS // 1000} s")
+    return ms
+
+
+def _program(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"program must be a path (str or os.PathLike), not {type(value).__name__}")
+    path = os.fsdecode(value)
+    if not path:
+        raise ValueError("program is empty: pass None for the built-in program")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ProgramNotFoundError(
+            errno.ENOENT, f"BPF program file {path} does not exist", path
+        ) from None
+    except OSError as exc:
+        raise InvalidProgramError(
+            exc.errno or errno.EINVAL, f"cannot use BPF program file {path}: {exc.strerror}", path
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise InvalidProgramError(
+            errno.EINVAL, f"BPF program path {path} is not a regular file", path
+        )
+    return path
+
+
+def parse_options(
+    *,
+    pids: object,
+    ports: object,
+    family: FamilyArg,
+    queue_size: object,
+    ring_size: object,
+    max_sockets: object,
+    snapshot_interval: object,
+    program: object,
+) -> Options:
+    """Check every argument; raise ``TypeError``/``ValueError`` naming the culprit."""
+    return Options(
+        pids=_id_list("pids", pids, 1, MAX_PID, "pid"),
+        ports=_id_list("ports", ports, 1, 65535, "port"),
+        family=parse_family(family),
+        queue_size=_bounded("queue_size", queue_size, 1, MAX_QUEUE),
+        ring_size=_ring_size(ring_size),
+        max_sockets=_bounded("max_sockets", max_sockets, 1, MAX_SOCKETS),
+        snapshot_interval_ms=_interval_ms(snapshot_interval),
+        program=_program(program),
+    )

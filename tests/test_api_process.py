@@ -1,0 +1,137 @@
+"""Whole-process behaviour: Ctrl-C, teardown, and an unprivileged process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import netutil
+import pytest
+
+pytestmark = pytest.mark.bpf
+
+OUR_PROGRAMS = {"tcpevent_state", "tcpevent_accept", "tcpevent_accept4"}
+
+
+def held_prog_ids(pid: int) -> set[int]:
+    """Ids of the BPF programs (and links' programs) a process holds fds of."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("prog_id:"):
+                ids.add(int(line.split()[1]))
+    return ids
+
+
+def loaded_programs() -> dict[int, str]:
+    out = subprocess.run(
+        ["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    return {p["id"]: p.get("name", "") for p in json.loads(out)}
+
+
+CHILD = """
+import sys, tcpevent
+try:
+    with tcpevent.Tracer(ports=[1]) as tracer:
+        print("ready", flush=True)
+        if sys.argv[1] == "iterate":
+            for ev in tracer:
+                pass
+        else:
+            tracer.dequeue()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.stdin.readline()  # stay alive while the parent looks at us
+"""
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/bpftool").exists(), reason="needs bpftool")
+@pytest.mark.parametrize("how", ["iterate", "dequeue"])
+def test_ctrl_c_interrupts_and_detaches(how: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        held = held_prog_ids(child.pid)
+        loaded = loaded_programs()
+        assert {loaded.get(i) for i in held} == OUR_PROGRAMS
+        time.sleep(0.2)  # well inside the blocking wait
+        start = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        assert child.stdout.readline() == "interrupted\n"
+        assert time.monotonic() - start < 0.5
+        # Leaving the with block detached and unloaded everything it had.
+        assert held_prog_ids(child.pid) == set()
+        assert netutil.wait_until(lambda: not held & set(loaded_programs()), timeout=3)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=5) == 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_uncaught_ctrl_c_exits_promptly() -> None:
+    code = (
+        "import tcpevent\n"
+        "with tcpevent.Tracer(ports=[1]) as t:\n"
+        "    print('ready', flush=True)\n"
+        "    for ev in t: pass\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == "ready\n"
+    time.sleep(0.1)
+    start = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=5)
+    assert time.monotonic() - start < 0.5
+    assert "KeyboardInterrupt" in err
+    assert child.returncode != 0
+
+
+UNPRIVILEGED = """
+import json, os, sys
+import tcpevent
+# The interpreter lives under /root: start as root, then become nobody,
+# which drops every capability.
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+try:
+    tcpevent.Tracer()
+except tcpevent.TracerPermissionError as exc:
+    print(json.dumps({"errno": exc.errno, "message": str(exc),
+                      "permission": isinstance(exc, PermissionError)}))
+"""
+
+
+def test_unprivileged_process_gets_permission_error() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", UNPRIVILEGED], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["permission"] is True
+    assert result["errno"] in (1, 13)
+    message = result["message"]
+    assert "CAP_BPF" in message and "CAP_PERFMON" in message
+    assert "root" in message and "setcap" in message  # the remedy

@@ -1,0 +1,299 @@
+"""The ``tcpevent`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import netutil
+import pytest
+
+from tcpevent import TcpEvent, TcpState, abi, cli
+
+COMM = Path("/proc/self/comm").read_text().strip()
+SEED_EXAMPLE = """\
+---
+PID: 1177932
+UID: 1000
+Bytes received: 2988
+Bytes sent: 3301
+Segments out: 20
+Segments in: 18
+Command: ssh
+Source: 2001:aaa:fff:eee:ccc:a627:f45f:9c0c:58532
+Destination: 2601:xxx:yyy:zzz:aaa:db60:46cd:971c:22
+Event time: 1628184562000000000
+---
+"""
+BLOCK_RE = [
+    re.compile(p)
+    for p in (
+        r"^---$",
+        r"^PID: (\d+)$",
+        r"^UID: (\d+)$",
+        r"^Bytes received: (\d+)$",
+        r"^Bytes sent: (\d+)$",
+        r"^Segments out: (\d+)$",
+        r"^Segments in: (\d+)$",
+        r"^Command: (.*)$",
+        r"^Source: (.+):(\d+)$",
+        r"^Destination: (.+):(\d+)$",
+        r"^Event time: (\d+)$",
+        r"^---$",
+    )
+]
+
+
+def seed_event() -> TcpEvent:
+    return TcpEvent(
+        time_ns=1628184562000000000,
+        pid=1177932,
+        uid=1000,
+        rx_bytes=2988,
+        tx_bytes=3301,
+        segs_out=20,
+        segs_in=18,
+        family=socket.AF_INET6,
+        sport=58532,
+        dport=22,
+        task="ssh",
+        saddr="2001:aaa:fff:eee:ccc:a627:f45f:9c0c",
+        daddr="2601:xxx:yyy:zzz:aaa:db60:46cd:971c",
+        lifetime_ns=0,
+        rtt_us=0,
+        retrans=0,
+        state=TcpState.ESTABLISHED,
+        kind="close",
+    )
+
+
+# ---- without the kernel ------------------------------------------------------------
+
+
+def test_block_format_is_the_seeds() -> None:
+    assert cli.format_block(seed_event()) == SEED_EXAMPLE
+
+
+def test_json_format() -> None:
+    line = cli.format_json(seed_event())
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert json.loads(line) == seed_event().to_dict()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--port", "0"],
+        ["--port", "70000"],
+        ["--pid", "abc"],
+        ["--pid", "0"],
+        ["-4", "-6"],
+        ["--count", "0"],
+        ["--duration", "-1"],
+        ["--queue-size", "0"],
+        ["--bogus"],
+        ["extra"],
+    ],
+)
+def test_bad_arguments_exit_2_with_usage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert "usage: tcpevent" in capsys.readouterr().err
+
+
+def test_install_lib(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target_dir = tmp_path / "opt" / "RealTimeKql" / "lib"
+    assert cli.main(["--install-lib", str(target_dir)]) == 0
+    installed = target_dir / "libtcpEvent.so"
+    assert capsys.readouterr().out.strip() == str(installed)
+    assert installed.read_bytes() == abi.library_path().read_bytes()
+    assert os.access(installed, os.X_OK)
+    assert [p.name for p in target_dir.iterdir()] == ["libtcpEvent.so"]  # no temp file left
+    # Again, over the existing file.
+    assert cli.main(["--install-lib", str(target_dir)]) == 0
+    assert cli.build_parser().parse_args(["--install-lib"]).install_lib == "/opt/RealTimeKql/lib"
+
+
+def test_install_lib_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["--install-lib", str(blocker / "sub")]) == 1
+    assert "cannot install" in capsys.readouterr().err
+
+
+def test_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tcpevent", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.startswith("tcpevent ")
+
+
+# ---- with the kernel ------------------------------------------------------------------
+
+
+def attached(pid: int) -> bool:
+    """The process holds BPF links: its tracer is attached."""
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            if "link_id:" in Path(f"/proc/{pid}/fdinfo/{fd}").read_text():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    """`python -m tcpevent ARGS`, returned once it is attached."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tcpevent", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ok = netutil.wait_until(lambda: proc.poll() is not None or attached(proc.pid), timeout=10)
+    assert ok and proc.poll() is None, proc.communicate()
+    time.sleep(0.05)
+    return proc
+
+
+def check_json_event(d: dict[str, object], conn: netutil.Connection) -> None:
+    assert d["pid"] == os.getpid() and d["uid"] == os.getuid() and d["task"] == COMM
+    assert d["family"] == ("AF_INET" if conn.family == socket.AF_INET else "AF_INET6")
+    ends = {
+        (conn.client.port, conn.server.port): (conn.client_sent, conn.server_sent),
+        (conn.server.port, conn.client.port): (conn.server_sent, conn.client_sent),
+    }
+    sent, received = ends[(d["sport"], d["dport"])]  # type: ignore[index]
+    assert sent <= d["tx_bytes"] <= sent + 2  # type: ignore[operator]
+    assert received <= d["rx_bytes"] <= received + 2  # type: ignore[operator]
+    assert d["saddr"] == d["daddr"] == conn.client.addr
+    assert abs(d["time_ns"] - time.time_ns()) < 5 * 10**9  # type: ignore[operator]
+    assert d["kind"] == "close"
+
+
+@pytest.mark.bpf
+def test_json_lines_and_count() -> None:
+    proc = start("--json", "--pid", str(os.getpid()), "--count", "4")
+    conns = [netutil.connection(socket.AF_INET, 111, 222), netutil.connection(socket.AF_INET6)]
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 4  # --count 4: exits by itself after 4
+    events = [json.loads(line) for line in lines]
+    for d in events:
+        conn = next(c for c in conns if {d["sport"], d["dport"]} == {c.client.port, c.server.port})
+        check_json_event(d, conn)
+
+
+@pytest.mark.bpf
+def test_default_format_and_sigint() -> None:
+    proc = start("--pid", str(os.getpid()), "-6")
+    netutil.connection(socket.AF_INET)  # filtered out by -6
+    conn = netutil.connection(socket.AF_INET6, 300, 700)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 24, out  # two blocks of 12 lines
+    blocks = [lines[:12], lines[12:]]
+    ports = set()
+    for block in blocks:
+        fields = []
+        for pattern, line in zip(BLOCK_RE, block):
+            m = pattern.match(line)
+            assert m, (pattern.pattern, line)
+            fields.append(m.groups())
+        assert int(fields[1][0]) == os.getpid()
+        assert int(fields[2][0]) == os.getuid()
+        assert fields[7][0] == COMM
+        assert fields[8][0] == "::1" and fields[9][0] == "::1"
+        ports.add((int(fields[8][1]), int(fields[9][1])))
+        sent, received = (300, 700) if int(fields[8][1]) == conn.client.port else (700, 300)
+        assert received <= int(fields[3][0]) <= received + 2
+        assert sent <= int(fields[4][0]) <= sent + 2
+        assert abs(int(fields[10][0]) - time.time_ns()) < 5 * 10**9
+    assert ports == {
+        (conn.client.port, conn.server.port),
+        (conn.server.port, conn.client.port),
+    }
+
+
+@pytest.mark.bpf
+def test_sigterm_and_duration() -> None:
+    proc = start("--port", "1")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0, err
+    assert out == ""
+    start_time = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "tcpevent", "--port", "1", "--duration", "0.3"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 0.3 <= time.monotonic() - start_time < 3
+
+
+@pytest.mark.bpf
+def test_broken_pipe_exits_quietly() -> None:
+    proc = start("--json", "--pid", str(os.getpid()))
+    assert proc.stdout is not None
+    netutil.connection()
+    assert proc.stdout.readline().startswith("{")
+    proc.stdout.close()  # the reader goes away, like `| head -1`
+    for _ in range(5):
+        netutil.connection()
+    try:
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert proc.stderr is not None
+    assert proc.stderr.read() == ""
+
+
+@pytest.mark.bpf
+def test_missing_program_fails_with_the_cause(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.bpf.o"
+    out = subprocess.run(
+        [sys.executable, "-m", "tcpevent", "--program", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert out.returncode == 1
+    assert str(missing) in out.stderr and "does not exist" in out.stderr
+    assert out.stdout == ""
+
+
+UNPRIVILEGED = """
+import os, sys
+from tcpevent import cli
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+sys.exit(cli.main(["--count", "1"]))
+"""
+
+
+@pytest.mark.bpf
+def test_unprivileged_exits_77_with_the_reason() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", UNPRIVILEGED], capture_output=True, text=True, timeout=10
+    )
+    assert out.returncode == 77
+    assert "CAP_BPF" in out.stderr and "CAP_PERFMON" in out.stderr
+    assert "Traceback" not in out.stderr
