@@ -86,6 +86,7 @@ struct tcpevent_stats {
     uint64_t filtered;
     uint64_t snapshots;
     uint64_t snapshot_errors;
+    uint64_t missed;
     ...;
 };
 

@@ -241,6 +241,13 @@ static bool is_accept_program(const struct bpf_program *prog)
 			"tracepoint/syscalls/sys_exit_accept", 35);
 }
 
+/* The built-in program's stand-in for nested hits (tcpevent.bpf.c): when
+ * it is skipped, nothing is lost, so its skips are not counted. */
+static bool is_nested_program(const struct bpf_program *prog)
+{
+	return !strcmp(bpf_program__name(prog), "tcpevent_state_nested");
+}
+
 static int attach_program(struct te_bpf *b, struct bpf_program *prog)
 {
 	struct bpf_link *link;
@@ -327,6 +334,7 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		int (*on_record)(void *ctx, void *data, size_t size), void *ctx)
 {
 	struct load_args args = { b, opts, f };
+	struct bpf_program *prog;
 	struct bpf_map *counters;
 	int err;
 
@@ -352,13 +360,20 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 				      strerror(errno));
 	}
 	if (!err) {
-		/* Kept past te_bpf_close() so that stats stay readable. */
+		/* Kept past te_bpf_close() so that stats stay readable (and
+		 * race-free against a concurrent close) until the handle is
+		 * freed. */
 		counters = bpf_object__find_map_by_name(b->obj, "counters");
 		if (counters && bpf_map__type(counters) ==
 				BPF_MAP_TYPE_PERCPU_ARRAY &&
 		    bpf_map__value_size(counters) == sizeof(__u64))
 			b->counters_fd = fcntl(bpf_map__fd(counters),
 					       F_DUPFD_CLOEXEC, 3);
+		bpf_object__for_each_program(prog, b->obj)
+			if (b->n_prog_fds < TE_MAX_LINKS &&
+			    bpf_program__fd(prog) >= 0 && !is_nested_program(prog))
+				b->prog_fds[b->n_prog_fds++] = fcntl(
+					bpf_program__fd(prog), F_DUPFD_CLOEXEC, 3);
 	}
 	te_libbpf_capture_end();
 	if (err)
@@ -382,24 +397,36 @@ void te_bpf_release(struct te_bpf *b)
 	if (b->counters_fd >= 0)
 		close(b->counters_fd);
 	b->counters_fd = -1;
+	while (b->n_prog_fds > 0)
+		close(b->prog_fds[--b->n_prog_fds]);
 }
 
-int te_bpf_kernel_drops(struct te_bpf *b, uint64_t *ringbuf_full,
-			uint64_t *untracked)
+void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c)
 {
 	int ncpu = libbpf_num_possible_cpus();
-	uint64_t *sum[] = { ringbuf_full, untracked };
+	uint64_t nested = 0;
+	uint64_t *sum[] = { &c->ringbuf_full, &c->untracked, &nested };
 
-	*ringbuf_full = *untracked = 0;
-	if (b->counters_fd < 0 || ncpu <= 0)
-		return 0;
-	for (__u32 key = 0; key < 2; key++) {
-		__u64 vals[ncpu];
+	memset(c, 0, sizeof(*c));
+	if (b->counters_fd >= 0 && ncpu > 0) {
+		for (__u32 key = 0; key < TCPEVENT_CNT_MAX; key++) {
+			__u64 vals[ncpu];
 
-		if (bpf_map_lookup_elem(b->counters_fd, &key, vals))
-			continue;	/* a custom array may be shorter */
-		for (int cpu = 0; cpu < ncpu; cpu++)
-			*sum[key] += vals[cpu];
+			if (bpf_map_lookup_elem(b->counters_fd, &key, vals))
+				continue;	/* a custom array may be shorter */
+			for (int cpu = 0; cpu < ncpu; cpu++)
+				*sum[key] += vals[cpu];
+		}
 	}
-	return 0;
+	/* The kernel skips a program that is already running on this CPU
+	 * (a softirq interrupting it) and counts those skips; the ones the
+	 * nested-hit program handled were not lost. */
+	for (int i = 0; i < b->n_prog_fds; i++) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+
+		if (!bpf_obj_get_info_by_fd(b->prog_fds[i], &info, &len))
+			c->missed += info.recursion_misses;
+	}
+	c->missed = c->missed > nested ? c->missed - nested : 0;
 }

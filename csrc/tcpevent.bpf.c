@@ -199,8 +199,7 @@ out:
 	return 0;
 }
 
-SEC("raw_tracepoint/inet_sock_set_state")
-int tcpevent_state(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->args[0];
 	int oldstate = ctx->args[1];
@@ -219,6 +218,47 @@ int tcpevent_state(struct bpf_raw_tracepoint_args *ctx)
 		return on_close(sk, oldstate);
 	}
 	return 0;
+}
+
+/*
+ * The kernel does not run a program that is already running on the same
+ * CPU: a softirq that changes a socket's state while tcpevent_state runs
+ * in process context would be skipped, and its event lost. So a second
+ * program is attached to the same hook: it does nothing unless
+ * tcpevent_state is running on this CPU, i.e. exactly when the kernel
+ * skipped it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} running SEC(".maps");
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int tcpevent_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 zero = 0, *busy = bpf_map_lookup_elem(&running, &zero);
+
+	if (!busy)
+		return 0;
+	*busy = 1;
+	barrier();
+	on_state(ctx);
+	barrier();
+	*busy = 0;
+	return 0;
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int tcpevent_state_nested(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 zero = 0, *busy = bpf_map_lookup_elem(&running, &zero);
+
+	if (!busy || !*busy)
+		return 0;
+	count(TCPEVENT_CNT_NESTED);
+	return on_state(ctx);
 }
 
 /* The layout of a syscalls:sys_exit_* tracepoint record (tracefs format). */

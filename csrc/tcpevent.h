@@ -94,6 +94,9 @@ struct tcpevent_stats {
 	uint64_t filtered;		/* records dropped by the filters */
 	uint64_t snapshots;		/* snapshot events queued */
 	uint64_t snapshot_errors;	/* snapshot listings that failed */
+	uint64_t missed;		/* hook runs the kernel skipped because
+					 * one of ours was already running on
+					 * that CPU: events may be lost */
 };
 
 #define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u

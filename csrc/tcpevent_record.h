@@ -49,6 +49,7 @@ const volatile __u32 tcpevent_record_size = sizeof(struct tcpevent_record);
 enum tcpevent_counter {
 	TCPEVENT_CNT_RINGBUF_FULL = 0,	/* record lost: ring buffer full */
 	TCPEVENT_CNT_UNTRACKED = 1,	/* socket not tracked: table full */
+	TCPEVENT_CNT_NESTED = 2,	/* hits the nested-hit program handled */
 	TCPEVENT_CNT_MAX,
 };
 

@@ -75,7 +75,7 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 	if (!t)
 		return te_fail(ENOMEM, "out of memory");
 	t->epoll_fd = t->stop_fd = t->timer_fd = -1;
-	t->bpf.ring_fd = t->bpf.counters_fd = -1;
+	t->bpf.ring_fd = t->bpf.counters_fd = -1;	/* before anything fails */
 	atomic_init(&t->notify_fd, -1);
 	t->snapshot_interval_ms = o.snapshot_interval_ms;
 	err = te_filter_init(&t->filter, &o);
@@ -221,6 +221,8 @@ const char *tcpevent_warnings(struct tcpevent *t)
 
 int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *st)
 {
+	struct te_kernel_counts k;
+
 	if (!t || !st)
 		return te_fail(EINVAL, "tcpevent_stats: NULL argument");
 	memset(st, 0, sizeof(*st));
@@ -232,8 +234,11 @@ int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *st)
 	st->snapshot_errors = atomic_load(&t->snapshot_failures);
 	st->delivered = atomic_load(&t->delivered);
 	st->queued = te_queue_depth(&t->queue);
-	return te_bpf_kernel_drops(&t->bpf, &st->dropped_kernel,
-				   &st->untracked);
+	te_bpf_kernel_counts(&t->bpf, &k);
+	st->dropped_kernel = k.ringbuf_full;
+	st->untracked = k.untracked;
+	st->missed = k.missed;
+	return 0;
 }
 
 void tcpevent_close(struct tcpevent *t)

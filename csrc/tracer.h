@@ -23,6 +23,8 @@ struct te_bpf {
 	struct ring_buffer *rb;
 	int ring_fd;
 	int counters_fd;		/* -1 if the program has none */
+	int prog_fds[TE_MAX_LINKS];	/* for the kernel's miss counts */
+	int n_prog_fds;
 	bool custom;
 	bool accept_attached;		/* passive-side owner at accept() */
 	char warning[512];		/* what works less well than it could */
@@ -76,8 +78,13 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 /* Detach and unload; te_bpf_release() then drops what stats still read. */
 void te_bpf_close(struct te_bpf *b);
 void te_bpf_release(struct te_bpf *b);
-int te_bpf_kernel_drops(struct te_bpf *b, uint64_t *ringbuf_full,
-			uint64_t *untracked);
+/* What the kernel side lost or skipped, as counted by the kernel. */
+struct te_kernel_counts {
+	uint64_t ringbuf_full;	/* records lost: ring buffer full */
+	uint64_t untracked;	/* sockets not tracked: table full */
+	uint64_t missed;	/* hook runs skipped: program already running */
+};
+void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c);
 
 /* trial.c: run fn in a forked child first; its failure (or crash) is
  * reported as ours, naming `what`. */

@@ -23,6 +23,7 @@ class TracerStats:
         "dropped_queue",
         "filtered",
         "malformed",
+        "missed",
         "queued",
         "received",
         "snapshot_errors",
@@ -50,6 +51,10 @@ class TracerStats:
     """Snapshot events queued."""
     snapshot_errors: int
     """Periodic snapshot listings that failed."""
+    missed: int
+    """Hook runs the kernel skipped because one of the tracer's programs was
+    already running on that CPU (a softirq interrupted it): each may have
+    cost an event. The kernel's own count (``recursion_misses``)."""
     buffered: int
     """Events taken from the core but not handed out yet: left over by an
     iteration that stopped early, they come first from the next call."""

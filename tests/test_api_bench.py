@@ -8,7 +8,6 @@ queue, pre-filled by loopback connection churn, drained by dequeue_batch.
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -34,13 +33,11 @@ def test_conversion_throughput() -> None:
 
 @pytest.mark.bpf
 def test_dequeue_batch_throughput(tmp_path: Path) -> None:
-    if not (shutil.which("gcc") or shutil.which("cc")):
-        pytest.skip("no C compiler for benchmarks/churn.c")
     bench = load_example()
     churn = bench.build_churn(str(tmp_path))
     events, rate, cpu_rate = bench.bench_drain(20000, 1024, churn)
     print(f"dequeue_batch: {rate:,.0f} events/s ({cpu_rate:,.0f}/CPU s) over {events} events")
-    assert events >= 40000 * 0.999  # completeness is test_churn.py's business
+    assert events == 40000  # every close event of the churn, none lost
     # Per CPU second of the draining thread: what this code costs, whatever
     # else the machine is running meanwhile.
     assert cpu_rate >= TARGET
