@@ -164,6 +164,8 @@ void cleanup(void)
 	t = atomic_exchange(&current, NULL);
 	if (t)
 		retire(t);
+	else if (!atomic_load(&users))
+		reap();	/* e.g. what a fork child inherited */
 }
 
 int tcpevent_default_stats(struct tcpevent_stats *stats)
@@ -177,6 +179,19 @@ int tcpevent_default_stats(struct tcpevent_stats *stats)
 		err = te_fail(ENODEV, "no default tracer: AddProbe() has not attached one");
 	put();
 	return err;
+}
+
+void te_legacy_after_fork(void)
+{
+	struct tcpevent *t = atomic_exchange(&current, NULL);
+
+	/* No thread of the child is inside a legacy call. */
+	atomic_store(&users, 0);
+	atomic_store(&adding, 0);
+	if (t) {
+		t->retired_next = atomic_load(&retired);
+		atomic_store(&retired, t);	/* freed by the next reap */
+	}
 }
 
 /* dlclose() or exit() while attached: stop the poller before the code it

@@ -392,6 +392,14 @@ void te_bpf_close(struct te_bpf *b)
 	b->ring_fd = -1;
 }
 
+void te_bpf_disown(struct te_bpf *b)
+{
+	/* Destroying a perf-event link would disable the event it shares
+	 * with the parent; disconnected, it only closes our fd. */
+	for (int i = 0; i < b->n_links; i++)
+		bpf_link__disconnect(b->links[i]);
+}
+
 void te_bpf_release(struct te_bpf *b)
 {
 	if (b->counters_fd >= 0)

@@ -87,6 +87,14 @@ static __always_inline void take_owner(struct sock_owner *o)
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
+static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
+{
+	if (!filter_ports)
+		return 1;
+	return bpf_map_lookup_elem(&port_filter, &sport) ||
+	       bpf_map_lookup_elem(&port_filter, &dport);
+}
+
 static __always_inline int on_birth(struct sock *sk, int newstate)
 {
 	struct sock_owner o = {};
@@ -96,6 +104,12 @@ static __always_inline int on_birth(struct sock *sk, int newstate)
 		return 0;
 	if (filter_family &&
 	    BPF_CORE_READ(sk, __sk_common.skc_family) != filter_family)
+		return 0;
+	/* An unbound client's port is picked after SYN_SENT: 0 here. */
+	if (filter_ports &&
+	    !ports_allowed(bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk,
+						   inet_sport)),
+			   bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
 		return 0;
 	o.birth_ns = bpf_ktime_get_boot_ns();
 	/* connect() runs in the owner; a SYN_RECV child is born in softirq. */
@@ -120,14 +134,6 @@ static __always_inline void claim_owner(__u64 key)
 	take_owner(o);
 	if (!pid_allowed(o->pid))
 		bpf_map_delete_elem(&sockets, &key);
-}
-
-static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
-{
-	if (!filter_ports)
-		return 1;
-	return bpf_map_lookup_elem(&port_filter, &sport) ||
-	       bpf_map_lookup_elem(&port_filter, &dport);
 }
 
 static __always_inline void read_addrs(struct sock *sk, __u16 family,

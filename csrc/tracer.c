@@ -74,6 +74,7 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return te_fail(ENOMEM, "out of memory");
+	t->fork_generation = atomic_load(&te_fork_generation);
 	t->epoll_fd = t->stop_fd = t->timer_fd = -1;
 	t->bpf.ring_fd = t->bpf.counters_fd = -1;	/* before anything fails */
 	atomic_init(&t->notify_fd, -1);
@@ -101,6 +102,12 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 	}
 	*out = t;
 	return 0;
+}
+
+static int refuse_inherited(void)
+{
+	return te_fail(EBADFD,
+		       "this tracer was opened by the parent process before fork(); open a new one in this process");
 }
 
 static int64_t monotonic_ns(void)
@@ -142,6 +149,8 @@ int tcpevent_dequeue_batch(struct tcpevent *t, struct tcpevent_event *evs,
 
 	if (!t || (!evs && max))
 		return te_fail(EINVAL, "tcpevent_dequeue: NULL argument");
+	if (te_inherited(t))
+		return refuse_inherited();
 	if (timeout_ms > 0)
 		deadline = monotonic_ns() + (int64_t)timeout_ms * 1000000;
 	if (max > INT32_MAX)
@@ -189,6 +198,8 @@ int tcpevent_fd(struct tcpevent *t)
 
 	if (!t)
 		return te_fail(EINVAL, "tcpevent_fd: NULL tracer");
+	if (te_inherited(t))
+		return refuse_inherited();
 	fd = atomic_load(&t->notify_fd);
 	if (fd >= 0)
 		return fd;
@@ -207,7 +218,7 @@ int tcpevent_fd(struct tcpevent *t)
 
 int tcpevent_status(struct tcpevent *t)
 {
-	return t && !atomic_load(&t->closed);
+	return t && !te_inherited(t) && !atomic_load(&t->closed);
 }
 
 const char *tcpevent_warnings(struct tcpevent *t)
@@ -225,6 +236,8 @@ int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *st)
 
 	if (!t || !st)
 		return te_fail(EINVAL, "tcpevent_stats: NULL argument");
+	if (te_inherited(t))
+		return refuse_inherited();
 	memset(st, 0, sizeof(*st));
 	st->received = atomic_load(&t->received);
 	st->dropped_queue = atomic_load(&t->dropped_queue);
@@ -247,6 +260,11 @@ void tcpevent_close(struct tcpevent *t)
 
 	if (!t || atomic_exchange(&t->closed, 1))
 		return;
+	if (te_inherited(t)) {
+		/* The poller is the parent's; the links stay the parent's. */
+		t->poller_running = false;
+		te_bpf_disown(&t->bpf);
+	}
 	/* Waiters first: they return at once, whatever teardown costs. */
 	te_queue_close(&t->queue);
 	fd = atomic_load(&t->notify_fd);

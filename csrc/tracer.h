@@ -69,7 +69,21 @@ struct tcpevent {
 	_Atomic int runtime_warning_set;
 
 	struct tcpevent *retired_next;	/* legacy.c: awaiting free */
+	unsigned int fork_generation;	/* fork.c: whose tracer this is */
 };
+
+/* fork.c */
+extern _Atomic unsigned int te_fork_generation;
+
+/* Inherited through fork() from the process that opened it? */
+static inline bool te_inherited(const struct tcpevent *t)
+{
+	return t->fork_generation != atomic_load_explicit(&te_fork_generation,
+							   memory_order_relaxed);
+}
+
+/* legacy.c: forget the parent's default tracer in a fork child. */
+void te_legacy_after_fork(void);
 
 /* loader.c */
 int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
@@ -77,6 +91,8 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		int (*on_record)(void *ctx, void *data, size_t size), void *ctx);
 /* Detach and unload; te_bpf_release() then drops what stats still read. */
 void te_bpf_close(struct te_bpf *b);
+/* In a fork child: make te_bpf_close() leave the parent's links attached. */
+void te_bpf_disown(struct te_bpf *b);
 void te_bpf_release(struct te_bpf *b);
 /* What the kernel side lost or skipped, as counted by the kernel. */
 struct te_kernel_counts {

@@ -15,7 +15,12 @@ import pytest
 
 pytestmark = pytest.mark.bpf
 
-OUR_PROGRAMS = {"tcpevent_state", "tcpevent_accept", "tcpevent_accept4"}
+OUR_PROGRAMS = {
+    "tcpevent_state",
+    "tcpevent_state_nested",
+    "tcpevent_accept",
+    "tcpevent_accept4",
+}
 
 
 def held_prog_ids(pid: int) -> set[int]:
@@ -55,7 +60,6 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.skipif(not Path("/usr/sbin/bpftool").exists(), reason="needs bpftool")
 @pytest.mark.parametrize("how", ["iterate", "dequeue"])
 def test_ctrl_c_interrupts_and_detaches(how: str) -> None:
     child = subprocess.Popen(
