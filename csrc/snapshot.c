@@ -72,6 +72,7 @@ void te_snapshot_tick(struct tcpevent *t)
 		queued++;
 	}
 	tcpevent_connections_free(conns, n);
-	bump(&t->snapshots, queued);
+	/* Like received for records: all produced, whatever became of them. */
+	bump(&t->snapshots, queued + dropped);
 	bump(&t->dropped_queue, dropped);
 }

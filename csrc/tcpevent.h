@@ -92,7 +92,7 @@ struct tcpevent_stats {
 	uint64_t malformed;		/* records rejected (custom programs) */
 	uint64_t untracked;		/* sockets not tracked: table full */
 	uint64_t filtered;		/* records dropped by the filters */
-	uint64_t snapshots;		/* snapshot events queued */
+	uint64_t snapshots;		/* snapshot events made (queued or dropped) */
 	uint64_t snapshot_errors;	/* snapshot listings that failed */
 	uint64_t missed;		/* hook runs the kernel skipped because
 					 * one of ours was already running on

@@ -1,0 +1,136 @@
+"""Drain the Python ``Tracer`` the way an agent would, and measure it.
+
+The same protocol as ``consumer.c`` (see benchmarks/run.py)::
+
+    py_consumer.py --mode batch|single [--hold] [--queue-size N]
+
+Prints ``READY`` once attached, then reads commands on stdin: ``pid N``
+(count that process's events), ``go`` (with ``--hold``: start draining, to
+measure raw dequeue throughput), ``stop`` (drain until 200 ms pass without
+an event, print one JSON object, exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import threading
+import time
+
+import tcpevent
+
+LATENCY_BUCKET_US = 10
+LATENCY_SAMPLE = 16
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.target_pid = -1
+        self.total = 0
+        self.targeted = 0
+        self.latency: dict[int, int] = {}
+        self.first = 0.0
+        self.last_target = 0.0
+        self.last_event = time.monotonic()
+
+    def add(self, events: list[tcpevent.TcpEvent]) -> None:
+        """Count the target's events; sample the latency (1 in 16) so that
+        measuring costs the consumer little next to what it measures."""
+        now_ns = time.time_ns()
+        self.total += len(events)
+        pid = self.target_pid
+        ours = [ev for ev in events if ev.pid == pid]
+        self.targeted += len(ours)
+        for ev in ours[::LATENCY_SAMPLE]:
+            bucket = (now_ns - ev.time_ns) // (LATENCY_BUCKET_US * 1000)
+            self.latency[bucket] = self.latency.get(bucket, 0) + 1
+        self.last_event = time.monotonic()
+        if ours:
+            self.last_target = self.last_event
+
+    def percentile(self, p: float) -> float:
+        n = sum(self.latency.values())
+        if not n:
+            return -1.0
+        want, seen = int(p * n), 0
+        for bucket in sorted(self.latency):
+            seen += self.latency[bucket]
+            if seen > want:
+                return float(bucket * LATENCY_BUCKET_US)
+        return -1.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=["batch", "single"], default="batch")
+    parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--queue-size", type=int, default=tcpevent.DEFAULT_QUEUE_SIZE)
+    args = parser.parse_args()
+
+    counter = Counter()
+    go = threading.Event()
+    stop = threading.Event()
+    if not args.hold:
+        go.set()
+
+    with tcpevent.Tracer(queue_size=args.queue_size) as tracer:
+
+        def drain() -> None:
+            go.wait()
+            counter.first = time.monotonic()
+            while not stop.is_set():
+                if args.mode == "batch":
+                    batch = tracer.dequeue_batch(4096, timeout=0.05)
+                else:
+                    ev = tracer.dequeue(timeout=0.05)
+                    batch = [ev] if ev is not None else []
+                if batch:
+                    counter.add(batch)
+
+        worker = threading.Thread(target=drain)
+        worker.start()
+        start = resource.getrusage(resource.RUSAGE_SELF)  # loading is not per event
+        print("READY", flush=True)
+        for line in sys.stdin:
+            if line.startswith("pid "):
+                counter.target_pid = int(line.split()[1])
+            elif line.startswith("go"):
+                go.set()
+            elif line.startswith("stop"):
+                break
+        go.set()
+        counter.last_event = time.monotonic()
+        while time.monotonic() - counter.last_event < 0.2:
+            time.sleep(0.02)
+        stats = tracer.stats
+        stop.set()
+        worker.join()
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "events": counter.total,
+                "target_events": counter.targeted,
+                "drain_seconds": max(counter.last_target - counter.first, 0.0),
+                "latency_p50_us": counter.percentile(0.5),
+                "latency_p99_us": counter.percentile(0.99),
+                "cpu_user": usage.ru_utime - start.ru_utime,
+                "cpu_sys": usage.ru_stime - start.ru_stime,
+                "maxrss_kb": usage.ru_maxrss,
+                "received": stats.received,
+                "dropped_kernel": stats.dropped_kernel,
+                "dropped_queue": stats.dropped_queue,
+                "untracked": stats.untracked,
+                "missed": stats.missed,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""The tcpevent benchmark suite (``make bench``).
+
+In one invocation, side by side, alternating configurations within each
+round so that machine noise hits all of them alike:
+
+1. churn untraced (the ceiling);
+2. churn with libtcpEvent.so attached and a C consumer draining
+   ``DequeuePerfEvent`` (benchmarks/consumer.c);
+3. churn with the Python ``Tracer`` draining, batch and single dequeue
+   (benchmarks/py_consumer.py);
+4. where bpftrace is installed, churn with a count-only bpftrace one-liner
+   on the same tracepoint, as a reference point.
+
+Each in two regimes: the default sysctls, and ``net.ipv4.tcp_max_tw_buckets
+= 0`` (no TIME_WAIT: the churn runs about twice as fast and tracer cost
+shows). Every churn runs in a network namespace of its own, made for it and
+deleted after: each run starts without the TIME_WAIT sockets of the runs
+before it (they would slow the next run's port search), and the host's
+sysctls are never touched (tcp_max_tw_buckets is per namespace). The tracer
+stays in the host namespace: the tracepoint sees every namespace.
+
+Then raw dequeue throughput (a pre-filled queue drained by C single, Python
+single and Python batch), close-to-dequeue latency at a fixed 10,000
+connections/s, and the BPF program's own cost per tracepoint hit
+(kernel.bpf_stats_enabled, restored afterwards).
+
+    python3 benchmarks/run.py [--connections 100000] [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BUILD = ROOT / "build" / "bench"
+LIB = ROOT / "tcpevent" / "lib" / "libtcpEvent.so"
+RESULTS = HERE / "results"
+BPFTRACE_ONELINER = "tracepoint:sock:inet_sock_set_state { @hits = count(); }"
+
+
+def build() -> tuple[Path, Path]:
+    BUILD.mkdir(parents=True, exist_ok=True)
+    churn, consumer = BUILD / "churn", BUILD / "consumer"
+    flags = ["-O2", "-Wall", "-Wextra", "-pthread"]
+    subprocess.run(["cc", *flags, "-o", str(churn), str(HERE / "churn.c")], check=True)
+    subprocess.run(
+        ["cc", *flags, f"-I{ROOT / 'csrc'}", "-o", str(consumer), str(HERE / "consumer.c"), "-ldl"],
+        check=True,
+    )
+    return churn, consumer
+
+
+@contextlib.contextmanager
+def sysctl(name: str, value: str | None) -> Iterator[None]:
+    """Set a sysctl for the duration, and put the old value back."""
+    path = Path("/proc/sys") / name.replace(".", "/")
+    old = path.read_text().strip()
+    if value is not None:
+        path.write_text(value)
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
+@dataclass
+class Tracer:
+    """A consumer process speaking the READY/pid/go/stop protocol."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **self.env},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if line != "READY":
+            raise RuntimeError(f"{self.name} did not start: {line!r}")
+
+    def send(self, line: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        self.send("stop")
+        out = self.proc.stdout.readline()
+        self.proc.wait(30)
+        return dict(json.loads(out))
+
+
+class Bpftrace(Tracer):
+    """bpftrace prints nothing useful until it exits; it counts, that's all.
+
+    (bpftrace 0.17 complains that it cannot raise RLIMIT_MEMLOCK here; the
+    kernel accounts BPF memory to the cgroup since 5.11, so it runs anyway.)
+    """
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("Attaching"):
+                return
+        raise RuntimeError("bpftrace did not start")
+
+    def send(self, line: str) -> None:
+        pass
+
+    def finish(self) -> dict[str, Any]:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=30)
+        hits = [int(w) for w in out.replace(":", " ").split() if w.isdigit()]
+        return {"tracepoint_hits": hits[-1] if hits else 0}
+
+
+@contextlib.contextmanager
+def fresh_netns(time_wait: bool) -> Iterator[list[str]]:
+    """A new network namespace with loopback up; yields the exec prefix."""
+    name = f"tcpevent-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        if not time_wait:
+            subprocess.run(
+                ["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=0"],
+                check=True,
+            )
+        yield ["ip", "netns", "exec", name]
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def run_churn(
+    churn: Path, args: list[str], tracer: Tracer | None, time_wait: bool
+) -> dict[str, Any]:
+    """One churn run in a fresh namespace, the tracer told its pid first."""
+    with fresh_netns(time_wait) as prefix:
+        return _run_churn([*prefix, str(churn)], args, tracer)
+
+
+def _run_churn(churn: list[str], args: list[str], tracer: Tracer | None) -> dict[str, Any]:
+    if tracer:
+        tracer.start()
+    proc = subprocess.Popen(
+        [*churn, "--wait", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    ready = dict(kv.split("=") for kv in proc.stdout.readline().split()[1:])
+    if tracer:
+        tracer.send(f"pid {ready['pid']}")
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    summary = json.loads(proc.stdout.read().strip().splitlines()[-1])
+    proc.wait()
+    result = {"churn": summary}
+    if tracer:
+        result["tracer"] = tracer.finish()
+    return result
+
+
+def configurations(consumer: Path, queue_size: int | None = None) -> dict[str, Tracer | None]:
+    py = [sys.executable, str(HERE / "py_consumer.py")]
+    qs = ["--queue-size", str(queue_size)] if queue_size else []
+    env = {"TCPEVENT_QUEUE_SIZE": str(queue_size)} if queue_size else {}
+    configs: dict[str, Tracer | None] = {
+        "untraced": None,
+        "C consumer": Tracer("C consumer", [str(consumer), str(LIB)], env),
+        "Python batch": Tracer("Python batch", [*py, "--mode", "batch", *qs]),
+        "Python single": Tracer("Python single", [*py, "--mode", "single", *qs]),
+    }
+    if shutil.which("bpftrace"):
+        configs["bpftrace count"] = Bpftrace(
+            "bpftrace count", ["bpftrace", "-e", BPFTRACE_ONELINER]
+        )
+    return configs
+
+
+def tracer_cpu(result: dict[str, Any]) -> float:
+    t = result.get("tracer", {})
+    return float(t.get("cpu_user", 0.0) + t.get("cpu_sys", 0.0))
+
+
+def churn_comparison(
+    churn: Path, consumer: Path, connections: int, rounds: int, time_wait: bool
+) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    args = ["-n", str(connections), "-t", "2"]
+    for r in range(rounds):
+        for name, tracer in configurations(consumer).items():
+            result = run_churn(churn, args, tracer, time_wait)
+            runs.setdefault(name, []).append(result)
+            rate = result["churn"]["rate"]
+            print(f"  round {r + 1} {name:15s} {rate:9,.0f} conn/s", flush=True)
+            time.sleep(0.5)  # the tracer's teardown (RCU) settles
+    return runs
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]], connections: int) -> list[dict[str, Any]]:
+    base = statistics.median(r["churn"]["rate"] for r in runs["untraced"])
+    rows = []
+    for name, results in runs.items():
+        rate = statistics.median(r["churn"]["rate"] for r in results)
+        row: dict[str, Any] = {"config": name, "rate": rate, "ratio": rate / base}
+        tracers = [r["tracer"] for r in results if "tracer" in r]
+        if tracers and "target_events" in tracers[0]:
+            row["captured"] = [t["target_events"] for t in tracers]
+            row["expected"] = 2 * connections
+            row["dropped"] = [
+                t["dropped_kernel"] + t["dropped_queue"] + t.get("missed", 0) for t in tracers
+            ]
+            events = [max(t["events"], 1) for t in tracers]
+            row["cpu_ns_per_event"] = statistics.median(
+                1e9 * tracer_cpu(r) / e for r, e in zip(results, events)
+            )
+            row["latency_p50_us"] = statistics.median(t["latency_p50_us"] for t in tracers)
+            row["latency_p99_us"] = statistics.median(t["latency_p99_us"] for t in tracers)
+            row["maxrss_kb"] = max(t["maxrss_kb"] for t in tracers)
+        rows.append(row)
+    return rows
+
+
+def dequeue_throughput(churn: Path, consumer: Path, connections: int) -> list[dict[str, Any]]:
+    """Fill the queue with the tracer holding, then time the drain."""
+    queue = 1 << (2 * connections + 4096).bit_length()
+    rows = []
+    for name, tracer in configurations(consumer, queue).items():
+        if tracer is None or isinstance(tracer, Bpftrace):
+            continue
+        tracer.cmd.append("--hold")
+        tracer.start()
+        with fresh_netns(time_wait=False) as prefix:
+            proc = subprocess.Popen(
+                [*prefix, str(churn), "--wait", "-n", str(connections), "-t", "2"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout is not None and proc.stdin is not None
+            ready = dict(kv.split("=") for kv in proc.stdout.readline().split()[1:])
+            tracer.send(f"pid {ready['pid']}")
+            proc.communicate("\n")
+        time.sleep(0.5)  # the poller has moved everything into the queue
+        tracer.send("go")
+        res = tracer.finish()
+        rate = res["target_events"] / res["drain_seconds"] if res["drain_seconds"] else 0.0
+        rows.append({"config": name, "events": res["target_events"], "events_per_s": rate})
+        print(f"  dequeue {name:15s} {rate:12,.0f} events/s", flush=True)
+    return rows
+
+
+def latency_at_rate(churn: Path, consumer: Path, rate: int, seconds: int) -> list[dict[str, Any]]:
+    rows = []
+    args = ["-n", str(rate * seconds), "-t", "2", "-r", str(rate)]
+    for name, tracer in configurations(consumer).items():
+        if tracer is None or isinstance(tracer, Bpftrace):
+            continue
+        res = run_churn(churn, args, tracer, time_wait=True)["tracer"]
+        rows.append(
+            {
+                "config": name,
+                "rate": rate,
+                "p50_us": res["latency_p50_us"],
+                "p99_us": res["latency_p99_us"],
+                "captured": res["target_events"],
+                "expected": 2 * rate * seconds,
+            }
+        )
+        print(
+            f"  latency {name:15s} p50 {res['latency_p50_us']:6.0f} us"
+            f"  p99 {res['latency_p99_us']:6.0f} us",
+            flush=True,
+        )
+    return rows
+
+
+def bpf_cost(churn: Path, consumer: Path, connections: int) -> list[dict[str, Any]]:
+    """run_time_ns / run_cnt of each of our programs, from the kernel."""
+    tracer = Tracer("C consumer", [str(consumer), str(LIB)])
+    with sysctl("kernel.bpf_stats_enabled", "1"), fresh_netns(time_wait=False) as prefix:
+        tracer.start()
+        subprocess.run(
+            [*prefix, str(churn), "-n", str(connections), "-t", "2"],
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run(
+            ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+        tracer.finish()
+    rows = []
+    for prog in json.loads(out):
+        if prog.get("name", "").startswith("tcpevent") and prog.get("run_cnt"):
+            rows.append(
+                {
+                    "program": prog["name"],
+                    "runs": prog["run_cnt"],
+                    "ns_per_run": prog["run_time_ns"] / prog["run_cnt"],
+                }
+            )
+            print(f"  {prog['name']:22s} {rows[-1]['ns_per_run']:7.1f} ns per run", flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| configuration | conn/s | ratio | events captured / expected | lost | "
+        "tracer CPU per event | latency p50 / p99 | peak RSS |",
+        "|---|---:|---:|---|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        if "captured" in r:
+            captured = ", ".join(f"{c:,}" for c in r["captured"]) + f" / {r['expected']:,}"
+            lost = ", ".join(str(d) for d in r["dropped"])
+            cpu = f"{r['cpu_ns_per_event']:,.0f} ns"
+            lat = f"{r['latency_p50_us']:,.0f} / {r['latency_p99_us']:,.0f} µs"
+            rss = f"{r['maxrss_kb'] / 1024:.1f} MiB"
+        else:
+            captured = lost = cpu = lat = rss = "-"
+        lines.append(
+            f"| {r['config']} | {r['rate']:,.0f} | {r['ratio']:.2f} | {captured} | {lost} "
+            f"| {cpu} | {lat} | {rss} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="20,000 connections, 1 round")
+    args = parser.parse_args()
+    if args.quick:
+        args.connections, args.rounds = 20_000, 1
+    if os.geteuid() != 0:
+        print("benchmarks need root (BPF, sysctls)", file=sys.stderr)
+        return 1
+    churn, consumer = build()
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": {
+            "kernel": platform.release(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "connections": args.connections,
+        "rounds": args.rounds,
+    }
+    for regime, time_wait in (("default", True), ("no TIME_WAIT", False)):
+        print(f"churn, {regime} regime ({args.connections:,} connections):", flush=True)
+        runs = churn_comparison(churn, consumer, args.connections, args.rounds, time_wait)
+        report[regime] = {"rows": summarize(runs, args.connections), "runs": runs}
+        print(table(report[regime]["rows"]), flush=True)
+    print("raw dequeue throughput:", flush=True)
+    report["dequeue"] = dequeue_throughput(churn, consumer, args.connections)
+    print("BPF program cost:", flush=True)
+    report["bpf"] = bpf_cost(churn, consumer, args.connections)
+    print("close -> dequeue latency at 10,000 connections/s:", flush=True)
+    report["latency"] = latency_at_rate(churn, consumer, 10_000, 5)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "latest.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
