@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -90,51 +91,97 @@ static int open_object(struct te_bpf *b, const char *path)
 	return 0;
 }
 
-/* Read or set a `const volatile` global of the program, if it has one;
- * -ENOENT if it has not. */
-static int rodata_var(struct bpf_object *obj, const char *name, void *val,
-		      size_t size, bool write)
+/* Where a global of the program lives: the internal map of its section
+ * (".rodata", ".bss") and its offset there; -ENOENT if it has none. */
+static int find_global(struct bpf_object *obj, const char *section,
+		       const char *name, size_t size, struct bpf_map **mapp,
+		       size_t *offset)
 {
 	struct btf *btf = bpf_object__btf(obj);
 	const struct btf_var_secinfo *vs;
 	const struct btf_type *sec;
 	struct bpf_map *map;
-	const void *init;
-	size_t init_size;
 	int id;
 
 	if (!btf)
 		return -ENOENT;
-	id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+	id = btf__find_by_name_kind(btf, section, BTF_KIND_DATASEC);
 	if (id < 0)
 		return -ENOENT;
 	bpf_object__for_each_map(map, obj)
 		if (bpf_map__is_internal(map) &&
-		    strstr(bpf_map__name(map), ".rodata"))
+		    strstr(bpf_map__name(map), section))
 			break;
 	if (!map)
 		return -ENOENT;
-	init = bpf_map__initial_value(map, &init_size);
 	sec = btf__type_by_id(btf, id);
 	vs = btf_var_secinfos(sec);
 	for (int i = 0; i < btf_vlen(sec); i++, vs++) {
 		const struct btf_type *var = btf__type_by_id(btf, vs->type);
-		char copy[init_size];
 
 		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
 			continue;
-		if (vs->size != size || vs->offset + size > init_size)
+		if (vs->size != size)
 			return te_fail(EINVAL, "program variable %s has size %u, expected %zu",
 				       name, vs->size, size);
-		if (!write) {
-			memcpy(val, (const char *)init + vs->offset, size);
-			return 0;
-		}
-		memcpy(copy, init, init_size);
-		memcpy(copy + vs->offset, val, size);
-		return bpf_map__set_initial_value(map, copy, init_size);
+		*mapp = map;
+		*offset = vs->offset;
+		return 0;
 	}
 	return -ENOENT;
+}
+
+/* Read or set a `const volatile` global of the program, if it has one;
+ * -ENOENT if it has not. */
+static int rodata_var(struct bpf_object *obj, const char *name, void *val,
+		      size_t size, bool write)
+{
+	struct bpf_map *map;
+	const void *init;
+	size_t init_size, offset;
+	int err;
+
+	err = find_global(obj, ".rodata", name, size, &map, &offset);
+	if (err)
+		return err;
+	init = bpf_map__initial_value(map, &init_size);
+	if (!init || offset + size > init_size)
+		return te_fail(EINVAL, "program variable %s is out of its section", name);
+	if (!write) {
+		memcpy(val, (const char *)init + offset, size);
+		return 0;
+	} else {
+		char copy[init_size];
+
+		memcpy(copy, init, init_size);
+		memcpy(copy + offset, val, size);
+		return bpf_map__set_initial_value(map, copy, init_size);
+	}
+}
+
+/* Share the built-in program's poller_idle flag (in its .bss) with the
+ * poller: map the loaded .bss (libbpf 1.1 maps it only for skeletons). A
+ * program without the flag wakes the poller its own way. */
+static void map_poller_idle(struct te_bpf *b)
+{
+	size_t offset, len;
+	struct bpf_map *map;
+	void *mem;
+
+	if (find_global(b->obj, ".bss", "poller_idle", sizeof(uint32_t), &map,
+			&offset))
+		return;
+	len = bpf_map__value_size(map);
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   bpf_map__fd(map), 0);
+	if (mem == MAP_FAILED || offset + sizeof(uint32_t) > len) {
+		if (mem != MAP_FAILED)
+			munmap(mem, len);
+		return;
+	}
+	b->bss = mem;
+	b->bss_len = len;
+	b->poller_idle = (_Atomic uint32_t *)((char *)mem + offset);
 }
 
 static int check_record_layout(struct bpf_object *obj)
@@ -353,6 +400,7 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 	if (!err)
 		err = attach_all(b);
 	if (!err) {
+		map_poller_idle(b);
 		b->ring_fd = bpf_object__find_map_fd_by_name(b->obj, "events");
 		b->rb = ring_buffer__new(b->ring_fd, on_record, ctx, NULL);
 		if (!b->rb)
@@ -385,6 +433,10 @@ void te_bpf_close(struct te_bpf *b)
 {
 	ring_buffer__free(b->rb);
 	b->rb = NULL;
+	if (b->bss)
+		munmap(b->bss, b->bss_len);
+	b->bss = NULL;
+	b->poller_idle = NULL;
 	while (b->n_links > 0)
 		bpf_link__destroy(b->links[--b->n_links]);
 	bpf_object__close(b->obj);

@@ -5,7 +5,8 @@
  * (one futex wake at most, and only if someone waits), then naps for
  * TE_BATCH_NS before draining again while records keep coming. Under load
  * that bounds wake-ups to about 1/TE_BATCH_NS per second instead of one per
- * event; when idle it sleeps in epoll and the first record wakes it.
+ * event; when idle it sleeps in epoll and the first record wakes it (the
+ * built-in program wakes it only then: see drain_or_go_idle()).
  */
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -49,6 +50,8 @@ int te_poller_on_record(void *ctx, void *data, size_t size)
 	struct tcpevent *t = ctx;
 	struct tcpevent_record *slot;
 
+	if (size == TCPEVENT_WAKEUP_SIZE)
+		return 0;
 	bump(&t->received);
 	if (size != sizeof(*r) || !te_record_valid(r)) {
 		bump(&t->malformed);
@@ -89,6 +92,28 @@ static void nap(void)
 		;
 }
 
+/*
+ * The built-in program commits records without waking us (no IRQ work per
+ * record) and wakes us only while we say we are idle. Announce it, then look
+ * once more: a record committed before the program saw the flag is seen
+ * here (both sides order their write before their read).
+ */
+static int drain_or_go_idle(struct tcpevent *t)
+{
+	_Atomic uint32_t *idle = t->bpf.poller_idle;
+	int n;
+
+	if (!idle)
+		return 0;
+	atomic_store(idle, 1);
+	n = ring_buffer__consume(t->bpf.rb);
+	if (n != 0) {
+		atomic_store(idle, 0);
+		publish(t);
+	}
+	return n;
+}
+
 static void *poller_main(void *arg)
 {
 	struct tcpevent *t = arg;
@@ -103,7 +128,11 @@ static void *poller_main(void *arg)
 			break;
 		if (n != 0)
 			nap();	/* n < 0 (an error) naps too: no busy loop */
+		else
+			n = drain_or_go_idle(t);
 		nev = epoll_wait(t->epoll_fd, evs, 4, n != 0 ? 0 : -1);
+		if (t->bpf.poller_idle)
+			atomic_store(t->bpf.poller_idle, 0);
 		for (int i = 0; i < nev; i++)
 			if (evs[i].data.fd == t->timer_fd)
 				te_snapshot_tick(t);

@@ -67,6 +67,28 @@ struct {
 	__type(value, __u8);
 } port_filter SEC(".maps");
 
+/*
+ * Set by the poller while it sleeps in epoll (user space writes it through
+ * the mmap'ed .bss). Records are committed without a wake-up, which would
+ * cost an IRQ work per record; only an idle poller is woken, by a small
+ * wake-up record. The commit is a full barrier (xchg) before the flag is
+ * read, and the poller sets the flag before looking at the ring once more:
+ * one of the two sides always sees the other.
+ */
+__u32 poller_idle;
+
+static __always_inline void submit(struct tcpevent_record *r)
+{
+	__u64 wakeup = 0;
+
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	if (*(volatile __u32 *)&poller_idle) {
+		poller_idle = 0;
+		bpf_ringbuf_output(&events, &wakeup, TCPEVENT_WAKEUP_SIZE,
+				   BPF_RB_FORCE_WAKEUP);
+	}
+}
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
@@ -199,7 +221,7 @@ static __always_inline int on_close(struct sock *sk, int oldstate)
 	__builtin_memset(r->saddr, 0, sizeof(r->saddr));
 	__builtin_memset(r->daddr, 0, sizeof(r->daddr));
 	read_addrs(sk, r->family, r);
-	bpf_ringbuf_submit(r, 0);
+	submit(r);
 out:
 	bpf_map_delete_elem(&sockets, &key);
 	return 0;

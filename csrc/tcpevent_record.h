@@ -45,6 +45,9 @@ struct tcpevent_record {
 const volatile __u32 tcpevent_record_size = sizeof(struct tcpevent_record);
 #endif
 
+/* A record of this size is no event: it only wakes the poller up. */
+#define TCPEVENT_WAKEUP_SIZE 8
+
 /* Indexes of the optional per-CPU "counters" array. */
 enum tcpevent_counter {
 	TCPEVENT_CNT_RINGBUF_FULL = 0,	/* record lost: ring buffer full */

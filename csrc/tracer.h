@@ -27,6 +27,9 @@ struct te_bpf {
 	int n_prog_fds;
 	bool custom;
 	bool accept_attached;		/* passive-side owner at accept() */
+	_Atomic uint32_t *poller_idle;	/* in the program's .bss, or NULL */
+	void *bss;			/* our mapping of that .bss */
+	size_t bss_len;
 	char warning[512];		/* what works less well than it could */
 };
 
