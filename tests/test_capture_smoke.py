@@ -1,0 +1,37 @@
+"""A small churn at full speed, traced the way the benchmarks trace it
+(benchmarks/run.py): every close event captured, none dropped or missed.
+
+The full measurements, with 100,000 connections, are `make bench`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import run as bench  # noqa: E402
+
+CONNECTIONS = 5000
+
+
+@pytest.fixture(scope="module")
+def binaries() -> tuple[Path, Path]:
+    return bench.build()
+
+
+@pytest.mark.bpf
+@pytest.mark.parametrize("config", ["C consumer", "Python batch"])
+@pytest.mark.parametrize("time_wait", [True, False], ids=["default", "no-TIME_WAIT"])
+def test_churn_loses_nothing(binaries: tuple[Path, Path], config: str, time_wait: bool) -> None:
+    churn, consumer = binaries
+    tracer = bench.configurations(consumer)[config]
+    result = bench.run_churn(churn, ["-n", str(CONNECTIONS), "-t", "2"], tracer, time_wait)
+    assert result["churn"]["connections"] == CONNECTIONS
+    t = result["tracer"]
+    print(f"{config}: {result['churn']['rate']:,.0f} conn/s, p99 {t['latency_p99_us']} us")
+    assert t["target_events"] == 2 * CONNECTIONS
+    assert (t["dropped_kernel"], t["dropped_queue"], t["missed"], t["untracked"]) == (0, 0, 0, 0)
+    assert 0 <= t["latency_p99_us"] < 50_000

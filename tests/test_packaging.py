@@ -1,0 +1,46 @@
+"""`pip install .` gives a self-contained package: the wheel carries
+libtcpEvent.so, the headers, and a cffi extension that finds the library
+next to itself (no second copy of the native code)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_contents(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
+        + ["-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("tcpevent-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "tcpevent/lib/libtcpEvent.so" in names
+    for header in ("tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "sockdiag.h"):
+        assert f"tcpevent/include/{header}" in names
+    assert "tcpevent/py.typed" in names
+    (native,) = [n for n in names if n.startswith("tcpevent/_native") and n.endswith(".so")]
+
+    zipfile.ZipFile(wheel).extractall(tmp_path / "unpacked")
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(tmp_path / "unpacked" / native)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "libtcpEvent.so" in dynamic  # linked, not compiled in again
+    assert "$ORIGIN/lib" in dynamic
+    # The extension's code is only the binding: the core lives in the library.
+    symbols = subprocess.run(
+        ["nm", "-D", "--defined-only", str(tmp_path / "unpacked" / native)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "tcpevent_open" not in symbols
