@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import run as bench  # noqa: E402
+import run as bench
 
 CONNECTIONS = 5000
 

@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_wheel_contents(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
-        + ["-w", str(tmp_path), str(ROOT)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation"),
+            *("--no-deps", "-w", str(tmp_path), str(ROOT)),
+        ],
         check=True,
         capture_output=True,
     )
