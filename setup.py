@@ -146,27 +146,30 @@ def _multiarch_include() -> list[str]:
     return [f"-I{path}"] if arch and path.is_dir() else []
 
 
-def compile_bpf_object(out: Path) -> None:
+def compile_bpf_object(out: Path, *defines: str) -> None:
     _run(
         [
             *(_find_clang(), "-g", "-O2", "-target", "bpf", "-Wall", "-Werror"),
             *_multiarch_include(),
+            *defines,
             *(f"-I{CSRC}", "-c", str(CSRC / "tcpevent.bpf.c"), "-o", str(out)),
         ]
     )
 
 
-def embed_object(obj: Path, out: Path) -> None:
-    """Write the object's bytes as a C array (no assembler tricks needed)."""
-    data = obj.read_bytes()
-    rows = (",".join(str(b) for b in data[i : i + 24]) for i in range(0, len(data), 24))
-    out.write_text(
-        '#include "builtin_object.h"\n'
-        "const unsigned char te_builtin_object[] __attribute__((aligned(8))) = {\n"
-        + ",\n".join(rows)
-        + "\n};\n"
-        + f"const size_t te_builtin_object_size = {len(data)};\n"
-    )
+def embed_objects(objects: dict[str, Path], out: Path) -> None:
+    """Write each object's bytes as a C array (no assembler tricks needed)."""
+    text = '#include "builtin_object.h"\n'
+    for name, obj in objects.items():
+        data = obj.read_bytes()
+        rows = (",".join(str(b) for b in data[i : i + 24]) for i in range(0, len(data), 24))
+        text += (
+            f"const unsigned char {name}[] __attribute__((aligned(8))) = {{\n"
+            + ",\n".join(rows)
+            + "\n};\n"
+            + f"const size_t {name}_size = {len(data)};\n"
+        )
+    out.write_text(text)
 
 
 def native_sources() -> list[Path]:
@@ -174,10 +177,13 @@ def native_sources() -> list[Path]:
 
 
 def build_library(tmp: Path, out: Path) -> None:
-    obj = tmp / "tcpevent.bpf.o"
+    # The default build reads kernel memory with bpf_rdonly_cast() (6.2+);
+    # the portable one with bpf_probe_read_kernel(). See kernel_read.h.
+    fast, portable = tmp / "tcpevent.bpf.o", tmp / "tcpevent-portable.bpf.o"
     embedded = tmp / "builtin_object.c"
-    compile_bpf_object(obj)
-    embed_object(obj, embedded)
+    compile_bpf_object(fast)
+    compile_bpf_object(portable, "-DTCPEVENT_PORTABLE")
+    embed_objects({"te_builtin_object": fast, "te_portable_object": portable}, embedded)
     cc = os.environ.get("CC", "cc").split()
     flags = ["-O2", "-g", "-Wall", "-Wextra", "-fPIC", "-D_GNU_SOURCE", "-pthread"]
     sanitize = os.environ.get("TCPEVENT_SANITIZE")

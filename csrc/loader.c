@@ -69,8 +69,11 @@ static int open_object(struct te_bpf *b, const char *path)
 	struct stat st;
 
 	if (!path) {
-		b->obj = bpf_object__open_mem(te_builtin_object,
-					      te_builtin_object_size, &oo);
+		b->obj = b->portable ?
+			bpf_object__open_mem(te_portable_object,
+					     te_portable_object_size, &oo) :
+			bpf_object__open_mem(te_builtin_object,
+					     te_builtin_object_size, &oo);
 		if (!b->obj)
 			return te_fail(errno, "the built-in BPF object is unreadable (%s): %s",
 				       strerror(errno), te_libbpf_log());
@@ -395,6 +398,15 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		err = te_trial(load_object, &args, opts->program);
 	if (!err)
 		err = load_object(&args);
+	/* A kernel without bpf_rdonly_cast() (before 6.2): the portable build. */
+	if (err && err != -EPERM && !opts->program) {
+		bpf_object__close(b->obj);
+		b->obj = NULL;
+		b->portable = true;
+		te_libbpf_capture_begin();
+		te_error_clear();
+		err = load_object(&args);
+	}
 	if (!err)
 		err = fill_filter_maps(b, f);
 	if (!err)

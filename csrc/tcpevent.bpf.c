@@ -17,6 +17,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "tcpevent_record.h"
+#include "kernel_read.h"
 
 /* Set by user space before load. */
 const volatile __u16 filter_family = 0;
@@ -117,21 +118,21 @@ static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
 	       bpf_map_lookup_elem(&port_filter, &dport);
 }
 
-static __always_inline int on_birth(struct sock *sk, int newstate)
+static __always_inline int on_birth(__u64 key, int newstate)
 {
+	struct sock *sk = KPTR(struct sock, key);
 	struct sock_owner o = {};
-	__u64 key = (__u64)sk;
 
-	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+	if (KREAD_PROTOCOL(sk) != IPPROTO_TCP)
 		return 0;
 	if (filter_family &&
-	    BPF_CORE_READ(sk, __sk_common.skc_family) != filter_family)
+	    KREAD(sk, __sk_common.skc_family) != filter_family)
 		return 0;
 	/* An unbound client's port is picked after SYN_SENT: 0 here. */
 	if (filter_ports &&
-	    !ports_allowed(bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk,
-						   inet_sport)),
-			   bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
+	    !ports_allowed(bpf_ntohs(KREAD(KPTR(struct inet_sock, key),
+					   inet_sport)),
+			   bpf_ntohs(KREAD(sk, __sk_common.skc_dport))))
 		return 0;
 	o.birth_ns = bpf_ktime_get_boot_ns();
 	/* connect() runs in the owner; a SYN_RECV child is born in softirq. */
@@ -161,23 +162,21 @@ static __always_inline void claim_owner(__u64 key)
 static __always_inline void read_addrs(struct sock *sk, __u16 family,
 				       struct tcpevent_record *r)
 {
-	struct sock_common *skc = &sk->__sk_common;
-
 	if (family == AF_INET) {
-		bpf_core_read(r->saddr, 4, &skc->skc_rcv_saddr);
-		bpf_core_read(r->daddr, 4, &skc->skc_daddr);
+		KREAD_BYTES(r->saddr, 4, sk, __sk_common.skc_rcv_saddr);
+		KREAD_BYTES(r->daddr, 4, sk, __sk_common.skc_daddr);
 	} else {
-		bpf_core_read(r->saddr, 16, &skc->skc_v6_rcv_saddr);
-		bpf_core_read(r->daddr, 16, &skc->skc_v6_daddr);
+		KREAD_BYTES(r->saddr, 16, sk, __sk_common.skc_v6_rcv_saddr);
+		KREAD_BYTES(r->daddr, 16, sk, __sk_common.skc_v6_daddr);
 	}
 }
 
-static __always_inline int on_close(struct sock *sk, int oldstate)
+static __always_inline int on_close(__u64 key, int oldstate)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcp_sock *tp = KPTR(struct tcp_sock, key);
+	struct sock *sk = KPTR(struct sock, key);
 	struct tcpevent_record *r;
 	struct sock_owner *o;
-	__u64 key = (__u64)sk;
 	__u16 sport, dport;
 
 	o = bpf_map_lookup_elem(&sockets, &key);
@@ -185,8 +184,8 @@ static __always_inline int on_close(struct sock *sk, int oldstate)
 		return 0;	/* birth not seen, or filtered out at birth */
 	if (filter_pids && (!o->pid || !pid_allowed(o->pid)))
 		goto out;
-	sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	sport = bpf_ntohs(KREAD(KPTR(struct inet_sock, key), inet_sport));
+	dport = bpf_ntohs(KREAD(sk, __sk_common.skc_dport));
 	if (!ports_allowed(sport, dport))
 		goto out;
 
@@ -204,17 +203,17 @@ static __always_inline int on_close(struct sock *sk, int oldstate)
 		__builtin_memcpy(r->comm, o->comm, sizeof(r->comm));
 	} else {
 		/* Nobody claimed it (reset before accept): the socket's uid. */
-		r->uid = BPF_CORE_READ(sk, sk_uid.val);
+		r->uid = KREAD(sk, sk_uid.val);
 		r->flags = 0;
 		__builtin_memset(r->comm, 0, sizeof(r->comm));
 	}
-	r->rx_bytes = BPF_CORE_READ(tp, bytes_received);
-	r->tx_bytes = BPF_CORE_READ(tp, bytes_acked);
-	r->segs_out = BPF_CORE_READ(tp, data_segs_out);
-	r->segs_in = BPF_CORE_READ(tp, data_segs_in);
-	r->rtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	r->retrans = BPF_CORE_READ(tp, total_retrans);
-	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	r->rx_bytes = KREAD(tp, bytes_received);
+	r->tx_bytes = KREAD(tp, bytes_acked);
+	r->segs_out = KREAD(tp, data_segs_out);
+	r->segs_in = KREAD(tp, data_segs_in);
+	r->rtt_us = KREAD(tp, srtt_us) >> 3;
+	r->retrans = KREAD(tp, total_retrans);
+	r->family = KREAD(sk, __sk_common.skc_family);
 	r->sport = sport;
 	r->dport = dport;
 	r->state = oldstate;
@@ -229,7 +228,7 @@ out:
 
 static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct sock *sk = (struct sock *)ctx->args[0];
+	__u64 sk = ctx->args[0];	/* struct sock *, the table's key */
 	int oldstate = ctx->args[1];
 	int newstate = ctx->args[2];
 
@@ -240,7 +239,7 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 	case TCP_FIN_WAIT1:
 	case TCP_LAST_ACK:
 		/* Only close() and shutdown() move here: process context. */
-		claim_owner((__u64)sk);
+		claim_owner(sk);
 		return 0;
 	case TCP_CLOSE:
 		return on_close(sk, oldstate);
@@ -303,27 +302,30 @@ struct syscall_exit_args {
  */
 static __always_inline int on_accept(long fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = KPTR(struct task_struct,
+					bpf_get_current_task());
+	struct files_struct *files;
 	struct fdtable *fdt;
 	struct socket *sock;
 	struct file **fds;
 	struct file *file;
-	struct sock *sk;
+	void *data;
 
 	if (fd < 0)
 		return 0;
-	fdt = BPF_CORE_READ(task, files, fdt);
-	if (fd >= BPF_CORE_READ(fdt, max_fds))
+	files = KPTR(struct files_struct, KREAD(task, files));
+	fdt = KPTR(struct fdtable, KREAD(files, fdt));
+	if (fd >= KREAD(fdt, max_fds))
 		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
+	fds = KREAD(fdt, fd);
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0;
-	sock = BPF_CORE_READ(file, private_data);
+	data = KREAD(KPTR(struct file, file), private_data);
+	sock = KPTR(struct socket, data);
 	/* A socket's file points back at it; anything else is not a socket. */
-	if (!sock || BPF_CORE_READ(sock, file) != file)
+	if (!data || KREAD(sock, file) != file)
 		return 0;
-	sk = BPF_CORE_READ(sock, sk);
-	claim_owner((__u64)sk);
+	claim_owner((__u64)KREAD(sock, sk));
 	return 0;
 }
 

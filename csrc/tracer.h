@@ -26,6 +26,7 @@ struct te_bpf {
 	int prog_fds[TE_MAX_LINKS];	/* for the kernel's miss counts */
 	int n_prog_fds;
 	bool custom;
+	bool portable;			/* the built-in's portable build */
 	bool accept_attached;		/* passive-side owner at accept() */
 	_Atomic uint32_t *poller_idle;	/* in the program's .bss, or NULL */
 	void *bss;			/* our mapping of that .bss */

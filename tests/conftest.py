@@ -85,11 +85,12 @@ def compile_bpf(tmp_path_factory: pytest.TempPathFactory, csrc: Path):
     assert clang, "clang is needed"
     arch = sysconfig.get_config_var("MULTIARCH")
 
-    def build(source: Path) -> Path:
-        out = outdir / (source.name.removesuffix(".c") + ".o")
+    def build(source: Path, *defines: str) -> Path:
+        out = outdir / (source.name.removesuffix(".c") + "".join(defines) + ".o")
         subprocess.run(
             [
                 *(clang, "-g", "-O2", "-target", "bpf", f"-I{csrc}", f"-I/usr/include/{arch}"),
+                *defines,
                 *("-c", str(source), "-o", str(out)),
             ],
             check=True,

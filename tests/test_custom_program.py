@@ -3,6 +3,7 @@ instead of the built-in program (docs/custom-programs.md)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -29,10 +30,13 @@ KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def builtin_copy(compile_bpf) -> Path:
-    """The built-in program's source, compiled by the test itself."""
-    return compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c")
+@pytest.fixture(scope="module", params=["default", "portable"])
+def builtin_copy(compile_bpf, request) -> Path:
+    """The built-in program's source, compiled by the test itself: the
+    default build, and the portable one the library falls back to on
+    kernels without bpf_rdonly_cast() (csrc/kernel_read.h)."""
+    defines = ["-DTCPEVENT_PORTABLE"] if request.param == "portable" else []
+    return compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c", *defines)
 
 
 @pytest.mark.bpf
@@ -62,3 +66,14 @@ def test_custom_object_gives_correct_events(builtin_copy, family) -> None:
         )
     check_pair(events, conn, KEYS)
     assert port not in {e["sport"] for e in events}  # a closed listener is no connection
+
+
+@pytest.mark.bpf
+def test_custom_object_attributes_a_reset_passive_side(builtin_copy) -> None:
+    """The server side of a connection the client resets ends in softirq:
+    only the accept() hook can name its owner."""
+    with NativeTracer(program=str(builtin_copy), pids=[os.getpid()]) as tracer:
+        conn = connection(socket.AF_INET, client_sends=10, server_sends=10, reset=True)
+        events = tracer.collect(lambda evs: len(evs) >= 2, timeout=5)
+    server = [e for e in events if e["sport"] == conn.server.port]
+    assert len(server) == 1 and server[0]["pid"] == os.getpid()
