@@ -11,12 +11,22 @@ command), both endpoints, bytes and segments each way, and when::
                   ev.rx_bytes, ev.tx_bytes)
 
 See :class:`Tracer` for the options, threads and asyncio, :class:`TcpEvent`
-for the fields, and :mod:`tcpevent.abi` for the original C ABI via ctypes.
+for the fields, :func:`connections` for the live connections with their
+full ``tcp_info`` (no BPF needed), and :mod:`tcpevent.abi` for the original
+C ABI via ctypes.
 """
 
 from __future__ import annotations
 
 from tcpevent._core import DEFAULT_MAX_SOCKETS, DEFAULT_QUEUE_SIZE, DEFAULT_RING_SIZE
+from tcpevent.connections import (
+    STATES_ALL,
+    STATES_CONNECTED,
+    Connection,
+    SocketMemory,
+    TcpInfo,
+    connections,
+)
 from tcpevent.errors import (
     InvalidProgramError,
     ProgramError,
@@ -35,11 +45,16 @@ __all__ = [
     "DEFAULT_MAX_SOCKETS",
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_RING_SIZE",
+    "STATES_ALL",
+    "STATES_CONNECTED",
+    "Connection",
     "EventKind",
     "InvalidProgramError",
     "ProgramError",
     "ProgramNotFoundError",
+    "SocketMemory",
     "TcpEvent",
+    "TcpInfo",
     "TcpState",
     "Tracer",
     "TracerClosedError",
@@ -47,4 +62,5 @@ __all__ = [
     "TracerPermissionError",
     "TracerStats",
     "__version__",
+    "connections",
 ]

@@ -5,6 +5,8 @@ Modes (one per run; each is a function ``(args) -> exit status`` in
 
 - ``events`` (default): print one block per closed TCP connection, in the
   original example's format, or one JSON object per line with ``--json``;
+- ``connections`` (``--connections``): print the live connections now, with
+  their ``tcp_info``, as a table (like ``ss -tip``) or JSON lines; no BPF;
 - ``install-lib``: copy the packaged ``libtcpEvent.so`` for C clients.
 
 Exit status: 0 on success, including the end by SIGINT/SIGTERM, ``--count``,
@@ -33,11 +35,21 @@ from typing import Callable, TextIO
 
 from tcpevent import abi
 from tcpevent._core import DEFAULT_QUEUE_SIZE
+from tcpevent.connections import Connection, connections, parse_states
 from tcpevent.errors import TracerError, TracerPermissionError
-from tcpevent.event import TcpEvent
+from tcpevent.event import TcpEvent, TcpState
 from tcpevent.tracer import Tracer
 
-__all__ = ["DEFAULT_LIB_DIR", "MODES", "build_parser", "format_block", "format_json", "main"]
+__all__ = [
+    "DEFAULT_LIB_DIR",
+    "MODES",
+    "build_parser",
+    "format_block",
+    "format_connection_json",
+    "format_connections_table",
+    "format_json",
+    "main",
+]
 
 #: Where the original examples dlopen() the library from.
 DEFAULT_LIB_DIR = "/opt/RealTimeKql/lib"
@@ -91,6 +103,115 @@ def format_json(ev: TcpEvent) -> str:
     return json.dumps(ev.to_dict(), separators=(",", ":")) + "\n"
 
 
+# ---- the connections table ------------------------------------------------------
+
+#: ss's short state names.
+_SS_STATES = {
+    TcpState.ESTABLISHED: "ESTAB",
+    TcpState.SYN_SENT: "SYN-SENT",
+    TcpState.SYN_RECV: "SYN-RECV",
+    TcpState.FIN_WAIT1: "FIN-WAIT-1",
+    TcpState.FIN_WAIT2: "FIN-WAIT-2",
+    TcpState.TIME_WAIT: "TIME-WAIT",
+    TcpState.CLOSE: "UNCONN",
+    TcpState.CLOSE_WAIT: "CLOSE-WAIT",
+    TcpState.LAST_ACK: "LAST-ACK",
+    TcpState.LISTEN: "LISTEN",
+    TcpState.CLOSING: "CLOSING",
+    TcpState.NEW_SYN_RECV: "NEW-SYN-RECV",
+    TcpState.BOUND_INACTIVE: "BOUND-INACTIVE",
+}
+#: (title, right-aligned?) of each column.
+_COLUMNS = (
+    ("State", False),
+    ("Local", False),
+    ("Peer", False),
+    ("Process", False),
+    ("RTT/var ms", True),
+    ("Cwnd", True),
+    ("Sent", True),
+    ("Acked", True),
+    ("Received", True),
+    ("Retrans", True),
+    ("Cong", False),
+)
+_NONE = "-"
+
+
+def _size(n: int | None) -> str:
+    """Bytes for a person: exact below 10000, else 1024-based with one decimal."""
+    if n is None:
+        return _NONE
+    if n < 10000:
+        return str(n)
+    value = float(n)
+    for unit in "KMGTP":
+        value /= 1024
+        if value < 1000 or unit == "P":
+            break
+    return f"{value:.1f}{unit}"
+
+
+def _row(c: Connection) -> tuple[str, ...]:
+    i = c.info
+    process = f"{c.pid}/{c.task}" if c.pid else _NONE
+    if i is None:
+        rtt = cwnd = sent = acked = received = retrans = _NONE
+    else:
+        rtt = (
+            _NONE
+            if i.rtt_us is None or i.rttvar_us is None
+            else f"{i.rtt_us / 1000:.3f}/{i.rttvar_us / 1000:.3f}"
+        )
+        cwnd = _NONE if i.snd_cwnd is None else str(i.snd_cwnd)
+        sent, acked, received = _size(i.bytes_sent), _size(i.bytes_acked), _size(i.bytes_received)
+        retrans = (
+            _NONE
+            if i.retrans_out is None or i.total_retrans is None
+            else f"{i.retrans_out}/{i.total_retrans}"
+        )
+    return (
+        _SS_STATES.get(c.state, c.state.name),
+        c.local,
+        c.peer,
+        process,
+        rtt,
+        cwnd,
+        sent,
+        acked,
+        received,
+        retrans,
+        c.cong or _NONE,
+    )
+
+
+def format_connections_table(conns: Sequence[Connection]) -> str:
+    """The connections as a table for a person: a header line, one line each.
+
+    Columns: state (``ss``'s names), local and peer ``addr:port`` (IPv6 in
+    brackets), ``pid/command`` of the owner, smoothed RTT/variation in ms,
+    congestion window (segments), bytes sent (retransmissions included),
+    acknowledged and received (exact below 10000, else K/M/G, 1024-based),
+    retransmitted segments unacknowledged/total, congestion control. ``-``
+    where the kernel sent nothing.
+    """
+    rows = [tuple(title for title, _ in _COLUMNS), *(_row(c) for c in conns)]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(_COLUMNS))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, (_, right) in zip(row, widths, _COLUMNS)
+        ]
+        lines.append("  ".join(cells).rstrip() + "\n")
+    return "".join(lines)
+
+
+def format_connection_json(c: Connection) -> str:
+    """One connection as a compact JSON object and a newline (``Connection.to_dict``)."""
+    return json.dumps(c.to_dict(), separators=(",", ":")) + "\n"
+
+
 # ---- argument parsing --------------------------------------------------------
 
 
@@ -108,6 +229,14 @@ def _bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
 
     parse.__name__ = name
     return parse
+
+
+def _state(text: str) -> str:
+    try:
+        parse_states(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -131,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
             "owner (pid, uid, command), endpoints, bytes and segments each way, and close time."
         ),
         epilog=(
-            "Needs root, or the capabilities CAP_BPF and CAP_PERFMON. "
+            "Tracing needs root, or the capabilities CAP_BPF and CAP_PERFMON; "
+            "--connections needs no privilege (but shows the owners only of the "
+            "processes it may inspect). "
             "Exit status: 0 ok (also on SIGINT/SIGTERM), 1 the tracer could not start, "
             "2 bad arguments, 77 not privileged."
         ),
@@ -195,6 +326,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="a custom BPF object instead of the built-in program",
     )
     modes = parser.add_argument_group("other modes")
+    modes.add_argument(
+        "--connections",
+        "-c",
+        action="store_true",
+        help="print the live TCP connections now with their tcp_info (RTT, cwnd, bytes, "
+        "retransmissions), like `ss -tip`, or one JSON object each with --json; "
+        "takes --pid, --port, -4/-6 and --state; needs no BPF",
+    )
+    modes.add_argument(
+        "--state",
+        "-s",
+        action="append",
+        type=_state,
+        metavar="STATE",
+        help="with --connections: only sockets in this state (ESTABLISHED, LISTEN, "
+        "TIME_WAIT, ... or 'all'; repeatable; default: connected sockets)",
+    )
     modes.add_argument(
         "--install-lib",
         nargs="?",
@@ -309,6 +457,35 @@ def run_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- the connections mode -------------------------------------------------------
+
+
+def run_connections(args: argparse.Namespace) -> int:
+    """``--connections``: print the live connections once, then exit."""
+    out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):
+        out.reconfigure(errors="backslashreplace")
+    try:
+        conns = connections(
+            family=args.family,
+            states=args.state,
+            pid=args.pid,
+            ports=args.port,
+        )
+    except TracerPermissionError as exc:
+        print(f"tcpevent: {exc}", file=sys.stderr)
+        return EXIT_NOPERM
+    except TracerError as exc:
+        print(f"tcpevent: cannot list connections: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        out.write("".join(format_connection_json(c) for c in conns))
+    else:
+        out.write(format_connections_table(conns))
+    out.flush()
+    return EXIT_OK
+
+
 # ---- the install-lib mode -------------------------------------------------------
 
 
@@ -353,15 +530,33 @@ def run_install_lib(args: argparse.Namespace) -> int:
 #: Every mode of the command, by name.
 MODES: dict[str, Callable[[argparse.Namespace], int]] = {
     "events": run_events,
+    "connections": run_connections,
     "install-lib": run_install_lib,
 }
+
+#: Options that only make sense in the events mode (not with --connections).
+_EVENTS_ONLY = (("count", "--count"), ("duration", "--duration"), ("program", "--program"))
 
 
 def select_mode(args: argparse.Namespace) -> str:
     """Which mode the arguments ask for."""
     if args.install_lib is not None:
         return "install-lib"
+    if args.connections:
+        return "connections"
     return "events"
+
+
+def _check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that do not go together: a usage error (exit status 2)."""
+    if args.connections and args.install_lib is not None:
+        parser.error("--connections and --install-lib are separate modes")
+    if args.connections:
+        for dest, flag in _EVENTS_ONLY:
+            if getattr(args, dest) is not None:
+                parser.error(f"{flag} does not apply to --connections")
+    elif args.state:
+        parser.error("--state applies only to --connections")
 
 
 def _quiet_broken_pipe() -> None:
@@ -376,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tcpevent``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_mode(parser, args)
     try:
         return MODES[select_mode(args)](args)
     except BrokenPipeError:
