@@ -53,7 +53,11 @@ def test_ctypes_client_reports_connections(libpath: Path) -> None:
         )
         for conn in conns:
             check_pair(events(out.text()), conn, KEYS)
-            fam = {e["family"] for e in events(out.text()) if e["SPT"] == conn.client.port}
+            fam = {
+                e["family"]
+                for e in events(out.text())
+                if (e["SPT"], e["DPT"]) == (conn.client.port, conn.server.port)
+            }
             assert fam == {int(conn.family)}
     finally:
         proc.send_signal(signal.SIGINT)
