@@ -35,9 +35,10 @@ def test_conversion_throughput() -> None:
 def test_dequeue_batch_throughput(tmp_path: Path) -> None:
     bench = load_example()
     churn = bench.build_churn(str(tmp_path))
-    events, rate, cpu_rate = bench.bench_drain(20000, 1024, churn)
+    events, expected, rate, cpu_rate = bench.bench_drain(20000, 1024, churn)
     print(f"dequeue_batch: {rate:,.0f} events/s ({cpu_rate:,.0f}/CPU s) over {events} events")
-    assert events == 40000  # every close event of the churn, none lost
+    assert expected >= 40000
+    assert events == expected  # every close event of the churn, none lost
     # Per CPU second of the draining thread: what this code costs, whatever
     # else the machine is running meanwhile.
     assert cpu_rate >= TARGET

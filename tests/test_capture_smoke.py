@@ -32,6 +32,8 @@ def test_churn_loses_nothing(binaries: tuple[Path, Path], config: str, time_wait
     assert result["churn"]["connections"] == CONNECTIONS
     t = result["tracer"]
     print(f"{config}: {result['churn']['rate']:,.0f} conn/s, p99 {t['latency_p99_us']} us")
-    assert t["target_events"] == 2 * CONNECTIONS
+    # Two sockets per connection, plus one per connect() that failed and was
+    # retried (the default regime can run out of ephemeral ports).
+    assert t["target_events"] == 2 * CONNECTIONS + result["churn"]["retries"]
     assert (t["dropped_kernel"], t["dropped_queue"], t["missed"], t["untracked"]) == (0, 0, 0, 0)
     assert 0 <= t["latency_p99_us"] < 50_000
