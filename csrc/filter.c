@@ -39,10 +39,12 @@ int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 			return te_fail(EINVAL, "pid 0 cannot be filtered on");
 	f->family = o->family;
 	f->n_pids = o->n_pids;
-	memcpy(f->pids, o->pids, o->n_pids * sizeof(*o->pids));
+	if (o->n_pids)	/* pids may be NULL then: memcpy(, NULL, 0) is UB */
+		memcpy(f->pids, o->pids, o->n_pids * sizeof(*o->pids));
 	qsort(f->pids, f->n_pids, sizeof(*f->pids), cmp_u32);
 	f->n_ports = o->n_ports;
-	memcpy(f->ports, o->ports, o->n_ports * sizeof(*o->ports));
+	if (o->n_ports)
+		memcpy(f->ports, o->ports, o->n_ports * sizeof(*o->ports));
 	qsort(f->ports, f->n_ports, sizeof(*f->ports), cmp_u16);
 	return 0;
 }

@@ -119,9 +119,9 @@ def _wake(fut: asyncio.Future[None]) -> None:
 class Tracer:
     """Trace TCP connections: one :class:`TcpEvent` per closed connection.
 
-    Opening loads and attaches the BPF program (root, or ``CAP_BPF`` and
-    ``CAP_PERFMON``, is needed); closing detaches it. Use it as a context
-    manager::
+    Opening loads and attaches the BPF program (root, or ``CAP_BPF``,
+    ``CAP_PERFMON`` and ``CAP_DAC_READ_SEARCH``: docs/privileges.md);
+    closing detaches it. Use it as a context manager::
 
         with tcpevent.Tracer(ports=[443]) as tracer:
             for ev in tracer:

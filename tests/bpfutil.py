@@ -52,3 +52,30 @@ def owned_by_kernel(ids: dict[str, set[int]]) -> dict[str, set[int]]:
     """Which of these programs, maps and links the kernel still has."""
     now = kernel_ids()
     return {key: ids[key] & now[key] for key in ids if ids[key] & now[key]}
+
+
+def map_named(pid: int, name: str) -> int:
+    """The id of the BPF map called ``name`` among those ``pid`` holds (exactly one)."""
+    found = []
+    for map_id in held_by(pid)["map_id"]:
+        out = subprocess.run(
+            ["bpftool", "map", "show", "id", str(map_id), "--json"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        if out and json.loads(out).get("name") == name:
+            found.append(map_id)
+    assert len(found) == 1, f"{pid} holds {len(found)} maps named {name!r}"
+    return found[0]
+
+
+def map_entries(map_id: int) -> list[dict[str, object]]:
+    """The entries of a map, as bpftool dumps them (BTF-formatted if it can)."""
+    out = subprocess.run(
+        ["bpftool", "map", "dump", "id", str(map_id), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    entries: list[dict[str, object]] = json.loads(out or "[]")
+    return entries

@@ -509,7 +509,7 @@ def test_2000_connections_listed_once_each_and_fast(
         f"{total * 1000:.1f} ms; conversion alone {convert * 1000:.1f} ms"
     )
     assert total < 1.0
-    assert convert < 0.1
+    assert convert < 0.25  # ~35 ms measured; the margin is for a loaded machine
 
 
 # ---- snapshot events through the Python API -------------------------------------------------
