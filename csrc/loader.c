@@ -476,8 +476,8 @@ void te_bpf_release(struct te_bpf *b)
 void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c)
 {
 	int ncpu = libbpf_num_possible_cpus();
-	uint64_t nested = 0;
-	uint64_t *sum[] = { &c->ringbuf_full, &c->untracked, &nested };
+	uint64_t nested = 0, unseen = 0;
+	uint64_t *sum[] = { &c->ringbuf_full, &c->untracked, &nested, &unseen };
 
 	memset(c, 0, sizeof(*c));
 	if (b->counters_fd >= 0 && ncpu > 0) {
@@ -500,5 +500,5 @@ void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c)
 		if (!bpf_obj_get_info_by_fd(b->prog_fds[i], &info, &len))
 			c->missed += info.recursion_misses;
 	}
-	c->missed = c->missed > nested ? c->missed - nested : 0;
+	c->missed = (c->missed > nested ? c->missed - nested : 0) + unseen;
 }

@@ -122,6 +122,7 @@ static __always_inline int on_birth(__u64 key, int newstate)
 {
 	struct sock *sk = KPTR(struct sock, key);
 	struct sock_owner o = {};
+	long err;
 
 	if (KREAD_PROTOCOL(sk) != IPPROTO_TCP)
 		return 0;
@@ -141,8 +142,19 @@ static __always_inline int on_birth(__u64 key, int newstate)
 		if (!pid_allowed(o.pid))
 			return 0;
 	}
-	/* BPF_ANY: a stale entry of a reused address is replaced. */
-	if (bpf_map_update_elem(&sockets, &key, &o, BPF_ANY))
+	err = bpf_map_update_elem(&sockets, &key, &o, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* The address belonged to a socket whose close we never saw. */
+		struct sock_owner *stale = bpf_map_lookup_elem(&sockets, &key);
+
+		/* Unowned: a child that lost the race for its request and was
+		 * freed without a close, never a connection. Owned: a lost
+		 * event (rare, cause unknown): counted, never silent. */
+		if (stale && stale->pid)
+			count(TCPEVENT_CNT_UNSEEN_CLOSE);
+		err = bpf_map_update_elem(&sockets, &key, &o, BPF_ANY);
+	}
+	if (err)
 		count(TCPEVENT_CNT_UNTRACKED);
 	return 0;
 }

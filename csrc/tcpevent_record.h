@@ -53,6 +53,7 @@ enum tcpevent_counter {
 	TCPEVENT_CNT_RINGBUF_FULL = 0,	/* record lost: ring buffer full */
 	TCPEVENT_CNT_UNTRACKED = 1,	/* socket not tracked: table full */
 	TCPEVENT_CNT_NESTED = 2,	/* hits the nested-hit program handled */
+	TCPEVENT_CNT_UNSEEN_CLOSE = 3,	/* an owned socket's close never seen */
 	TCPEVENT_CNT_MAX,
 };
 

@@ -15,6 +15,7 @@
 #define AF_INET		2
 #define AF_INET6	10
 #define IPPROTO_TCP	6
+#define EEXIST		17
 
 enum {
 	TCP_ESTABLISHED = 1,
