@@ -35,10 +35,12 @@ def test_conversion_throughput() -> None:
 def test_dequeue_batch_throughput(tmp_path: Path) -> None:
     bench = load_example()
     churn = bench.build_churn(str(tmp_path))
-    events, expected, rate, cpu_rate = bench.bench_drain(20000, 1024, churn)
+    events, expected, missed, rate, cpu_rate = bench.bench_drain(20000, 1024, churn)
     print(f"dequeue_batch: {rate:,.0f} events/s ({cpu_rate:,.0f}/CPU s) over {events} events")
     assert expected >= 40000
-    assert events == expected  # every close event of the churn, none lost
+    # Every close event of the churn, or counted (about one in three million
+    # is never seen by the program: docs/performance.md).
+    assert events + missed == expected and missed <= 1
     # Per CPU second of the draining thread: what this code costs, whatever
     # else the machine is running meanwhile.
     assert cpu_rate >= TARGET

@@ -33,7 +33,11 @@ def test_churn_loses_nothing(binaries: tuple[Path, Path], config: str, time_wait
     t = result["tracer"]
     print(f"{config}: {result['churn']['rate']:,.0f} conn/s, p99 {t['latency_p99_us']} us")
     # Two sockets per connection, plus one per connect() that failed and was
-    # retried (the default regime can run out of ephemeral ports).
-    assert t["target_events"] == 2 * CONNECTIONS + result["churn"]["retries"]
-    assert (t["dropped_kernel"], t["dropped_queue"], t["missed"], t["untracked"]) == (0, 0, 0, 0)
+    # retried (the default regime can run out of ephemeral ports). Every one
+    # is delivered, or counted: a close the program never sees happens about
+    # once in three million (docs/performance.md), and is counted in missed.
+    produced = 2 * CONNECTIONS + result["churn"]["retries"]
+    assert t["target_events"] + t["missed"] == produced
+    assert t["missed"] <= 1
+    assert (t["dropped_kernel"], t["dropped_queue"], t["untracked"]) == (0, 0, 0)
     assert 0 <= t["latency_p99_us"] < 50_000

@@ -65,11 +65,11 @@ def build_churn(directory: str) -> str:
 
 def bench_drain(
     connections: int, batch: int, churn: str, iterate: bool = False
-) -> tuple[int, int, float, float]:
+) -> tuple[int, int, int, float, float]:
     """Drain a pre-filled queue with dequeue_batch (or iteration).
 
-    Returns (events drained, events the churn produced, events per
-    wall-clock second, events per second
+    Returns (events drained, events the churn produced, events the tracer
+    counted as missed, events per wall-clock second, events per second
     of this thread's CPU time). The second figure does not depend on what
     else the machine runs: it is the cost of the core's copy and the
     conversion into TcpEvent objects.
@@ -109,7 +109,7 @@ def bench_drain(
         stats = tracer.stats
     if got != expected:
         print(f"warning: {got} events of {expected} expected: {stats}", file=sys.stderr)
-    return got, expected, got / elapsed, got / max(cpu, 1e-9)
+    return got, expected, stats.missed, got / elapsed, got / max(cpu, 1e-9)
 
 
 def main() -> int:
@@ -123,12 +123,12 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         churn = build_churn(tmp)
-        n, _, rate, cpu_rate = bench_drain(args.connections, args.batch, churn)
+        n, _, _, rate, cpu_rate = bench_drain(args.connections, args.batch, churn)
         print(
             f"drain: {rate:,.0f} events/s, {cpu_rate:,.0f} per CPU second "
             f"({n} events, dequeue_batch({args.batch}))"
         )
-        n, _, rate, cpu_rate = bench_drain(args.connections, args.batch, churn, iterate=True)
+        n, _, _, rate, cpu_rate = bench_drain(args.connections, args.batch, churn, iterate=True)
         print(
             f"iterate: {rate:,.0f} events/s, {cpu_rate:,.0f} per CPU second "
             f"({n} events, for ev in tracer)"
