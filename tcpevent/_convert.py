@@ -17,7 +17,7 @@ from typing import Any, Callable
 from tcpevent._core import EVENT_FIELDS, EVENT_FORMAT, EVENT_SIZE, ffi
 from tcpevent.event import TcpEvent, TcpState
 
-__all__ = ["events_from_buffer"]
+__all__ = ["decode_c_string", "events_from_buffer"]
 
 if set(TcpEvent.__slots__) != set(EVENT_FIELDS):  # pragma: no cover - a coding error
     raise ImportError("tcpevent: TcpEvent's fields differ from struct tcpevent_event's")
@@ -31,15 +31,16 @@ _FAMILIES: dict[int, socket.AddressFamily] = {
 _KINDS = ("close", "snapshot")
 _STATES: tuple[TcpState, ...] = tuple(TcpState(value) for value in range(256))
 _TEXT_CACHE_MAX = 4096
-_text_cache: dict[bytes, str] = {}
+#: Memo of decode_c_string(): look a field up here first.
+text_cache: dict[bytes, str] = {}
 
 
-def _decode(raw: bytes) -> str:
+def decode_c_string(raw: bytes) -> str:
     """A C string field (which may hold stale bytes after its NUL), memoized."""
     text = raw.partition(b"\0")[0].decode("utf-8", "surrogateescape")
-    if len(_text_cache) >= _TEXT_CACHE_MAX:
-        _text_cache.clear()
-    _text_cache[raw] = text
+    if len(text_cache) >= _TEXT_CACHE_MAX:
+        text_cache.clear()
+    text_cache[raw] = text
     return text
 
 
@@ -78,8 +79,8 @@ def events_from_buffer(buf: Any, count: int) -> list[TcpEvent]:
     cls = TcpEvent
     families = _FAMILIES
     states = _STATES
-    cache = _text_cache
-    decode = _decode
+    cache = text_cache
+    decode = decode_c_string
     out: list[TcpEvent] = []
     append = out.append
     for (

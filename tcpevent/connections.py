@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Union
 
 from tcpevent import _core
+from tcpevent._convert import decode_c_string, text_cache
 from tcpevent._options import FamilyArg, _id_list, parse_family
 from tcpevent.errors import error_from_code
 from tcpevent.event import TcpState
@@ -765,18 +766,6 @@ def tcp_info_from_cdata(
     return _info_from_raw(raw, int(info_len), accecn_layout or ACCECN_LAYOUT)
 
 
-_TEXT_CACHE_MAX = 4096
-_text_cache: dict[bytes, str] = {}
-
-
-def _decode(raw: bytes) -> str:
-    text = raw.partition(b"\0")[0].decode("utf-8", "surrogateescape")
-    if len(_text_cache) >= _TEXT_CACHE_MAX:
-        _text_cache.clear()
-    _text_cache[raw] = text
-    return text
-
-
 _STATES: tuple[TcpState, ...] = tuple(TcpState(v) for v in range(256))
 _FAMILIES: dict[int, socket.AddressFamily] = {
     int(socket.AF_INET): socket.AF_INET,
@@ -843,8 +832,8 @@ def connections_from_cdata(conns: Any, count: int, with_cmdline: bool = False) -
         set_skmem,
         set_info,
     ) = (set_[name] for name in _CONN_FIELDS)
-    cache = _text_cache
-    decode = _decode
+    cache = text_cache
+    decode = decode_c_string
     families = _FAMILIES
     states = _STATES
     timers = _TIMERS

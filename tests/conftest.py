@@ -98,3 +98,19 @@ def compile_bpf(tmp_path_factory: pytest.TempPathFactory, csrc: Path):
         return out
 
     return build
+
+
+@pytest.fixture(scope="session")
+def churn(build_c) -> Path:
+    """benchmarks/churn.c, the loopback connection-churn generator."""
+    path: Path = build_c(ROOT / "benchmarks" / "churn.c", "churn", "-Wextra", "-pthread")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reliability_driver(build_c) -> Path:
+    """tests/c/reliability_driver.c: the legacy calls under stress."""
+    path: Path = build_c(
+        ROOT / "tests" / "c" / "reliability_driver.c", "reliability_driver", "-ldl"
+    )
+    return path

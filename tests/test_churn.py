@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -18,16 +17,6 @@ SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "churn.c"
 READY_RE = re.compile(r"^READY pid=(\d+) port=(\d+) family=([46])$")
 TCP_TIME_WAIT = 0x06
 TCP_LISTEN = 0x0A
-
-
-@pytest.fixture(scope="module")
-def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed (make test installs it)"
-    binary = tmp_path_factory.mktemp("churn") / "churn"
-    cmd = [gcc, "-O2", "-Wall", "-Wextra", "-Werror", "-pthread"]
-    subprocess.run([*cmd, "-o", str(binary), str(SOURCE)], check=True)
-    return binary
 
 
 def have_ipv6_loopback() -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,27 +40,11 @@ from tcpevent import TcpEvent, TracerClosedError, TracerError
 pytestmark = pytest.mark.bpf
 
 HERE = Path(__file__).resolve().parent
-CHURN = HERE.parent / "benchmarks" / "churn.c"
 READY_RE = re.compile(r"^READY pid=(\d+) port=(\d+) family=([46])$")
 MB = 1024 * 1024
 #: Records are stamped after their slot in the ring buffer is reserved, so
 #: two CPUs (or a softirq on one) may stamp out of ring order by this much.
 FIFO_TOLERANCE_NS = 1_000_000
-
-
-@pytest.fixture(scope="module")
-def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed"
-    binary = tmp_path_factory.mktemp("churn") / "churn"
-    subprocess.run([gcc, "-O2", "-Wall", "-pthread", "-o", str(binary), str(CHURN)], check=True)
-    return binary
-
-
-@pytest.fixture(scope="module")
-def driver(build_c: Any) -> Path:
-    path: Path = build_c(HERE / "c" / "reliability_driver.c", "reliability_driver", "-ldl")
-    return path
 
 
 class Churn:
@@ -396,11 +379,14 @@ def test_eight_python_threads_and_a_close() -> None:
     assert final.delivered + final.dropped_queue + final.queued == final.received
 
 
-def test_eight_legacy_threads_and_a_cleanup(driver: Path, libpath: Path) -> None:
+def test_eight_legacy_threads_and_a_cleanup(reliability_driver: Path, libpath: Path) -> None:
     """The same through the original calls: 8 threads in DequeuePerfEvent(),
     cleanup() from a ninth while connections keep coming."""
     proc = subprocess.run(
-        [str(driver), str(libpath), "threads-close"], capture_output=True, text=True, timeout=120
+        [str(reliability_driver), str(libpath), "threads-close"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     r = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
@@ -514,13 +500,13 @@ def test_fork_child_cannot_use_or_steal_the_parents_tracer() -> None:
     assert c.client.port not in {e.sport for e in events}
 
 
-def test_fork_legacy_child_starts_without_a_tracer(driver: Path, libpath: Path) -> None:
+def test_fork_legacy_child_starts_without_a_tracer(reliability_driver: Path, libpath: Path) -> None:
     """The original calls in a fork child: the inherited default tracer is
     not the child's (getStatus() 0, DequeuePerfEvent() zeroed at once);
     AddProbe() attaches anew there; the parent keeps receiving, including
     the child's connections, which the child never took."""
     proc = subprocess.run(
-        [str(driver), str(libpath), "fork"], capture_output=True, text=True, timeout=60
+        [str(reliability_driver), str(libpath), "fork"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     r = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -33,24 +32,8 @@ import tcpevent
 pytestmark = pytest.mark.bpf
 
 HERE = Path(__file__).resolve().parent
-CHURN = HERE.parent / "benchmarks" / "churn.c"
 READY_RE = re.compile(r"^READY pid=(\d+) port=(\d+) family=([46])$")
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed"
-    binary = tmp_path_factory.mktemp("churn") / "churn"
-    subprocess.run([gcc, "-O2", "-Wall", "-pthread", "-o", str(binary), str(CHURN)], check=True)
-    return binary
-
-
-@pytest.fixture(scope="module")
-def driver(build_c: Any) -> Path:
-    path: Path = build_c(HERE / "c" / "reliability_driver.c", "reliability_driver", "-ldl")
-    return path
 
 
 def rss_bytes() -> int:
@@ -145,10 +128,10 @@ def test_million_connections_soak(churn: Path) -> None:
         assert warm_rss and peak_rss - warm_rss < 5 * MB
 
 
-def test_legacy_cycles_leak_nothing(driver: Path, libpath: Path) -> None:
+def test_legacy_cycles_leak_nothing(reliability_driver: Path, libpath: Path) -> None:
     cycles = 100
     proc = subprocess.Popen(
-        [str(driver), str(libpath), "cycles", str(cycles)],
+        [str(reliability_driver), str(libpath), "cycles", str(cycles)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
