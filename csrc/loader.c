@@ -348,8 +348,6 @@ static int attach_all(struct te_bpf *b)
 		}
 		if (err)
 			return err;
-		if (is_accept_program(prog))
-			b->accept_attached = true;
 	}
 	if (!b->n_links)
 		return te_fail(EINVAL, "the BPF object has no program to attach");

@@ -27,7 +27,6 @@ struct te_bpf {
 	int n_prog_fds;
 	bool custom;
 	bool portable;			/* the built-in's portable build */
-	bool accept_attached;		/* passive-side owner at accept() */
 	_Atomic uint32_t *poller_idle;	/* in the program's .bss, or NULL */
 	void *bss;			/* our mapping of that .bss */
 	size_t bss_len;
