@@ -24,6 +24,7 @@
 #include "tracer.h"
 
 #define TE_BATCH_NS 1000000	/* 1 ms: adds at most this much latency */
+#define TE_WATCH_NS 1000000000	/* look at the kernel's skip count each 1 s */
 
 /* Counters with a single writer: no locked instruction needed. */
 static inline void bump(_Atomic uint64_t *c)
@@ -114,14 +115,28 @@ static int drain_or_go_idle(struct tcpevent *t)
 	return n;
 }
 
+static int64_t coarse_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void *poller_main(void *arg)
 {
 	struct tcpevent *t = arg;
 	struct epoll_event evs[4];
+	int64_t watched = 0, now;
 	int n, nev;
 
 	for (;;) {
 		te_clock_refresh(&t->clock);
+		now = coarse_now_ns();
+		if (now - watched >= TE_WATCH_NS) {
+			watched = now;
+			te_bpf_watch_skips(&t->bpf);
+		}
 		n = ring_buffer__consume(t->bpf.rb);
 		publish(t);
 		if (atomic_load(&t->stopping))

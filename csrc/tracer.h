@@ -25,6 +25,8 @@ struct te_bpf {
 	int counters_fd;		/* -1 if the program has none */
 	int prog_fds[TE_MAX_LINKS];	/* for the kernel's miss counts */
 	int n_prog_fds;
+	struct bpf_program *standby;	/* attached once the kernel skips a hit */
+	int watched_fd;			/* the program whose skips it covers */
 	bool custom;
 	bool portable;			/* the built-in's portable build */
 	_Atomic uint32_t *poller_idle;	/* in the program's .bss, or NULL */
@@ -97,6 +99,8 @@ void te_bpf_close(struct te_bpf *b);
 /* In a fork child: make te_bpf_close() leave the parent's links attached. */
 void te_bpf_disown(struct te_bpf *b);
 void te_bpf_release(struct te_bpf *b);
+/* Poller only: attach the nested-hit program once the kernel skips a hit. */
+void te_bpf_watch_skips(struct te_bpf *b);
 /* What the kernel side lost or skipped, as counted by the kernel. */
 struct te_kernel_counts {
 	uint64_t ringbuf_full;	/* records lost: ring buffer full */
