@@ -38,8 +38,8 @@ def test_dequeue_batch_throughput(tmp_path: Path) -> None:
     events, expected, missed, rate, cpu_rate = bench.bench_drain(20000, 1024, churn)
     print(f"dequeue_batch: {rate:,.0f} events/s ({cpu_rate:,.0f}/CPU s) over {events} events")
     assert expected >= 40000
-    # Every close event of the churn, or counted (about one in three million
-    # is never seen by the program: docs/performance.md).
+    # Every close event of the churn, or counted (about one in a million or
+    # more is never shown to any BPF program here: docs/reliability.md).
     assert events + missed == expected and missed <= 1
     # Per CPU second of the draining thread: what this code costs, whatever
     # else the machine is running meanwhile.

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Compare builds of the BPF program by the churn rate they leave.
+
+    python3 benchmarks/ab.py ROUNDS NAME=OBJECT [NAME=OBJECT ...]
+
+Each round runs, in turn, an untraced churn and one churn per NAME with the
+C consumer (benchmarks/consumer.c) attached through ``AddProbe(OBJECT)``
+(``NAME=`` with no object: the built-in program), 100,000 connections each
+in a fresh network namespace without TIME_WAIT, exactly as ``make bench``
+runs them. Prints each configuration's median rate and its ratio to the
+untraced median: compare ratios within one invocation only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+
+import run
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or not argv[1].isdigit():
+        print(__doc__, file=sys.stderr)
+        return 2
+    churn, consumer = run.build()
+    configs: dict[str, run.Tracer | None] = {"untraced": None}
+    for spec in argv[2:]:
+        name, _, program = spec.partition("=")
+        env = {"CONSUMER_PROGRAM": program} if program else {}
+        configs[name] = run.Tracer(name, [str(consumer), str(run.LIB)], env)
+    rates: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(int(argv[1])):
+        for name, tracer in configs.items():
+            result = run.run_churn(churn, ["-n", "100000", "-t", "2"], tracer, time_wait=False)
+            rates[name].append(result["churn"]["rate"])
+    base = statistics.median(rates["untraced"])
+    for name, values in rates.items():
+        median = statistics.median(values)
+        each = " ".join(f"{v:.0f}" for v in values)
+        print(f"{name:14s} {median:9.0f} conn/s  ratio {median / base:.3f}   ({each})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
