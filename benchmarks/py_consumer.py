@@ -34,6 +34,9 @@ class Counter:
         self.first = 0.0
         self.last_target = 0.0
         self.last_event = time.monotonic()
+        # The first events of other processes (or of none), to explain a
+        # difference between events and target_events.
+        self.others: list[str] = []
 
     def add(self, events: list[tcpevent.TcpEvent]) -> None:
         """Count the target's events; sample the latency (1 in 16) so that
@@ -43,6 +46,12 @@ class Counter:
         pid = self.target_pid
         ours = [ev for ev in events if ev.pid == pid]
         self.targeted += len(ours)
+        if len(ours) != len(events) and len(self.others) < 10:
+            self.others += [
+                f"pid={ev.pid} task={ev.task} {ev.sport}->{ev.dport} {ev.state.name}"
+                for ev in events
+                if ev.pid != pid
+            ][: 10 - len(self.others)]
         for ev in ours[::LATENCY_SAMPLE]:
             bucket = (now_ns - ev.time_ns) // (LATENCY_BUCKET_US * 1000)
             self.latency[bucket] = self.latency.get(bucket, 0) + 1
@@ -114,6 +123,7 @@ def main() -> int:
             {
                 "events": counter.total,
                 "target_events": counter.targeted,
+                "others": counter.others,
                 "drain_seconds": max(counter.last_target - counter.first, 0.0),
                 "latency_p50_us": counter.percentile(0.5),
                 "latency_p99_us": counter.percentile(0.99),
