@@ -272,12 +272,13 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /*
- * The kernel does not run a program that is already running on the same
- * CPU: a softirq that changes a socket's state while tcpevent_state runs
- * in process context would be skipped, and its event lost. So a second
- * program is attached to the same hook: it does nothing unless
- * tcpevent_state is running on this CPU, i.e. exactly when the kernel
- * skipped it.
+ * A kernel may not run a program that is already running on the same CPU:
+ * a softirq that changes a socket's state while tcpevent_state runs in
+ * process context would be skipped, and its event lost. So a second
+ * program can go on the same hook: it does nothing unless tcpevent_state
+ * is running on this CPU, i.e. exactly when the kernel skipped it. User
+ * space attaches it only once the kernel reports such a skip (loader.c):
+ * attached, it costs a second dispatch on every hit.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
