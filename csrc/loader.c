@@ -347,7 +347,7 @@ static void hold_in_standby(struct te_bpf *b, struct bpf_program *nested)
 	b->watched_fd = main_prog ? bpf_program__fd(main_prog) : -1;
 }
 
-void te_bpf_watch_skips(struct te_bpf *b)
+static void watch_skips(struct te_bpf *b)
 {
 	struct bpf_prog_info info = {};
 	__u32 len = sizeof(info);
@@ -362,12 +362,31 @@ void te_bpf_watch_skips(struct te_bpf *b)
 	b->standby = NULL;
 }
 
+/* tcpevent_sweep (tcpevent.bpf.c) is not for a hook: it is run from here. */
+static bool is_sweep_program(const struct bpf_program *prog)
+{
+	return !strcmp(bpf_program__name(prog), "tcpevent_sweep");
+}
+
+void te_bpf_tick(struct te_bpf *b)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, run);
+
+	watch_skips(b);
+	if (b->sweep_fd >= 0)
+		bpf_prog_test_run_opts(b->sweep_fd, &run);
+}
+
 static int attach_all(struct te_bpf *b)
 {
 	struct bpf_program *prog;
 	int err;
 
 	bpf_object__for_each_program(prog, b->obj) {
+		if (is_sweep_program(prog)) {
+			b->sweep_fd = bpf_program__fd(prog);
+			continue;
+		}
 		if (is_nested_program(prog)) {
 			hold_in_standby(b, prog);
 			if (b->watched_fd >= 0)
@@ -428,6 +447,7 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 	b->ring_fd = -1;
 	b->counters_fd = -1;
 	b->watched_fd = -1;
+	b->sweep_fd = -1;
 	te_libbpf_capture_begin();
 	err = check_privileges();
 	/* A custom object is tried in a child first: see trial.c. */
@@ -489,6 +509,7 @@ void te_bpf_close(struct te_bpf *b)
 	while (b->n_links > 0)
 		bpf_link__destroy(b->links[--b->n_links]);
 	b->standby = NULL;
+	b->sweep_fd = -1;
 	bpf_object__close(b->obj);
 	b->obj = NULL;
 	b->ring_fd = -1;

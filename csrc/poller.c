@@ -6,7 +6,8 @@
  * TE_BATCH_NS before draining again while records keep coming. Under load
  * that bounds wake-ups to about 1/TE_BATCH_NS per second instead of one per
  * event; when idle it sleeps in epoll and the first record wakes it (the
- * built-in program wakes it only then: see drain_or_go_idle()).
+ * built-in program wakes it only then: see drain_or_go_idle()), or the
+ * next second's te_bpf_tick().
  */
 #include <bpf/libbpf.h>
 #include <errno.h>
@@ -24,7 +25,7 @@
 #include "tracer.h"
 
 #define TE_BATCH_NS 1000000	/* 1 ms: adds at most this much latency */
-#define TE_WATCH_NS 1000000000	/* look at the kernel's skip count each 1 s */
+#define TE_TICK_MS 1000		/* te_bpf_tick() period, even when idle */
 
 /* Counters with a single writer: no locked instruction needed. */
 static inline void bump(_Atomic uint64_t *c)
@@ -127,15 +128,15 @@ static void *poller_main(void *arg)
 {
 	struct tcpevent *t = arg;
 	struct epoll_event evs[4];
-	int64_t watched = 0, now;
+	int64_t ticked = 0, now;
 	int n, nev;
 
 	for (;;) {
 		te_clock_refresh(&t->clock);
 		now = coarse_now_ns();
-		if (now - watched >= TE_WATCH_NS) {
-			watched = now;
-			te_bpf_watch_skips(&t->bpf);
+		if (now - ticked >= TE_TICK_MS * 1000000LL) {
+			ticked = now;
+			te_bpf_tick(&t->bpf);
 		}
 		n = ring_buffer__consume(t->bpf.rb);
 		publish(t);
@@ -145,7 +146,7 @@ static void *poller_main(void *arg)
 			nap();	/* n < 0 (an error) naps too: no busy loop */
 		else
 			n = drain_or_go_idle(t);
-		nev = epoll_wait(t->epoll_fd, evs, 4, n != 0 ? 0 : -1);
+		nev = epoll_wait(t->epoll_fd, evs, 4, n != 0 ? 0 : TE_TICK_MS);
 		if (t->bpf.poller_idle)
 			atomic_store(t->bpf.poller_idle, 0);
 		for (int i = 0; i < nev; i++)

@@ -313,6 +313,42 @@ int tcpevent_state_nested(struct bpf_raw_tracepoint_args *ctx)
 	return on_state(ctx);
 }
 
+#ifndef TCPEVENT_PORTABLE	/* bpf_for_each_map_elem() is 5.13+ */
+/*
+ * A close we never saw leaves its entry behind. tcp_set_state() runs the
+ * tracepoint before it stores the new state, and on_close() deletes the
+ * entry there: so an entry whose socket now reads TCP_CLOSE is one whose
+ * close we missed (its memory free, or taken by a socket not connected
+ * yet). Except for an instant at connect(): the entry is made at SYN_SENT
+ * while the socket still reads TCP_CLOSE; entries under a second old are
+ * left alone. Counted if it had an owner, and removed so that it holds no
+ * slot.
+ */
+#define SWEEP_MIN_AGE_NS 1000000000ULL
+
+static long sweep_entry(void *map, __u64 *key, struct sock_owner *o,
+			__u64 *now)
+{
+	if (*now - o->birth_ns < SWEEP_MIN_AGE_NS ||
+	    KREAD(KPTR(struct sock, *key), __sk_common.skc_state) != TCP_CLOSE)
+		return 0;
+	if (o->pid)
+		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+	bpf_map_delete_elem(&sockets, key);
+	return 0;
+}
+
+/* Never attached: user space runs it (BPF_PROG_TEST_RUN) once a second. */
+SEC("raw_tracepoint/inet_sock_set_state")
+int tcpevent_sweep(void *ctx)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	bpf_for_each_map_elem(&sockets, sweep_entry, &now, 0);
+	return 0;
+}
+#endif
+
 /* The layout of a syscalls:sys_exit_* tracepoint record (tracefs format). */
 struct syscall_exit_args {
 	__u64 common;

@@ -27,6 +27,7 @@ struct te_bpf {
 	int n_prog_fds;
 	struct bpf_program *standby;	/* attached once the kernel skips a hit */
 	int watched_fd;			/* the program whose skips it covers */
+	int sweep_fd;			/* run, never attached; or -1 */
 	bool custom;
 	bool portable;			/* the built-in's portable build */
 	_Atomic uint32_t *poller_idle;	/* in the program's .bss, or NULL */
@@ -99,8 +100,9 @@ void te_bpf_close(struct te_bpf *b);
 /* In a fork child: make te_bpf_close() leave the parent's links attached. */
 void te_bpf_disown(struct te_bpf *b);
 void te_bpf_release(struct te_bpf *b);
-/* Poller only: attach the nested-hit program once the kernel skips a hit. */
-void te_bpf_watch_skips(struct te_bpf *b);
+/* Poller only, about once a second: attach the nested-hit program once the
+ * kernel skips a hit; sweep the socket table of closes never seen. */
+void te_bpf_tick(struct te_bpf *b);
 /* What the kernel side lost or skipped, as counted by the kernel. */
 struct te_kernel_counts {
 	uint64_t ringbuf_full;	/* records lost: ring buffer full */
