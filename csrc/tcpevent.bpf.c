@@ -326,15 +326,23 @@ int tcpevent_state_nested(struct bpf_raw_tracepoint_args *ctx)
  */
 #define SWEEP_MIN_AGE_NS 1000000000ULL
 
-static long sweep_entry(void *map, __u64 *key, struct sock_owner *o,
+static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 			__u64 *now)
 {
-	if (*now - o->birth_ns < SWEEP_MIN_AGE_NS ||
-	    KREAD(KPTR(struct sock, *key), __sk_common.skc_state) != TCP_CLOSE)
+	/* The walk does not hold the entry (a close may delete it, a birth
+	 * reuse it): copy the key, look it up again. */
+	__u64 sk = *key;
+	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &sk);
+	__u32 pid;
+
+	if (!o || *now - o->birth_ns < SWEEP_MIN_AGE_NS ||
+	    KREAD(KPTR(struct sock, sk), __sk_common.skc_state) != TCP_CLOSE)
 		return 0;
-	if (o->pid)
+	pid = o->pid;
+	/* A close seen just now deleted the entry before the state read
+	 * TCP_CLOSE: then this delete fails, and nothing was missed. */
+	if (!bpf_map_delete_elem(&sockets, &sk) && pid)
 		count(TCPEVENT_CNT_UNSEEN_CLOSE);
-	bpf_map_delete_elem(&sockets, key);
 	return 0;
 }
 
