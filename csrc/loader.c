@@ -200,6 +200,50 @@ static int check_record_layout(struct bpf_object *obj)
 	return 0;
 }
 
+/*
+ * A map the tracer does not size itself (all but "events" and "sockets")
+ * gets its size from the object. A corrupted or hostile object can ask for
+ * tens of GiB there (a flipped bit in max_entries), and the kernel then
+ * tries to allocate it, per-CPU arrays element by element, until the host
+ * runs out of memory. Such objects are refused before load.
+ */
+#define TE_MAX_MAP_BYTES (1ULL << 30)
+
+static bool is_per_cpu(enum bpf_map_type type)
+{
+	return type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+	       type == BPF_MAP_TYPE_PERCPU_HASH ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+	       type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+static int check_map_sizes(struct bpf_object *obj)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	unsigned long long bytes;
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj) {
+		const char *name = bpf_map__name(map);
+
+		if (!strcmp(name, "events") || !strcmp(name, "sockets"))
+			continue;
+		/* Per entry: key and value, and ~64 bytes of kernel overhead. */
+		bytes = (unsigned long long)bpf_map__max_entries(map) *
+			(bpf_map__key_size(map) + bpf_map__value_size(map) +
+			 64ULL);
+		if (is_per_cpu(bpf_map__type(map)) && ncpu > 0)
+			bytes *= (unsigned long long)ncpu;
+		if (bytes > TE_MAX_MAP_BYTES)
+			return te_fail(E2BIG,
+				       "the BPF object's map \"%s\" asks for %u entries of %u-byte values, about %llu MiB: over the %llu MiB allowed for a map the tracer does not size itself (a corrupted object?)",
+				       name, bpf_map__max_entries(map),
+				       bpf_map__value_size(map), bytes >> 20,
+				       TE_MAX_MAP_BYTES >> 20);
+	}
+	return 0;
+}
+
 static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		     const struct te_filter *f)
 {
@@ -217,6 +261,8 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	if (sockets && bpf_map__set_max_entries(sockets, o->max_sockets))
 		return te_fail(EINVAL, "cannot set the socket table size");
 	err = check_record_layout(b->obj);
+	if (!err)
+		err = check_map_sizes(b->obj);
 	if (err)
 		return err;
 

@@ -51,6 +51,16 @@ def test_object_built_for_another_record_layout(compile_bpf) -> None:
 
 
 @pytest.mark.bpf
+def test_object_with_a_huge_map_is_refused_before_load(compile_bpf) -> None:
+    """Refused before the kernel tries to allocate it (it would exhaust the
+    host's memory: the corrupted-objects test once did, through a bit
+    flipped in pid_filter's max_entries)."""
+    message = open_error(compile_bpf(HERE / "bpf" / "huge_map.bpf.c"))
+    assert 'map "pid_filter" asks for 1073741824 entries' in message
+    assert "over the 1024 MiB allowed" in message
+
+
+@pytest.mark.bpf
 def test_hostile_records_never_become_garbage(compile_bpf) -> None:
     program = compile_bpf(HERE / "bpf" / "hostile_records.bpf.c")
     with NativeTracer(program=str(program)) as tracer:
