@@ -346,7 +346,8 @@ static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 	return 0;
 }
 
-/* Never attached: user space runs it (BPF_PROG_TEST_RUN) once a second. */
+/* Never attached: user space runs it (BPF_PROG_TEST_RUN), about once a
+ * second (loader.c). */
 SEC("raw_tracepoint/inet_sock_set_state")
 int tcpevent_sweep(void *ctx)
 {

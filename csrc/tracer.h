@@ -28,6 +28,8 @@ struct te_bpf {
 	struct bpf_program *standby;	/* attached once the kernel skips a hit */
 	int watched_fd;			/* the program whose skips it covers */
 	int sweep_fd;			/* run, never attached; or -1 */
+	unsigned int sweep_every;	/* ticks between two sweeps */
+	unsigned int ticks;
 	bool custom;
 	bool portable;			/* the built-in's portable build */
 	_Atomic uint32_t *poller_idle;	/* in the program's .bss, or NULL */
