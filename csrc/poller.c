@@ -116,14 +116,6 @@ static int drain_or_go_idle(struct tcpevent *t)
 	return n;
 }
 
-static int64_t coarse_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void *poller_main(void *arg)
 {
 	struct tcpevent *t = arg;
@@ -133,7 +125,7 @@ static void *poller_main(void *arg)
 
 	for (;;) {
 		te_clock_refresh(&t->clock);
-		now = coarse_now_ns();
+		now = te_clock_boottime_ns();
 		if (now - ticked >= TE_TICK_MS * 1000000LL) {
 			ticked = now;
 			te_bpf_tick(&t->bpf);
