@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 
 KINDS = {"bpf-prog": "prog_id", "bpf-map": "map_id", "bpf_link": "link_id"}
 
@@ -26,6 +27,21 @@ def held_by(pid: int) -> dict[str, set[int]]:
                     if line.startswith(key + ":"):
                         held[key].add(int(line.split()[1]))
     return held
+
+
+def fdinfos(pid: int) -> Iterator[str]:
+    """The text of /proc/PID/fdinfo of each fd the process still holds."""
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                yield f.read()
+        except OSError:
+            continue
+
+
+def prog_ids(fdinfo: str) -> set[int]:
+    """The program ids an fdinfo text names (a program's, or a link's)."""
+    return {int(line.split()[1]) for line in fdinfo.splitlines() if line.startswith("prog_id:")}
 
 
 def _ids(what: str) -> set[int]:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import bpfutil
 import netutil
 import pytest
 
@@ -28,31 +29,14 @@ OUR_PROGRAMS = {
 
 def held_prog_ids(pid: int) -> set[int]:
     """Ids of the BPF programs (and links' programs) a process holds fds of."""
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith("prog_id:"):
-                ids.add(int(line.split()[1]))
-    return ids
+    return {i for info in bpfutil.fdinfos(pid) for i in bpfutil.prog_ids(info)}
 
 
 def attached_prog_ids(pid: int) -> set[int]:
     """Ids of the programs behind the BPF links a process holds."""
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
-        except OSError:
-            continue
-        if "link_type:" in text:
-            ids |= {
-                int(line.split()[1]) for line in text.splitlines() if line.startswith("prog_id:")
-            }
-    return ids
+    return {
+        i for info in bpfutil.fdinfos(pid) if "link_type:" in info for i in bpfutil.prog_ids(info)
+    }
 
 
 def loaded_programs() -> dict[int, str]:

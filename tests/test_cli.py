@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import bpfutil
 import netutil
 import pytest
 
@@ -143,13 +144,7 @@ def test_version() -> None:
 
 def attached(pid: int) -> bool:
     """The process holds BPF links: its tracer is attached."""
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            if "link_id:" in Path(f"/proc/{pid}/fdinfo/{fd}").read_text():
-                return True
-        except OSError:
-            pass
-    return False
+    return any("link_id:" in info for info in bpfutil.fdinfos(pid))
 
 
 def start(*args: str) -> subprocess.Popen[str]:
