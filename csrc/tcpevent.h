@@ -94,9 +94,10 @@ struct tcpevent_stats {
 	uint64_t filtered;		/* records dropped by the filters */
 	uint64_t snapshots;		/* snapshot events made (queued or dropped) */
 	uint64_t snapshot_errors;	/* snapshot listings that failed */
-	uint64_t missed;		/* hook runs the kernel skipped because
-					 * one of ours was already running on
-					 * that CPU: events may be lost */
+	uint64_t missed;		/* events the kernel never showed us:
+					 * hook runs it skipped (one of ours
+					 * was running on that CPU) and closes
+					 * of tracked sockets no program saw */
 };
 
 #define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u

@@ -52,9 +52,11 @@ class TracerStats:
     snapshot_errors: int
     """Periodic snapshot listings that failed."""
     missed: int
-    """Hook runs the kernel skipped because one of the tracer's programs was
-    already running on that CPU (a softirq interrupted it): each may have
-    cost an event. The kernel's own count (``recursion_misses``)."""
+    """Events the kernel never showed the program, each counted once it is
+    known: hook runs the kernel skipped because one of the tracer's programs
+    was already running on that CPU (its ``recursion_misses``; each may have
+    cost an event), and closes of tracked sockets that no program saw
+    (docs/reliability.md, "Closes no BPF program can see")."""
     buffered: int
     """Events taken from the core but not handed out yet: left over by an
     iteration that stopped early, they come first from the next call."""

@@ -86,6 +86,20 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def accounted(st: tcpevent.TracerStats) -> int:
+    """Events the tracer received, or counted where they were lost."""
+    return st.received + st.dropped_kernel + st.missed
+
+
+def assert_accounted(st: tcpevent.TracerStats, produced: int) -> None:
+    """Each of ``produced`` events was received or dropped (counted), or is
+    one of the rare closes no BPF program sees on this VM, counted in
+    missed (docs/reliability.md); nothing more came."""
+    assert st.received + st.dropped_kernel <= produced, (st, produced)
+    assert accounted(st) >= produced, (st, produced)
+    assert st.missed <= 1, st
+
+
 def collect(tracer: tcpevent.Tracer, count: int, timeout: float = 5) -> list[TcpEvent]:
     """Events until ``count`` came (or ``timeout``), then any extra ones."""
     events: list[TcpEvent] = []
@@ -127,12 +141,12 @@ def test_stalled_consumer_is_bounded_counted_and_resumes_in_order(churn: Path) -
             while time.monotonic() < deadline:
                 events += tracer.dequeue_batch(16384, timeout=0.1)
                 st = tracer.stats
-                if st.received + st.dropped_kernel >= 2 * conns and st.queued == 0:
+                if accounted(st) >= 2 * conns and st.queued == 0:
                     break
             summary = ch.finish()
             # A failed connect() (a retry) is one more socket, one more event.
             produced = 2 * conns + summary["retries"]
-            events += collect(tracer, produced - len(events) - st.dropped_queue)
+            events += collect(tracer, produced - len(events) - st.dropped_queue - st.missed)
             final = tracer.stats
     finally:
         ch.kill()
@@ -144,7 +158,7 @@ def test_stalled_consumer_is_bounded_counted_and_resumes_in_order(churn: Path) -
     assert len(events) > 1000
     assert rss_after - rss_before < 2 * MB, (rss_before, rss_after)
     # Every event accounted for, each loss where it happened.
-    assert final.received + final.dropped_kernel == produced, final
+    assert_accounted(final, produced)
     assert final.delivered + final.dropped_queue + final.queued == final.received, final
     assert final.queued == 0 and final.delivered == len(events)
     assert all(ev.pid == ch.pid and ev.kind == "close" for ev in events)
@@ -177,7 +191,7 @@ with tcpevent.Tracer(pids=[pid], queue_size=1000, ring_size=65536) as t:
             inversions = max(inversions, last_time - ev.time_ns)
             last_time = max(last_time, ev.time_ns)
         st = t.stats
-        if st.received + st.dropped_kernel >= produced and st.queued == 0:
+        if st.received + st.dropped_kernel + st.missed >= produced and st.queued == 0:
             break
     counted += len(t.dequeue_batch(4096, timeout=0.5))  # a retry's event, if any
     st = t.stats
@@ -219,7 +233,8 @@ def test_stopped_process_overflows_the_ring_and_counts_it(churn: Path) -> None:
     produced += summary["retries"]  # a failed connect() is one more event
     # 1.5 s at 20 events/ms against a ring of ~540 records (120 bytes each).
     assert st["dropped_kernel"] > 10_000, st
-    assert st["received"] + st["dropped_kernel"] == produced, st
+    counters = {k: v for k, v in st.items() if k not in ("counted", "inversion")}
+    assert_accounted(tcpevent.TracerStats(**counters), produced)
     assert st["delivered"] + st["dropped_queue"] + st["queued"] == st["received"], st
     assert st["counted"] == st["delivered"] and st["queued"] == 0, st
     assert st["inversion"] < FIFO_TOLERANCE_NS, st

@@ -3,7 +3,8 @@ open/close cycles of each API, leave nothing behind.
 
 - test_million_connections_soak (slow, ~18 s): 1,000,000 connections of
   benchmarks/churn.c drained through ``Tracer(pids=[churn])``: every event
-  accounted for (by the stats and by what the consumer counted), no drop,
+  delivered or counted as missed (the rare close no BPF program can see on
+  this VM), by the stats and by what the consumer counted, no drop,
   flat RSS after warm-up, the kernel's socket table back to its baseline.
 - test_legacy_cycles_leak_nothing (~17 s): 100 x AddProbe/cleanup in one
   process (tests/c/reliability_driver.c): no fd, thread, BPF program, map or
@@ -101,27 +102,38 @@ def test_million_connections_soak(churn: Path) -> None:
                 pass
             # Nothing more comes.
             assert tracer.dequeue_batch(16384, timeout=0.5) == []
-            stats = tracer.stats
 
-            # Every socket that closed left the table; only foreign sockets
-            # in flight (the host is shared) may come and go.
+            # Every socket that closed left the table (a close no program
+            # saw is counted by the sweep within a second or two, which
+            # frees its entry); only foreign sockets in flight (the host is
+            # shared) may come and go.
             assert wait_until(lambda: sockets_owned_by(sockets, pid) == 0, timeout=5)
             assert wait_until(
                 lambda: len(bpfutil.map_entries(sockets)) <= baseline, timeout=10, interval=0.2
             ), (len(bpfutil.map_entries(sockets)), baseline)
+            stats = tracer.stats
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
     growth = (peak_rss - warm_rss) / MB
-    print(f"\n{n} connections: {seconds:.1f} s, rss after warm-up {growth:+.2f} MB")
-    assert wrong == 0
-    assert (client_side, server_side) == (n + summary["retries"], n)
-    assert counted == produced == stats.delivered
-    assert stats.received + stats.dropped_kernel == produced
+    print(
+        f"\n{n} connections: {seconds:.1f} s, rss after warm-up {growth:+.2f} MB, "
+        f"missed {stats.missed}, client {client_side}, server {server_side}"
+    )
+    assert wrong == 0, stats
+    # Every event delivered once, or counted as missed: on this VM about one
+    # close in one to three million runs where the kernel runs no BPF program
+    # (docs/reliability.md, "Closes no BPF program can see"). A loss that is
+    # not counted, or more of them than that, fails here.
+    assert stats.missed <= 4, stats
+    assert client_side <= n + summary["retries"] and server_side <= n, stats
+    assert counted == client_side + server_side == stats.delivered, stats
+    assert counted + stats.missed >= produced, (counted, produced, stats)
+    assert stats.received == stats.delivered, stats
     assert stats.delivered + stats.dropped_queue + stats.queued == stats.received
-    assert (stats.dropped_kernel, stats.dropped_queue, stats.missed) == (0, 0, 0)
+    assert (stats.dropped_kernel, stats.dropped_queue) == (0, 0), stats
     assert stats.queued == 0 and stats.malformed == 0
     # ASan's quarantine keeps freed memory on purpose: RSS means nothing there.
     if not os.environ.get("TCPEVENT_ASAN"):
