@@ -118,6 +118,27 @@ static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
 	       bpf_map_lookup_elem(&port_filter, &dport);
 }
 
+/*
+ * A socket is born at this address (connect(), a SYN_RECV child, listen()):
+ * an entry still there belongs to an earlier socket whose close we never
+ * saw. Unowned: a child that lost the race for its request and was freed
+ * without a close, never a connection. Owned: a close the kernel never
+ * showed us (docs/reliability.md): counted, never silent. Either way it
+ * goes, or the new socket's close would be reported as the old one's.
+ */
+static __always_inline void evict_stale(__u64 key)
+{
+	struct sock_owner *stale = bpf_map_lookup_elem(&sockets, &key);
+	__u32 pid;
+
+	if (!stale)
+		return;
+	pid = stale->pid;
+	/* The sweep may be deleting it too: the one whose delete works counts. */
+	if (!bpf_map_delete_elem(&sockets, &key) && pid)
+		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+}
+
 static __always_inline int on_birth(__u64 key, int newstate)
 {
 	struct sock *sk = KPTR(struct sock, key);
@@ -128,35 +149,32 @@ static __always_inline int on_birth(__u64 key, int newstate)
 		return 0;
 	if (filter_family &&
 	    KREAD(sk, __sk_common.skc_family) != filter_family)
-		return 0;
+		goto filtered;
 	/* An unbound client's port is picked after SYN_SENT: 0 here. */
 	if (filter_ports &&
 	    !ports_allowed(bpf_ntohs(KREAD(KPTR(struct inet_sock, key),
 					   inet_sport)),
 			   bpf_ntohs(KREAD(sk, __sk_common.skc_dport))))
-		return 0;
+		goto filtered;
 	o.birth_ns = bpf_ktime_get_boot_ns();
 	/* connect() runs in the owner; a SYN_RECV child is born in softirq. */
 	if (newstate == TCP_SYN_SENT) {
 		take_owner(&o);
 		if (!pid_allowed(o.pid))
-			return 0;
+			goto filtered;
 	}
+	/* Most births find the address free: one update, no lookup. */
 	err = bpf_map_update_elem(&sockets, &key, &o, BPF_NOEXIST);
 	if (err == -EEXIST) {
-		/* The address belonged to a socket whose close we never saw. */
-		struct sock_owner *stale = bpf_map_lookup_elem(&sockets, &key);
-
-		/* Unowned: a child that lost the race for its request and was
-		 * freed without a close, never a connection. Owned: a close
-		 * the kernel never showed us (docs/reliability.md): counted,
-		 * never silent. */
-		if (stale && stale->pid)
-			count(TCPEVENT_CNT_UNSEEN_CLOSE);
+		evict_stale(key);
 		err = bpf_map_update_elem(&sockets, &key, &o, BPF_ANY);
 	}
 	if (err)
 		count(TCPEVENT_CNT_UNTRACKED);
+	return 0;
+filtered:
+	/* Not tracked, but the address may hold a tracked socket's entry. */
+	evict_stale(key);
 	return 0;
 }
 
@@ -258,6 +276,10 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 	case TCP_SYN_SENT:
 	case TCP_SYN_RECV:
 		return on_birth(sk, newstate);
+	case TCP_LISTEN:
+		/* Never tracked; its close must not find an earlier entry. */
+		evict_stale(sk);
+		return 0;
 	case TCP_FIN_WAIT1:
 	case TCP_LAST_ACK:
 		/* Only close() and shutdown() move here: process context. */
@@ -335,7 +357,9 @@ static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &sk);
 	__u32 pid;
 
-	if (!o || *now - o->birth_ns < SWEEP_MIN_AGE_NS ||
+	/* Signed: an entry born after the sweep read its clock (a connect()
+	 * met mid-walk, reading TCP_CLOSE for that instant) is young. */
+	if (!o || (__s64)(*now - o->birth_ns) < (__s64)SWEEP_MIN_AGE_NS ||
 	    KREAD(KPTR(struct sock, sk), __sk_common.skc_state) != TCP_CLOSE)
 		return 0;
 	pid = o->pid;

@@ -95,3 +95,15 @@ def map_entries(map_id: int) -> list[dict[str, object]]:
     ).stdout
     entries: list[dict[str, object]] = json.loads(out or "[]")
     return entries
+
+
+def map_update(map_id: int, key: list[str], value: list[str]) -> None:
+    """Write one entry of a map (bytes as bpftool dumps them: "0x2a", ...)."""
+    subprocess.run(
+        ["bpftool", "map", "update", "id", str(map_id), "key", "hex"]
+        + [b.removeprefix("0x") for b in key]
+        + ["value", "hex"]
+        + [b.removeprefix("0x") for b in value],
+        check=True,
+        capture_output=True,
+    )

@@ -6,17 +6,30 @@ the table; the sweep the poller runs each second (tcpevent_sweep) finds it
 in TCP_CLOSE, counts it in ``stats.missed`` and frees its slot. A build of
 the built-in program blind to one port's closes
 (tests/bpf/hidden_close.bpf.c) makes that happen on demand.
+
+Such an entry must not be mistaken either way: the sweep spares entries
+born after it read its clock, and a socket that takes the lost one's memory
+evicts (and counts) its entry even when the filters reject that socket, so
+its close is never reported as the lost one's.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
 import socket
+import struct
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import bpfutil
 import pytest
-from netutil import connection, listener, wait_until
+from netutil import connection, listener, set_reset_on_close, wait_until
 
 import tcpevent
 
@@ -75,3 +88,164 @@ def test_unseen_closes_are_counted_as_missed(compile_bpf, portable: bool) -> Non
     assert got() == expected
     assert stats.missed == 2 * HIDDEN if not portable else 1 <= stats.missed <= 2 * HIDDEN
     assert stats.dropped_kernel == 0 and stats.untracked == 0
+
+
+Entry = dict[str, Any]  # one entry of `bpftool map dump --json`
+
+
+def owned_entries(map_id: int, pid: int) -> list[Entry]:
+    return [e for e in bpfutil.map_entries(map_id) if e["formatted"]["value"]["pid"] == pid]
+
+
+def set_birth(map_id: int, entry: Entry, birth_ns: int) -> None:
+    """Rewrite an entry's birth time (struct sock_owner starts with it)."""
+    value = [f"0x{b:02x}" for b in struct.pack("<Q", birth_ns)] + entry["value"][8:]
+    bpfutil.map_update(map_id, entry["key"], value)
+
+
+def disconnect(sock: socket.socket) -> None:
+    """connect(AF_UNSPEC): the kernel resets the connection and the socket
+    stays open, in TCP_CLOSE (Python's socket API cannot say AF_UNSPEC)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    unspec = (ctypes.c_ubyte * 16)()  # sa_family 0
+    if libc.connect(sock.fileno(), unspec, len(unspec)):
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def test_sweep_counts_by_age_and_spares_entries_born_after_it_began(compile_bpf) -> None:
+    """The sweep reads the clock once, then walks the table while sockets
+    are born: an entry younger than that reading (a connect() met mid-walk,
+    its socket reading TCP_CLOSE for an instant) must be left alone, not
+    taken for an ancient one. Two open sockets whose closes the program did
+    not see (a reset on the hidden port) stay in TCP_CLOSE with their
+    entries: born in the future, the sweep leaves them; born long ago, it
+    counts them, each once."""
+    me = os.getpid()
+    with listener() as ls:
+        port = ls.getsockname()[1]
+        program = compile_bpf(HERE / "bpf" / "hidden_close.bpf.c", f"-DHIDDEN_PORT={port}")
+        with tcpevent.Tracer(pids=[me], program=program) as tracer:
+            sockets = bpfutil.map_named(me, "sockets")
+            client = socket.create_connection(ls.getsockname())
+            server, _ = ls.accept()
+            with client, server:
+                disconnect(client)
+                assert wait_until(lambda: len(owned_entries(sockets, me)) == 2, timeout=2)
+                future = time.clock_gettime_ns(time.CLOCK_BOOTTIME) + 3600 * 10**9
+                for entry in owned_entries(sockets, me):
+                    set_birth(sockets, entry, future)
+                time.sleep(2.5)  # two sweeps or more
+                assert tracer.stats.missed == 0
+                assert len(owned_entries(sockets, me)) == 2
+                for entry in owned_entries(sockets, me):
+                    set_birth(sockets, entry, 1)
+                assert wait_until(lambda: tracer.stats.missed >= 2, timeout=3)
+                assert owned_entries(sockets, me) == []
+                time.sleep(1.2)
+                assert tracer.stats.missed == 2
+            assert tracer.dequeue_batch(16, timeout=0.2) == []
+
+
+# Another process: it opens N connections on a listener of its own when told
+# to, holds them until told again, then closes them.
+OTHER_PROCESS = r"""
+import socket, sys
+n = int(sys.argv[1])
+ls = socket.create_server(("127.0.0.1", 0))
+print(ls.getsockname()[1], flush=True)
+for line in sys.stdin:
+    pairs = []
+    for _ in range(n):
+        c = socket.create_connection(ls.getsockname())
+        pairs.append((c, ls.accept()[0]))
+    print(" ".join(str(c.getsockname()[1]) for c, _ in pairs), flush=True)
+    sys.stdin.readline()
+    for c, s in pairs:
+        c.close()
+        s.close()
+    print("closed", flush=True)
+"""
+
+
+def maps_named(pid: int, name: str, among: set[int]) -> int:
+    """The id of the map called ``name`` that ``pid`` holds and ``among`` does not."""
+    found = [
+        m
+        for m in bpfutil.held_by(pid)["map_id"] - among
+        if json.loads(
+            subprocess.run(
+                ["bpftool", "map", "show", "id", str(m), "--json"],
+                capture_output=True,
+                text=True,
+            ).stdout
+            or "{}"
+        ).get("name")
+        == name
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_filtered_birth_evicts_a_stale_entry(compile_bpf) -> None:
+    """A socket whose close was not seen leaves its entry; when another
+    process's socket, not traced (filtered out at birth), takes its memory,
+    that birth must still evict the entry and count the loss, or the other
+    process's close would later be reported as ours. The two processes share
+    one CPU so that the other one's sockets reuse the freed ones (the slab
+    allocator hands out the last freed object first); a second tracer, on
+    the other process, shows which addresses its sockets got."""
+    me, n = os.getpid(), 8
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(affinity)})
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS, str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdin is not None and other.stdout is not None
+    try:
+        other_listener = int(other.stdout.readline())
+        with listener() as ls:
+            port = ls.getsockname()[1]
+            program = compile_bpf(HERE / "bpf" / "hidden_close.bpf.c", f"-DHIDDEN_PORT={port}")
+            held = bpfutil.held_by(me)["map_id"]
+            with tcpevent.Tracer(pids=[me], program=program) as ours:
+                sockets = maps_named(me, "sockets", held)
+                held = bpfutil.held_by(me)["map_id"]
+                with tcpevent.Tracer(pids=[other.pid]):
+                    their_sockets = maps_named(me, "sockets", held)
+                    reused: set[str] = set()
+                    other_ports: set[int] = {other_listener}
+                    for _ in range(20):
+                        missed = ours.stats.missed
+                        client = socket.create_connection(ls.getsockname())
+                        server, _ = ls.accept()
+                        set_reset_on_close(client)
+                        client.close()  # both ends: closed, unseen, freed
+                        server.close()
+                        stale = {str(e["key"]) for e in owned_entries(sockets, me)}
+                        other.stdin.write("open\n")
+                        other.stdin.flush()
+                        other_ports |= {int(p) for p in other.stdout.readline().split()}
+                        theirs_now = {str(e["key"]) for e in bpfutil.map_entries(their_sockets)}
+                        left = {str(e["key"]) for e in owned_entries(sockets, me)}
+                        now_reused = stale & theirs_now
+                        # Evicted at the other process's birth, and counted.
+                        assert not now_reused & left, (now_reused, left)
+                        assert ours.stats.missed >= missed + len(now_reused)
+                        reused |= now_reused
+                        other.stdin.write("close\n")
+                        other.stdin.flush()
+                        assert other.stdout.readline().strip() == "closed"
+                        if reused:
+                            break
+                    assert reused, "the other process never reused a freed socket"
+                    events = ours.dequeue_batch(4096, timeout=0.5)
+        # None of the other process's closes was reported as ours.
+        assert not [e for e in events if {e.sport, e.dport} & other_ports], events
+    finally:
+        os.sched_setaffinity(0, affinity)
+        other.kill()
+        other.wait()
