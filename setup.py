@@ -72,8 +72,11 @@ struct tcpevent_options {
     const uint16_t *ports;
     uint32_t n_pids;
     const uint32_t *pids;
+    uint32_t flags;
     ...;
 };
+
+#define TCPEVENT_OPT_NO_ACCEPT_HOOKS ...
 
 struct tcpevent_stats {
     uint64_t received;

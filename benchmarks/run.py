@@ -22,8 +22,10 @@ stays in the host namespace: the tracepoint sees every namespace.
 
 Then raw dequeue throughput (a pre-filled queue drained by C single, Python
 single and Python batch), close-to-dequeue latency at a fixed 10,000
-connections/s, and the BPF program's own cost per tracepoint hit
-(kernel.bpf_stats_enabled, restored afterwards).
+connections/s, the BPF program's own cost per tracepoint hit
+(kernel.bpf_stats_enabled, restored afterwards), and what an attached tracer
+costs other processes' system calls (benchmarks/syscalls.c), with and
+without the accept() hooks.
 
     python3 benchmarks/run.py [--connections 100000] [--rounds 3] [--quick]
 """
@@ -52,6 +54,7 @@ BUILD = ROOT / "build" / "bench"
 LIB = ROOT / "tcpevent" / "lib" / "libtcpEvent.so"
 RESULTS = HERE / "results"
 BPFTRACE_ONELINER = "tracepoint:sock:inet_sock_set_state { @hits = count(); }"
+SYSCALLS = BUILD / "syscalls"
 
 
 def build() -> tuple[Path, Path]:
@@ -59,6 +62,10 @@ def build() -> tuple[Path, Path]:
     churn, consumer = BUILD / "churn", BUILD / "consumer"
     flags = ["-O2", "-Wall", "-Wextra", "-pthread"]
     subprocess.run(["cc", *flags, "-o", str(churn), str(HERE / "churn.c")], check=True)
+    subprocess.run(
+        ["cc", *flags, "-o", str(SYSCALLS), str(HERE / "syscalls.c")],
+        check=True,
+    )
     subprocess.run(
         ["cc", *flags, f"-I{ROOT / 'csrc'}", "-o", str(consumer), str(HERE / "consumer.c"), "-ldl"],
         check=True,
@@ -335,6 +342,34 @@ def bpf_cost(churn: Path, consumer: Path, connections: int) -> list[dict[str, An
     return rows
 
 
+def host_syscall_cost(consumer: Path, rounds: int) -> list[dict[str, Any]]:
+    """What an attached, idle tracer costs every other process: the time of
+    a trivial system call (benchmarks/syscalls.c), alternating configurations."""
+    configs: dict[str, Tracer | None] = {
+        "untraced": None,
+        "C consumer": Tracer("C consumer", [str(consumer), str(LIB)]),
+        "C consumer, no accept hooks": Tracer(
+            "no accept hooks", [str(consumer), str(LIB)], {"TCPEVENT_NO_ACCEPT_HOOKS": "1"}
+        ),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(rounds):
+        for name, tracer in configs.items():
+            if tracer:
+                tracer.start()
+            out = subprocess.run([str(SYSCALLS)], check=True, capture_output=True, text=True)
+            samples[name].append(json.loads(out.stdout)["ns_per_syscall"])
+            if tracer:
+                tracer.finish()
+    base = statistics.median(samples["untraced"])
+    rows = []
+    for name, values in samples.items():
+        ns = statistics.median(values)
+        rows.append({"config": name, "ns_per_syscall": ns, "ratio": ns / base})
+        print(f"  syscall {name:28s} {ns:6.1f} ns  x{ns / base:.2f}", flush=True)
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| configuration | conn/s | ratio | events captured / expected | lost | "
@@ -390,6 +425,8 @@ def main() -> int:
     report["bpf"] = bpf_cost(churn, consumer, args.connections)
     print("close -> dequeue latency at 10,000 connections/s:", flush=True)
     report["latency"] = latency_at_rate(churn, consumer, 10_000, 5)
+    print("getppid() in another process, tracer attached and idle:", flush=True)
+    report["host_syscall"] = host_syscall_cost(consumer, args.rounds)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))

@@ -111,6 +111,9 @@ void AddProbe(const char *program)
 	tcpevent_options_init(&o);
 	o.queue_size = env_u32("TCPEVENT_QUEUE_SIZE", 1);
 	o.snapshot_interval_ms = env_u32("TCPEVENT_SNAPSHOT_INTERVAL", 1000);
+	if (!is_blank(getenv("TCPEVENT_NO_ACCEPT_HOOKS")) &&
+	    strcmp(getenv("TCPEVENT_NO_ACCEPT_HOOKS"), "0"))
+		o.flags |= TCPEVENT_OPT_NO_ACCEPT_HOOKS;
 	if (!is_blank(program) && is_path(program)) {
 		o.program = program;
 	} else if (!is_blank(program)) {

@@ -244,12 +244,25 @@ static int check_map_sizes(struct bpf_object *obj)
 	return 0;
 }
 
+static bool is_accept_program(const struct bpf_program *prog)
+{
+	return !strncmp(bpf_program__section_name(prog),
+			"tracepoint/syscalls/sys_exit_accept", 35);
+}
+
 static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		     const struct te_filter *f)
 {
 	struct bpf_map *events, *sockets;
+	struct bpf_program *prog;
 	_Bool on;
 	int err;
+
+	/* Not loaded at all: not verified, not attached, no fd. */
+	if (o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS)
+		bpf_object__for_each_program(prog, b->obj)
+			if (is_accept_program(prog))
+				bpf_program__set_autoload(prog, false);
 
 	events = bpf_object__find_map_by_name(b->obj, "events");
 	if (!events || bpf_map__type(events) != BPF_MAP_TYPE_RINGBUF)
@@ -329,12 +342,6 @@ static bool ensure_tracefs(void)
 		return false;
 	return !mount("tracefs", TRACEFS, "tracefs",
 		      MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-}
-
-static bool is_accept_program(const struct bpf_program *prog)
-{
-	return !strncmp(bpf_program__section_name(prog),
-			"tracepoint/syscalls/sys_exit_accept", 35);
 }
 
 /* The built-in program's stand-in for nested hits (tcpevent.bpf.c): when
@@ -447,6 +454,8 @@ static int attach_all(struct te_bpf *b)
 	int err;
 
 	bpf_object__for_each_program(prog, b->obj) {
+		if (!bpf_program__autoload(prog))
+			continue;	/* left out on purpose (configure()) */
 		if (is_sweep_program(prog)) {
 			plan_sweeps(b, prog);
 			continue;

@@ -81,7 +81,19 @@ struct tcpevent_options {
 	const uint16_t *ports;		/* ... is one of these; none: all */
 	uint32_t n_pids;		/* events owned by one of these ... */
 	const uint32_t *pids;		/* ... processes; none: all */
+	uint32_t flags;			/* TCPEVENT_OPT_* */
 };
+
+/*
+ * Do not attach the accept() hooks (syscalls:sys_exit_accept4/accept). While
+ * any syscall tracepoint is attached, every system call of every process on
+ * the host goes through the kernel's syscall-tracing path (+55 ns a call on
+ * the machine of docs/performance.md). Without them, a passive socket that
+ * ends in softirq (reset by its peer) before its process closed or shut it
+ * down has no owner: pid 0, as a socket nobody accepted. Also: no tracefs,
+ * so no CAP_DAC_READ_SEARCH (docs/privileges.md).
+ */
+#define TCPEVENT_OPT_NO_ACCEPT_HOOKS	(1u << 0)
 
 struct tcpevent_stats {
 	uint64_t received;		/* records read from the kernel */

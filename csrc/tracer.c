@@ -55,6 +55,9 @@ static int read_options(const struct tcpevent_options *in,
 	if (o->max_sockets > (1u << 24))
 		return te_fail(EINVAL, "max_sockets %u is over the limit of %u",
 			       o->max_sockets, 1u << 24);
+	if (o->flags & ~TCPEVENT_OPT_NO_ACCEPT_HOOKS)
+		return te_fail(EINVAL, "options.flags 0x%x has unknown bits 0x%x",
+			       o->flags, o->flags & ~TCPEVENT_OPT_NO_ACCEPT_HOOKS);
 	return 0;
 }
 

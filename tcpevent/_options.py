@@ -51,6 +51,7 @@ class Options:
     max_sockets: int
     snapshot_interval_ms: int
     program: str | None
+    accept_hooks: bool = True
 
 
 def _int(name: str, value: object) -> int:
@@ -60,6 +61,12 @@ def _int(name: str, value: object) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
 
 
 def _bounded(name: str, value: object, low: int, high: int) -> int:
@@ -169,6 +176,7 @@ def parse_options(
     max_sockets: object,
     snapshot_interval: object,
     program: object,
+    accept_hooks: object = True,
 ) -> Options:
     """Check every argument; raise ``TypeError``/``ValueError`` naming the culprit."""
     return Options(
@@ -180,4 +188,5 @@ def parse_options(
         max_sockets=_bounded("max_sockets", max_sockets, 1, MAX_SOCKETS),
         snapshot_interval_ms=_interval_ms(snapshot_interval),
         program=_program(program),
+        accept_hooks=_bool("accept_hooks", accept_hooks),
     )

@@ -321,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_QUEUE_SIZE,
     )
     tuning.add_argument(
+        "--no-accept-hooks",
+        dest="accept_hooks",
+        action="store_false",
+        help="leave out the accept() syscall hooks: no cost on other processes' system "
+        "calls, but a passive connection reset by its peer before its process closed "
+        "it has no owner",
+    )
+    tuning.add_argument(
         "--program",
         metavar="PATH",
         help="a custom BPF object instead of the built-in program",
@@ -389,6 +397,7 @@ def _open_tracer(args: argparse.Namespace) -> Tracer:
             family=args.family,
             queue_size=args.queue_size,
             program=args.program,
+            accept_hooks=args.accept_hooks,
         )
     for warning in caught:
         print(f"{warning.message}", file=sys.stderr)

@@ -143,6 +143,12 @@ class Tracer:
     object (see docs/custom-programs.md), ``snapshot_interval`` the period in
     seconds of snapshot events of live connections (passed to the core).
 
+    ``accept_hooks=False`` leaves out the two ``accept()`` syscall hooks:
+    while any syscall tracepoint is attached, every system call of every
+    process on the host is slower (about 55 ns here; docs/performance.md).
+    The price: a passive connection that ends in softirq (reset by its peer)
+    before its process closed or shut it down has no owner (``pid`` 0).
+
     Arguments are validated before anything is loaded (``TypeError``,
     ``ValueError``, :class:`~tcpevent.ProgramNotFoundError`); a failure to
     load raises a :class:`~tcpevent.TracerError`, e.g.
@@ -164,6 +170,7 @@ class Tracer:
         ring_size: int = DEFAULT_RING_SIZE,
         max_sockets: int = DEFAULT_MAX_SOCKETS,
         snapshot_interval: float | None = None,
+        accept_hooks: bool = True,
     ) -> None:
         self._lock = threading.RLock()  # re-entrant: close() from a signal handler
         self._close_lock = threading.RLock()
@@ -182,6 +189,7 @@ class Tracer:
             max_sockets=max_sockets,
             snapshot_interval=snapshot_interval,
             program=program,
+            accept_hooks=accept_hooks,
         )
         self._handle = self._open(self._options)
         self._closed = False
@@ -204,6 +212,8 @@ class Tracer:
         copts.max_sockets = o.max_sockets
         copts.snapshot_interval_ms = o.snapshot_interval_ms
         copts.family = o.family
+        if not o.accept_hooks:
+            copts.flags |= lib.TCPEVENT_OPT_NO_ACCEPT_HOOKS
         if o.pids:
             keep.append(ffi.new("uint32_t[]", o.pids))
             copts.pids = keep[-1]

@@ -25,6 +25,7 @@ What this pins (docs/privileges.md):
 from __future__ import annotations
 
 import encodings.idna  # noqa: F401  (peers resolve "::1" after dropping to a uid that cannot import it)
+import os
 import re
 import shutil
 import socket
@@ -122,8 +123,10 @@ def check_caps(text: str, caps: tuple[str, ...]) -> None:
     assert int(m[1], 16) == cap_mask(caps), (m[1], caps)
 
 
-def start_tracing(d: Path, caps: tuple[str, ...], *args: str) -> tuple[Any, Output]:
-    proc, out = start(as_nobody(d, caps, "trace", *args))
+def start_tracing(
+    d: Path, caps: tuple[str, ...], *args: str, env: dict[str, str] | None = None
+) -> tuple[Any, Output]:
+    proc, out = start(as_nobody(d, caps, "trace", *args), env={**os.environ, **(env or {})})
     out.wait_for(lambda t: "READY" in t or "ERROR" in t, timeout=30)
     if "READY" not in out.text():
         proc.kill()
@@ -152,14 +155,16 @@ def converse(client: Peer, server: Peer) -> None:
     client.do("recv 2000")
 
 
-def two_connections(d: Path, caps: tuple[str, ...]) -> dict[str, Any]:
+def two_connections(
+    d: Path, caps: tuple[str, ...], env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Under ``caps``: one IPv6 connection closed normally, one IPv4 connection
     whose client resets it, so that the server's socket dies in softirq
     before the server ever closes it: only accept() can name its owner."""
     srv_a = Peer("server", socket.AF_INET6, "te-srv-a", uid=PEER_UID)
     srv_b = Peer("server", socket.AF_INET, "te-srv-b", uid=PEER_UID)
     ports = (srv_a.listen_port, srv_b.listen_port)
-    proc, out = start_tracing(d, caps, "4", "20000", "0", *map(str, ports))
+    proc, out = start_tracing(d, caps, "4", "20000", "0", *map(str, ports), env=env)
     cli_a = Peer("client", socket.AF_INET6, "te-cli-a", uid=PEER_UID, connect_port=ports[0])
     cli_b = Peer("client", socket.AF_INET, "te-cli-b", uid=PEER_UID, connect_port=ports[1])
     info = {
@@ -226,6 +231,25 @@ def test_without_dac_read_search_it_degrades_and_says_so(unpriv_dir: Path) -> No
     assert events[(c.port, s.port)]["pid"] == c.pid
     # ... but the passive side reset before close() has no owner: the
     # socket's uid only, never a wrong pid.
+    srv = events[(s.port, c.port)]
+    assert (srv["pid"], srv["uid"], srv["task"]) == (0, PEER_UID, "")
+
+
+def test_without_accept_hooks_bpf_and_perfmon_are_enough(unpriv_dir: Path) -> None:
+    """TCPEVENT_OPT_NO_ACCEPT_HOOKS: no tracefs, so no CAP_DAC_READ_SEARCH,
+    and nothing to warn about (the caller chose it); the same events as
+    without the capability."""
+    env = {"PRIV_DRIVER_NO_ACCEPT_HOOKS": "1"}
+    result = two_connections(unpriv_dir, ("bpf", "perfmon"), env)
+    text, events = result["text"], by_port(result["events"])
+    assert re.search(r"^WARNINGS $", text, re.M), text
+    assert len(events) == 4, text
+    for name in ("a", "b"):
+        c, s = result["info"][name]
+        assert events[(c.port, s.port)]["pid"] == c.pid
+    c, s = result["info"]["a"]
+    assert events[(s.port, c.port)]["pid"] == s.pid  # claimed at close()
+    c, s = result["info"]["b"]
     srv = events[(s.port, c.port)]
     assert (srv["pid"], srv["uid"], srv["task"]) == (0, PEER_UID, "")
 

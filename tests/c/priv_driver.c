@@ -17,6 +17,9 @@
  * counted).
  * connections: one "CONN ..." line per connected socket on the ports, with
  * its owner as tcpevent_connections() finds it, then "DONE".
+ *
+ * With PRIV_DRIVER_NO_ACCEPT_HOOKS set, trace asks for
+ * TCPEVENT_OPT_NO_ACCEPT_HOOKS.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -84,6 +87,8 @@ static int trace(int argc, char **argv)
 	o.snapshot_interval_ms = (uint32_t)atoi(argv[2]);
 	o.n_ports = (uint16_t)parse_ports(argc - 3, argv + 3, ports);
 	o.ports = ports;
+	if (getenv("PRIV_DRIVER_NO_ACCEPT_HOOKS"))
+		o.flags |= TCPEVENT_OPT_NO_ACCEPT_HOOKS;
 	err = tcpevent_open(&o, &t);
 	if (err) {
 		printf("ERROR errno=%d %s\n", -err, tcpevent_last_error());
