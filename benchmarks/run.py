@@ -6,7 +6,8 @@ round so that machine noise hits all of them alike:
 
 1. churn untraced (the ceiling);
 2. churn with libtcpEvent.so attached and a C consumer draining
-   ``DequeuePerfEvent`` (benchmarks/consumer.c);
+   ``DequeuePerfEvent`` (benchmarks/consumer.c), with the accept() hooks
+   (the default) and without them (``TCPEVENT_NO_ACCEPT_HOOKS=1``);
 3. churn with the Python ``Tracer`` draining, batch and single dequeue
    (benchmarks/py_consumer.py);
 4. where bpftrace is installed, churn with a count-only bpftrace one-liner
@@ -55,6 +56,7 @@ LIB = ROOT / "tcpevent" / "lib" / "libtcpEvent.so"
 RESULTS = HERE / "results"
 BPFTRACE_ONELINER = "tracepoint:sock:inet_sock_set_state { @hits = count(); }"
 SYSCALLS = BUILD / "syscalls"
+NO_HOOKS = "C, no accept hooks"  # a churn row only: it dequeues like "C consumer"
 
 
 def build() -> tuple[Path, Path]:
@@ -204,6 +206,11 @@ def configurations(consumer: Path, queue_size: int | None = None) -> dict[str, T
     configs: dict[str, Tracer | None] = {
         "untraced": None,
         "C consumer": Tracer("C consumer", [str(consumer), str(LIB)], env),
+        NO_HOOKS: Tracer(
+            NO_HOOKS,
+            [str(consumer), str(LIB)],
+            {**env, "TCPEVENT_NO_ACCEPT_HOOKS": "1"},
+        ),
         "Python batch": Tracer("Python batch", [*py, "--mode", "batch", *qs]),
         "Python single": Tracer("Python single", [*py, "--mode", "single", *qs]),
     }
@@ -264,7 +271,7 @@ def dequeue_throughput(churn: Path, consumer: Path, connections: int) -> list[di
     queue = 1 << (2 * connections + 4096).bit_length()
     rows = []
     for name, tracer in configurations(consumer, queue).items():
-        if tracer is None or isinstance(tracer, Bpftrace):
+        if tracer is None or isinstance(tracer, Bpftrace) or name == NO_HOOKS:
             continue
         tracer.cmd.append("--hold")
         tracer.start()
@@ -292,7 +299,7 @@ def latency_at_rate(churn: Path, consumer: Path, rate: int, seconds: int) -> lis
     rows = []
     args = ["-n", str(rate * seconds), "-t", "2", "-r", str(rate)]
     for name, tracer in configurations(consumer).items():
-        if tracer is None or isinstance(tracer, Bpftrace):
+        if tracer is None or isinstance(tracer, Bpftrace) or name == NO_HOOKS:
             continue
         result = run_churn(churn, args, tracer, time_wait=True)
         res = result["tracer"]
@@ -348,9 +355,7 @@ def host_syscall_cost(consumer: Path, rounds: int) -> list[dict[str, Any]]:
     configs: dict[str, Tracer | None] = {
         "untraced": None,
         "C consumer": Tracer("C consumer", [str(consumer), str(LIB)]),
-        "C consumer, no accept hooks": Tracer(
-            "no accept hooks", [str(consumer), str(LIB)], {"TCPEVENT_NO_ACCEPT_HOOKS": "1"}
-        ),
+        NO_HOOKS: Tracer(NO_HOOKS, [str(consumer), str(LIB)], {"TCPEVENT_NO_ACCEPT_HOOKS": "1"}),
     }
     samples: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(rounds):

@@ -93,6 +93,14 @@ static uint32_t env_u32(const char *name, double scale)
 	return (uint32_t)(d * scale);
 }
 
+/* Set, and neither blank nor "0". */
+static bool env_flag(const char *name)
+{
+	const char *v = getenv(name);
+
+	return !is_blank(v) && strcmp(v, "0");
+}
+
 void AddProbe(const char *program)
 {
 	struct tcpevent_options o;
@@ -111,8 +119,7 @@ void AddProbe(const char *program)
 	tcpevent_options_init(&o);
 	o.queue_size = env_u32("TCPEVENT_QUEUE_SIZE", 1);
 	o.snapshot_interval_ms = env_u32("TCPEVENT_SNAPSHOT_INTERVAL", 1000);
-	if (!is_blank(getenv("TCPEVENT_NO_ACCEPT_HOOKS")) &&
-	    strcmp(getenv("TCPEVENT_NO_ACCEPT_HOOKS"), "0"))
+	if (env_flag("TCPEVENT_NO_ACCEPT_HOOKS"))
 		o.flags |= TCPEVENT_OPT_NO_ACCEPT_HOOKS;
 	if (!is_blank(program) && is_path(program)) {
 		o.program = program;
