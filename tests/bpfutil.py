@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 
 KINDS = {"bpf-prog": "prog_id", "bpf-map": "map_id", "bpf_link": "link_id"}
 
@@ -70,17 +71,24 @@ def owned_by_kernel(ids: dict[str, set[int]]) -> dict[str, set[int]]:
     return {key: ids[key] & now[key] for key in ids if ids[key] & now[key]}
 
 
-def map_named(pid: int, name: str) -> int:
-    """The id of the BPF map called ``name`` among those ``pid`` holds (exactly one)."""
-    found = []
-    for map_id in held_by(pid)["map_id"]:
-        out = subprocess.run(
-            ["bpftool", "map", "show", "id", str(map_id), "--json"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        if out and json.loads(out).get("name") == name:
-            found.append(map_id)
+def name_of(what: str, ident: int) -> str | None:
+    """The name of BPF ``what`` ("prog" or "map") ``ident``; None if it is gone."""
+    out = subprocess.run(
+        ["bpftool", what, "show", "id", str(ident), "--json"], capture_output=True, text=True
+    ).stdout
+    name: str | None = json.loads(out).get("name") if out else None
+    return name
+
+
+def program_names(pid: int) -> set[str]:
+    """The names of the BPF programs a process holds."""
+    return {n for i in held_by(pid)["prog_id"] if (n := name_of("prog", i))}
+
+
+def map_named(pid: int, name: str, excluding: AbstractSet[int] = frozenset()) -> int:
+    """The id of the BPF map called ``name`` among those ``pid`` holds, but
+    for the ids in ``excluding`` (exactly one)."""
+    found = [m for m in held_by(pid)["map_id"] - excluding if name_of("map", m) == name]
     assert len(found) == 1, f"{pid} holds {len(found)} maps named {name!r}"
     return found[0]
 

@@ -33,20 +33,6 @@ HERE = Path(__file__).resolve().parent
 ACCEPT_PROGRAMS = {"tcpevent_accept", "tcpevent_accept4"}
 
 
-def program_names(pid: int) -> set[str]:
-    """The names of the BPF programs a process holds."""
-    names = set()
-    for prog_id in bpfutil.held_by(pid)["prog_id"]:
-        out = subprocess.run(
-            ["bpftool", "prog", "show", "id", str(prog_id), "--json"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        if out:
-            names.add(json.loads(out)["name"])
-    return names
-
-
 def reset_by_peer(tracer: tcpevent.Tracer) -> tcpevent.TcpEvent:
     """Accept a connection, reset it from the client: the accepted side goes
     to TCP_CLOSE in softirq, never through this process's close(). Returns
@@ -73,9 +59,9 @@ def test_python_option_leaves_the_hooks_out_and_the_owner_unknown() -> None:
     with listener() as probe:
         port = probe.getsockname()[1]
     with tcpevent.Tracer(ports=[port]):
-        assert program_names(me) >= ACCEPT_PROGRAMS
+        assert bpfutil.program_names(me) >= ACCEPT_PROGRAMS
     with tcpevent.Tracer(accept_hooks=False) as tracer:
-        held = program_names(me)
+        held = bpfutil.program_names(me)
         assert "tcpevent_state" in held and not held & ACCEPT_PROGRAMS
         assert tracer.warnings == ""
         ev = reset_by_peer(tracer)
@@ -130,7 +116,7 @@ def test_legacy_environment_variable(libpath: Path, value: str) -> None:
     assert proc.stdin is not None and proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "ATTACHED"
-        held = program_names(proc.pid)
+        held = bpfutil.program_names(proc.pid)
         proc.stdin.write("\n")
         proc.stdin.flush()
         _, err = proc.communicate(timeout=10)
@@ -152,12 +138,12 @@ def test_cli_flag() -> None:
     )
     try:
         attached = wait_until(
-            lambda: proc.poll() is not None or "tcpevent_state" in program_names(proc.pid),
+            lambda: proc.poll() is not None or "tcpevent_state" in bpfutil.program_names(proc.pid),
             timeout=10,
         )
         assert attached and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-        assert not program_names(proc.pid) & ACCEPT_PROGRAMS
+        assert not bpfutil.program_names(proc.pid) & ACCEPT_PROGRAMS
     finally:
         proc.kill()
         proc.wait()

@@ -16,7 +16,6 @@ its close is never reported as the lost one's.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import socket
 import struct
@@ -168,25 +167,6 @@ for line in sys.stdin:
 """
 
 
-def maps_named(pid: int, name: str, among: set[int]) -> int:
-    """The id of the map called ``name`` that ``pid`` holds and ``among`` does not."""
-    found = [
-        m
-        for m in bpfutil.held_by(pid)["map_id"] - among
-        if json.loads(
-            subprocess.run(
-                ["bpftool", "map", "show", "id", str(m), "--json"],
-                capture_output=True,
-                text=True,
-            ).stdout
-            or "{}"
-        ).get("name")
-        == name
-    ]
-    assert len(found) == 1, found
-    return found[0]
-
-
 def test_a_filtered_birth_evicts_a_stale_entry(compile_bpf) -> None:
     """A socket whose close was not seen leaves its entry; when another
     process's socket, not traced (filtered out at birth), takes its memory,
@@ -212,10 +192,10 @@ def test_a_filtered_birth_evicts_a_stale_entry(compile_bpf) -> None:
             program = compile_bpf(HERE / "bpf" / "hidden_close.bpf.c", f"-DHIDDEN_PORT={port}")
             held = bpfutil.held_by(me)["map_id"]
             with tcpevent.Tracer(pids=[me], program=program) as ours:
-                sockets = maps_named(me, "sockets", held)
+                sockets = bpfutil.map_named(me, "sockets", excluding=held)
                 held = bpfutil.held_by(me)["map_id"]
                 with tcpevent.Tracer(pids=[other.pid]):
-                    their_sockets = maps_named(me, "sockets", held)
+                    their_sockets = bpfutil.map_named(me, "sockets", excluding=held)
                     reused: set[str] = set()
                     other_ports: set[int] = {other_listener}
                     for _ in range(20):
