@@ -352,10 +352,10 @@ def bpf_cost(churn: Path, consumer: Path, connections: int) -> list[dict[str, An
 def host_syscall_cost(consumer: Path, rounds: int) -> list[dict[str, Any]]:
     """What an attached, idle tracer costs every other process: the time of
     a trivial system call (benchmarks/syscalls.c), alternating configurations."""
-    configs: dict[str, Tracer | None] = {
-        "untraced": None,
-        "C consumer": Tracer("C consumer", [str(consumer), str(LIB)]),
-        NO_HOOKS: Tracer(NO_HOOKS, [str(consumer), str(LIB)], {"TCPEVENT_NO_ACCEPT_HOOKS": "1"}),
+    configs = {
+        name: tracer
+        for name, tracer in configurations(consumer).items()
+        if name in ("untraced", "C consumer", NO_HOOKS)
     }
     samples: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(rounds):

@@ -126,17 +126,23 @@ static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
  * showed us (docs/reliability.md): counted, never silent. Either way it
  * goes, or the new socket's close would be reported as the old one's.
  */
+/*
+ * Drop the entry of a socket whose close was never seen, counting the loss
+ * if it had an owner. A birth and the sweep may both find it: only the one
+ * whose delete works counts.
+ */
+static __always_inline void forget_lost(__u64 key, __u32 pid)
+{
+	if (!bpf_map_delete_elem(&sockets, &key) && pid)
+		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+}
+
 static __always_inline void evict_stale(__u64 key)
 {
 	struct sock_owner *stale = bpf_map_lookup_elem(&sockets, &key);
-	__u32 pid;
 
-	if (!stale)
-		return;
-	pid = stale->pid;
-	/* The sweep may be deleting it too: the one whose delete works counts. */
-	if (!bpf_map_delete_elem(&sockets, &key) && pid)
-		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+	if (stale)
+		forget_lost(key, stale->pid);
 }
 
 static __always_inline int on_birth(__u64 key, int newstate)
@@ -355,18 +361,15 @@ static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 	 * reuse it): copy the key, look it up again. */
 	__u64 sk = *key;
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &sk);
-	__u32 pid;
 
 	/* Signed: an entry born after the sweep read its clock (a connect()
 	 * met mid-walk, reading TCP_CLOSE for that instant) is young. */
 	if (!o || (__s64)(*now - o->birth_ns) < (__s64)SWEEP_MIN_AGE_NS ||
 	    KREAD(KPTR(struct sock, sk), __sk_common.skc_state) != TCP_CLOSE)
 		return 0;
-	pid = o->pid;
 	/* A close seen just now deleted the entry before the state read
 	 * TCP_CLOSE: then this delete fails, and nothing was missed. */
-	if (!bpf_map_delete_elem(&sockets, &sk) && pid)
-		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+	forget_lost(sk, o->pid);
 	return 0;
 }
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
+from typing import Any
 
 KINDS = {"bpf-prog": "prog_id", "bpf-map": "map_id", "bpf_link": "link_id"}
 
@@ -103,6 +104,11 @@ def map_entries(map_id: int) -> list[dict[str, object]]:
     ).stdout
     entries: list[dict[str, object]] = json.loads(out or "[]")
     return entries
+
+
+def owned_entries(map_id: int, pid: int) -> list[dict[str, Any]]:
+    """The entries of a socket table (struct sock_owner values) owned by ``pid``."""
+    return [e for e in map_entries(map_id) if e["formatted"]["value"]["pid"] == pid]  # type: ignore[index]
 
 
 def map_update(map_id: int, key: list[str], value: list[str]) -> None:

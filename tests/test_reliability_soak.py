@@ -42,11 +42,6 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def sockets_owned_by(map_id: int, pid: int) -> int:
-    entries = bpfutil.map_entries(map_id)
-    return sum(1 for e in entries if e["formatted"]["value"]["pid"] == pid)  # type: ignore[index]
-
-
 @pytest.mark.slow
 def test_million_connections_soak(churn: Path) -> None:
     n = 1_000_000
@@ -107,7 +102,7 @@ def test_million_connections_soak(churn: Path) -> None:
             # saw is counted by the sweep within a second or two, which
             # frees its entry); only foreign sockets in flight (the host is
             # shared) may come and go.
-            assert wait_until(lambda: sockets_owned_by(sockets, pid) == 0, timeout=5)
+            assert wait_until(lambda: not bpfutil.owned_entries(sockets, pid), timeout=5)
             assert wait_until(
                 lambda: len(bpfutil.map_entries(sockets)) <= baseline, timeout=10, interval=0.2
             ), (len(bpfutil.map_entries(sockets)), baseline)

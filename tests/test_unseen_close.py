@@ -92,10 +92,6 @@ def test_unseen_closes_are_counted_as_missed(compile_bpf, portable: bool) -> Non
 Entry = dict[str, Any]  # one entry of `bpftool map dump --json`
 
 
-def owned_entries(map_id: int, pid: int) -> list[Entry]:
-    return [e for e in bpfutil.map_entries(map_id) if e["formatted"]["value"]["pid"] == pid]
-
-
 def set_birth(map_id: int, entry: Entry, birth_ns: int) -> None:
     """Rewrite an entry's birth time (struct sock_owner starts with it)."""
     value = [f"0x{b:02x}" for b in struct.pack("<Q", birth_ns)] + entry["value"][8:]
@@ -130,17 +126,17 @@ def test_sweep_counts_by_age_and_spares_entries_born_after_it_began(compile_bpf)
             server, _ = ls.accept()
             with client, server:
                 disconnect(client)
-                assert wait_until(lambda: len(owned_entries(sockets, me)) == 2, timeout=2)
+                assert wait_until(lambda: len(bpfutil.owned_entries(sockets, me)) == 2, timeout=2)
                 future = time.clock_gettime_ns(time.CLOCK_BOOTTIME) + 3600 * 10**9
-                for entry in owned_entries(sockets, me):
+                for entry in bpfutil.owned_entries(sockets, me):
                     set_birth(sockets, entry, future)
                 time.sleep(2.5)  # two sweeps or more
                 assert tracer.stats.missed == 0
-                assert len(owned_entries(sockets, me)) == 2
-                for entry in owned_entries(sockets, me):
+                assert len(bpfutil.owned_entries(sockets, me)) == 2
+                for entry in bpfutil.owned_entries(sockets, me):
                     set_birth(sockets, entry, 1)
                 assert wait_until(lambda: tracer.stats.missed >= 2, timeout=3)
-                assert owned_entries(sockets, me) == []
+                assert bpfutil.owned_entries(sockets, me) == []
                 time.sleep(1.2)
                 assert tracer.stats.missed == 2
             assert tracer.dequeue_batch(16, timeout=0.2) == []
@@ -205,12 +201,12 @@ def test_a_filtered_birth_evicts_a_stale_entry(compile_bpf) -> None:
                         set_reset_on_close(client)
                         client.close()  # both ends: closed, unseen, freed
                         server.close()
-                        stale = {str(e["key"]) for e in owned_entries(sockets, me)}
+                        stale = {str(e["key"]) for e in bpfutil.owned_entries(sockets, me)}
                         other.stdin.write("open\n")
                         other.stdin.flush()
                         other_ports |= {int(p) for p in other.stdout.readline().split()}
                         theirs_now = {str(e["key"]) for e in bpfutil.map_entries(their_sockets)}
-                        left = {str(e["key"]) for e in owned_entries(sockets, me)}
+                        left = {str(e["key"]) for e in bpfutil.owned_entries(sockets, me)}
                         now_reused = stale & theirs_now
                         # Evicted at the other process's birth, and counted.
                         assert not now_reused & left, (now_reused, left)
