@@ -10,6 +10,7 @@
  * CONSUMER_PROGRAM, if set, is passed to AddProbe().
  * Prints "READY" once attached. Then reads commands on stdin:
  *   "pid N"  count events of this process (the churn) separately;
+ *            answers "PID N" once set, so the churn starts after it;
  *   "go"     (--hold only) start dequeuing: measures drain throughput;
  *   "stop"   wait until no event came for 200 ms, detach, print JSON.
  * Latency is dequeue time minus the event's close time (both wall clock).
@@ -144,6 +145,7 @@ int main(int argc, char **argv)
 	while (fgets(line, sizeof(line), stdin)) {
 		if (!strncmp(line, "pid ", 4)) {
 			target_pid = atoi(line + 4);
+			printf("PID %u\n", (unsigned)target_pid);
 		} else if (!strncmp(line, "go", 2)) {
 			pthread_mutex_lock(&hold_lock);
 			holding = 0;

@@ -5,7 +5,7 @@ The same protocol as ``consumer.c`` (see benchmarks/run.py)::
     py_consumer.py --mode batch|single [--hold] [--queue-size N]
 
 Prints ``READY`` once attached, then reads commands on stdin: ``pid N``
-(count that process's events), ``go`` (with ``--hold``: start draining, to
+(count that process's events; answers ``PID N``), ``go`` (with ``--hold``: start draining, to
 measure raw dequeue throughput), ``stop`` (drain until 200 ms pass without
 an event, print one JSON object, exit).
 """
@@ -105,6 +105,7 @@ def main() -> int:
         for line in sys.stdin:
             if line.startswith("pid "):
                 counter.target_pid = int(line.split()[1])
+                print(f"PID {counter.target_pid}", flush=True)
             elif line.startswith("go"):
                 go.set()
             elif line.startswith("stop"):

@@ -115,6 +115,16 @@ class Tracer:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def target(self, pid: str) -> None:
+        """Tell the consumer whose events to count, and wait until it has
+        taken it in: the churn must not start before (its first events
+        would be counted as another process's)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        self.send(f"pid {pid}")
+        ack = self.proc.stdout.readline().strip()
+        if ack != f"PID {pid}":
+            raise RuntimeError(f"{self.name} did not take pid {pid}: {ack!r}")
+
     def finish(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
         self.send("stop")
@@ -145,6 +155,9 @@ class Bpftrace(Tracer):
 
     def send(self, line: str) -> None:
         pass
+
+    def target(self, pid: str) -> None:
+        pass  # counts every hit
 
     def finish(self) -> dict[str, Any]:
         assert self.proc is not None
@@ -188,7 +201,7 @@ def _run_churn(churn: list[str], args: list[str], tracer: Tracer | None) -> dict
     assert proc.stdout is not None and proc.stdin is not None
     ready = dict(kv.split("=") for kv in proc.stdout.readline().split()[1:])
     if tracer:
-        tracer.send(f"pid {ready['pid']}")
+        tracer.target(ready["pid"])
     proc.stdin.write("\n")
     proc.stdin.flush()
     summary = json.loads(proc.stdout.read().strip().splitlines()[-1])
@@ -284,7 +297,7 @@ def dequeue_throughput(churn: Path, consumer: Path, connections: int) -> list[di
             )
             assert proc.stdout is not None and proc.stdin is not None
             ready = dict(kv.split("=") for kv in proc.stdout.readline().split()[1:])
-            tracer.send(f"pid {ready['pid']}")
+            tracer.target(ready["pid"])
             proc.communicate("\n")
         time.sleep(0.5)  # the poller has moved everything into the queue
         tracer.send("go")

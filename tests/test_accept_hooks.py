@@ -166,12 +166,15 @@ def test_other_processes_pay_for_the_hooks_only_while_they_are_attached(syscalls
     """The reason for the option, measured: with the hooks attached, another
     process's getppid() is slower (about a third here); without them it is
     as fast as untraced."""
-    untraced = syscall_ns(syscalls)
-    with tcpevent.Tracer(ports=[1]):
-        hooked = syscall_ns(syscalls)
-    with tcpevent.Tracer(ports=[1], accept_hooks=False):
-        unhooked = syscall_ns(syscalls)
-    untraced = min(untraced, syscall_ns(syscalls))
+    # Other work on the host only ever makes a measurement slower: the best
+    # of three rounds, alternating the three configurations, is each one's.
+    untraced = hooked = unhooked = float("inf")
+    for _ in range(3):
+        untraced = min(untraced, syscall_ns(syscalls))
+        with tcpevent.Tracer(ports=[1]):
+            hooked = min(hooked, syscall_ns(syscalls))
+        with tcpevent.Tracer(ports=[1], accept_hooks=False):
+            unhooked = min(unhooked, syscall_ns(syscalls))
     print(f"\ngetppid(): {untraced:.0f} ns, hooks {hooked:.0f} ns, no hooks {unhooked:.0f} ns")
     assert hooked > 1.1 * untraced
     assert unhooked < 1.08 * untraced

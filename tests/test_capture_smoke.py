@@ -38,7 +38,7 @@ def test_churn_loses_nothing(binaries: tuple[Path, Path], config: str, time_wait
     # this VM's init process's context, where the kernel runs no BPF program
     # (docs/reliability.md); it is counted in missed.
     produced = 2 * CONNECTIONS + result["churn"]["retries"]
-    assert t["target_events"] + t["missed"] == produced
-    assert t["missed"] <= 1
-    assert (t["dropped_kernel"], t["dropped_queue"], t["untracked"]) == (0, 0, 0)
+    assert t["target_events"] + t["missed"] == produced, t
+    assert t["missed"] <= 1, t
+    assert (t["dropped_kernel"], t["dropped_queue"], t["untracked"]) == (0, 0, 0), t
     assert 0 <= t["latency_p99_us"] < 50_000
