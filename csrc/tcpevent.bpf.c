@@ -119,14 +119,6 @@ static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
 }
 
 /*
- * A socket is born at this address (connect(), a SYN_RECV child, listen()):
- * an entry still there belongs to an earlier socket whose close we never
- * saw. Unowned: a child that lost the race for its request and was freed
- * without a close, never a connection. Owned: a close the kernel never
- * showed us (docs/reliability.md): counted, never silent. Either way it
- * goes, or the new socket's close would be reported as the old one's.
- */
-/*
  * Drop the entry of a socket whose close was never seen, counting the loss
  * if it had an owner. A birth and the sweep may both find it: only the one
  * whose delete works counts.
@@ -137,6 +129,14 @@ static __always_inline void forget_lost(__u64 key, __u32 pid)
 		count(TCPEVENT_CNT_UNSEEN_CLOSE);
 }
 
+/*
+ * A socket is born at this address (connect(), a SYN_RECV child, listen()):
+ * an entry still there belongs to an earlier socket whose close we never
+ * saw. Unowned: a child that lost the race for its request and was freed
+ * without a close, never a connection. Owned: a close the kernel never
+ * showed us (docs/reliability.md): counted, never silent. Either way it
+ * goes, or the new socket's close would be reported as the old one's.
+ */
 static __always_inline void evict_stale(__u64 key)
 {
 	struct sock_owner *stale = bpf_map_lookup_elem(&sockets, &key);
