@@ -151,7 +151,7 @@ def test_cli_flag() -> None:
 
 @pytest.fixture(scope="module")
 def syscalls(build_c) -> Path:
-    """benchmarks/syscalls.c: the time of getppid() in a process of its own."""
+    """benchmarks/syscalls.c: the CPU time of getppid() in a process of its own."""
     path: Path = build_c(HERE.parent / "benchmarks" / "syscalls.c", "syscalls")
     return path
 
