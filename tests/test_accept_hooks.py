@@ -157,7 +157,7 @@ def syscalls(build_c) -> Path:
 
 
 def syscall_ns(binary: Path) -> float:
-    out = subprocess.run([str(binary), "300000", "9"], check=True, capture_output=True, text=True)
+    out = subprocess.run([str(binary), "100000", "7"], check=True, capture_output=True, text=True)
     ns: float = json.loads(out.stdout)["ns_per_syscall"]
     return ns
 
@@ -166,10 +166,12 @@ def test_other_processes_pay_for_the_hooks_only_while_they_are_attached(syscalls
     """The reason for the option, measured: with the hooks attached, another
     process's getppid() is slower (about a third here); without them it is
     as fast as untraced."""
-    # Other work on the host only ever makes a measurement slower: the best
-    # of three rounds, alternating the three configurations, is each one's.
+    # Other work on the host (and this VM's own housekeeping: kdamond,
+    # ksoftirqd) only ever makes a measurement slower, at times for a second
+    # or more: the best of five short rounds, alternating the three
+    # configurations, is each one's.
     untraced = hooked = unhooked = float("inf")
-    for _ in range(3):
+    for _ in range(5):
         untraced = min(untraced, syscall_ns(syscalls))
         with tcpevent.Tracer(ports=[1]):
             hooked = min(hooked, syscall_ns(syscalls))
