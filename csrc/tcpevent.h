@@ -106,10 +106,11 @@ struct tcpevent_stats {
 	uint64_t filtered;		/* records dropped by the filters */
 	uint64_t snapshots;		/* snapshot events made (queued or dropped) */
 	uint64_t snapshot_errors;	/* snapshot listings that failed */
-	uint64_t missed;		/* events the kernel never showed us:
-					 * hook runs it skipped (one of ours
-					 * was running on that CPU) and closes
-					 * of tracked sockets no program saw */
+	uint64_t missed;		/* events the kernel may never have
+					 * shown us (an upper bound): hook runs
+					 * it skipped (one of ours was running
+					 * on that CPU) and closes of tracked
+					 * sockets no program saw */
 };
 
 #define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u

@@ -52,11 +52,13 @@ class TracerStats:
     snapshot_errors: int
     """Periodic snapshot listings that failed."""
     missed: int
-    """Events the kernel never showed the program, each counted once it is
+    """Events the kernel may never have shown the program, counted once
     known: hook runs the kernel skipped because one of the tracer's programs
     was already running on that CPU (its ``recursion_misses``; each may have
     cost an event), and closes of tracked sockets that no program saw
-    (docs/reliability.md, "Closes no BPF program can see")."""
+    (docs/reliability.md, "What the kernel does not show"). An upper bound,
+    never less than what was lost: a skipped close counts twice (the skip,
+    then its socket's stale entry)."""
     buffered: int
     """Events taken from the core but not handed out yet: left over by an
     iteration that stopped early, they come first from the next call."""

@@ -81,6 +81,19 @@ def name_of(what: str, ident: int) -> str | None:
     return name
 
 
+def recursion_misses(prog_id: int) -> int:
+    """How many times the kernel skipped program ``prog_id`` because it was
+    already running on the CPU (bpftool shows the count once it is not 0)."""
+    out = subprocess.run(
+        ["bpftool", "prog", "show", "id", str(prog_id), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    misses: int = json.loads(out).get("recursion_misses", 0)
+    return misses
+
+
 def program_names(pid: int) -> set[str]:
     """The names of the BPF programs a process holds."""
     return {n for i in held_by(pid)["prog_id"] if (n := name_of("prog", i))}

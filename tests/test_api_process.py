@@ -13,6 +13,7 @@ from pathlib import Path
 import bpfutil
 import netutil
 import pytest
+from accounting import assert_accounted
 
 import tcpevent
 
@@ -63,15 +64,19 @@ except KeyboardInterrupt:
 
 
 def test_nested_hit_program_waits_in_standby(churn: Path) -> None:
-    """Loaded, not attached: this kernel reports no skipped run of the main
-    program, so nothing needs the nested-hit program's cost on every hit
-    (docs/reliability.md); and nothing is lost without it (but, rarely, a
-    close this kernel shows no program: counted in missed)."""
+    """Loaded, not attached, until the kernel reports a skipped run of the
+    main program: only then is the nested-hit program's cost on every hit
+    paid (docs/reliability.md). A churn's events all come (or, rarely, are
+    counted in missed), and the nested program is attached if and only if
+    the kernel skipped the main one meanwhile (rare here; under load it
+    happens)."""
     with tcpevent.Tracer() as tracer:
         loaded = loaded_programs()
-        attached = {loaded.get(i) for i in attached_prog_ids(os.getpid())}
+        ids = attached_prog_ids(os.getpid())
+        attached = {loaded.get(i) for i in ids}
         # (tcpevent_sweep is never attached: the poller runs it.)
         assert attached == OUR_PROGRAMS - {"tcpevent_state_nested", "tcpevent_sweep"}
+        (main,) = (i for i in ids if loaded.get(i) == "tcpevent_state")
         run = subprocess.run(
             [str(churn), "-n", "20000", "-t", "2"], capture_output=True, text=True, check=True
         )
@@ -84,9 +89,16 @@ def test_nested_hit_program_waits_in_standby(churn: Path) -> None:
             return got + tracer.stats.missed >= 40_000
 
         assert netutil.wait_until(drained, timeout=10)
-        assert got + tracer.stats.missed == 40_000
-        assert tracer.stats.missed <= 1
-        assert {loaded.get(i) for i in attached_prog_ids(os.getpid())} == attached
+        assert_accounted(got, tracer.stats.missed, 40_000, tracer.stats)
+
+        def standby_matches_skips() -> bool:
+            """The poller looks at the skip count once a second."""
+            nested = "tcpevent_state_nested" in {
+                loaded.get(i) for i in attached_prog_ids(os.getpid())
+            }
+            return nested == (bpfutil.recursion_misses(main) > 0)
+
+        assert netutil.wait_until(standby_matches_skips, timeout=3)
 
 
 @pytest.mark.parametrize("how", ["iterate", "dequeue"])

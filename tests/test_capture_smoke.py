@@ -1,5 +1,5 @@
 """A small churn at full speed, traced the way the benchmarks trace it
-(benchmarks/run.py): every close event captured, none dropped or missed.
+(benchmarks/run.py): every close event captured or counted, none dropped.
 
 The full measurements, with 100,000 connections, are `make bench`.
 """
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from accounting import assert_accounted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import run as bench
@@ -34,11 +35,8 @@ def test_churn_loses_nothing(binaries: tuple[Path, Path], config: str, time_wait
     print(f"{config}: {result['churn']['rate']:,.0f} conn/s, p99 {t['latency_p99_us']} us")
     # Two sockets per connection, plus one per connect() that failed and was
     # retried (the default regime can run out of ephemeral ports). Every one
-    # is delivered, or counted: about one close in a million or more runs in
-    # this VM's init process's context, where the kernel runs no BPF program
-    # (docs/reliability.md); it is counted in missed.
+    # is delivered, or (rarely: docs/reliability.md) counted in missed.
     produced = 2 * CONNECTIONS + result["churn"]["retries"]
-    assert t["target_events"] + t["missed"] == produced, t
-    assert t["missed"] <= 1, t
+    assert_accounted(t["target_events"], t["missed"], produced, t)
     assert (t["dropped_kernel"], t["dropped_queue"], t["untracked"]) == (0, 0, 0), t
     assert 0 <= t["latency_p99_us"] < 50_000
