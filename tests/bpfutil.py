@@ -46,11 +46,16 @@ def prog_ids(fdinfo: str) -> set[int]:
     return {int(line.split()[1]) for line in fdinfo.splitlines() if line.startswith("prog_id:")}
 
 
-def _ids(what: str) -> set[int]:
+def bpftool(*args: str, check: bool = True) -> Any:
+    """What ``bpftool ARGS --json`` prints, parsed; None if it prints nothing."""
     out = subprocess.run(
-        ["bpftool", what, "show", "--json"], check=True, capture_output=True, text=True
+        ["bpftool", *args, "--json"], capture_output=True, text=True, check=check
     ).stdout
-    return {item["id"] for item in json.loads(out or "[]")}
+    return json.loads(out) if out else None
+
+
+def _ids(what: str) -> set[int]:
+    return {item["id"] for item in bpftool(what, "show") or []}
 
 
 def kernel_ids() -> dict[str, set[int]]:
@@ -74,23 +79,14 @@ def owned_by_kernel(ids: dict[str, set[int]]) -> dict[str, set[int]]:
 
 def name_of(what: str, ident: int) -> str | None:
     """The name of BPF ``what`` ("prog" or "map") ``ident``; None if it is gone."""
-    out = subprocess.run(
-        ["bpftool", what, "show", "id", str(ident), "--json"], capture_output=True, text=True
-    ).stdout
-    name: str | None = json.loads(out).get("name") if out else None
-    return name
+    shown = bpftool(what, "show", "id", str(ident), check=False)
+    return shown.get("name") if shown else None
 
 
 def recursion_misses(prog_id: int) -> int:
     """How many times the kernel skipped program ``prog_id`` because it was
     already running on the CPU (bpftool shows the count once it is not 0)."""
-    out = subprocess.run(
-        ["bpftool", "prog", "show", "id", str(prog_id), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    misses: int = json.loads(out).get("recursion_misses", 0)
+    misses: int = bpftool("prog", "show", "id", str(prog_id)).get("recursion_misses", 0)
     return misses
 
 
@@ -109,13 +105,7 @@ def map_named(pid: int, name: str, excluding: AbstractSet[int] = frozenset()) ->
 
 def map_entries(map_id: int) -> list[dict[str, object]]:
     """The entries of a map, as bpftool dumps them (BTF-formatted if it can)."""
-    out = subprocess.run(
-        ["bpftool", "map", "dump", "id", str(map_id), "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    entries: list[dict[str, object]] = json.loads(out or "[]")
+    entries: list[dict[str, object]] = bpftool("map", "dump", "id", str(map_id)) or []
     return entries
 
 

@@ -41,10 +41,7 @@ def attached_prog_ids(pid: int) -> set[int]:
 
 
 def loaded_programs() -> dict[int, str]:
-    out = subprocess.run(
-        ["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True
-    ).stdout
-    return {p["id"]: p.get("name", "") for p in json.loads(out)}
+    return {p["id"]: p.get("name", "") for p in bpfutil.bpftool("prog", "show")}
 
 
 CHILD = """
