@@ -166,17 +166,24 @@ def test_other_processes_pay_for_the_hooks_only_while_they_are_attached(syscalls
     """The reason for the option, measured: with the hooks attached, another
     process's getppid() is slower (about a third here); without them it is
     as fast as untraced."""
-    # Other work on the host (and this VM's own housekeeping: kdamond,
-    # ksoftirqd) only ever makes a measurement slower, at times for a second
-    # or more: the best of five short rounds, alternating the three
-    # configurations, is each one's.
+    # Something on this VM slows a sample now and then, for seconds at a
+    # time, by about what the hooks cost (one sample in five or six reads
+    # 200-230 ns, whatever is attached). Noise only ever slows: each
+    # configuration's figure is its best sample, over alternating rounds,
+    # three at least and up to twelve until both untraced and unhooked had
+    # a quiet one. A cost the tracer itself imposed would be in every one.
     untraced = hooked = unhooked = float("inf")
-    for _ in range(5):
+    for rounds in range(1, 13):
         untraced = min(untraced, syscall_ns(syscalls))
         with tcpevent.Tracer(ports=[1]):
             hooked = min(hooked, syscall_ns(syscalls))
         with tcpevent.Tracer(ports=[1], accept_hooks=False):
             unhooked = min(unhooked, syscall_ns(syscalls))
-    print(f"\ngetppid(): {untraced:.0f} ns, hooks {hooked:.0f} ns, no hooks {unhooked:.0f} ns")
+        if rounds >= 3 and unhooked < 1.08 * untraced:
+            break
+    print(
+        f"\ngetppid(): {untraced:.0f} ns, hooks {hooked:.0f} ns, "
+        f"no hooks {unhooked:.0f} ns ({rounds} rounds)"
+    )
     assert hooked > 1.1 * untraced
     assert unhooked < 1.08 * untraced
