@@ -5,9 +5,9 @@ The same protocol as ``consumer.c`` (see benchmarks/run.py)::
     py_consumer.py --mode batch|single [--hold] [--queue-size N]
 
 Prints ``READY`` once attached, then reads commands on stdin: ``pid N``
-(count that process's events; answers ``PID N``), ``go`` (with ``--hold``: start draining, to
-measure raw dequeue throughput), ``stop`` (drain until 200 ms pass without
-an event, print one JSON object, exit).
+(count that process's events; answers ``PID N``), ``go`` (with ``--hold``:
+start draining, to measure raw dequeue throughput), ``stop`` (drain until
+200 ms pass without an event, print one JSON object, exit).
 """
 
 from __future__ import annotations

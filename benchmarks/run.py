@@ -192,16 +192,26 @@ def run_churn(
         return _run_churn([*prefix, str(churn)], args, tracer)
 
 
-def _run_churn(churn: list[str], args: list[str], tracer: Tracer | None) -> dict[str, Any]:
-    if tracer:
-        tracer.start()
+def churn_waiting(
+    churn: list[str], args: list[str], tracer: Tracer | None
+) -> subprocess.Popen[str]:
+    """A churn started with --wait, its pid given to the (started) tracer:
+    it begins when a line is written to its stdin."""
     proc = subprocess.Popen(
         [*churn, "--wait", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout is not None
     ready = dict(kv.split("=") for kv in proc.stdout.readline().split()[1:])
     if tracer:
         tracer.target(ready["pid"])
+    return proc
+
+
+def _run_churn(churn: list[str], args: list[str], tracer: Tracer | None) -> dict[str, Any]:
+    if tracer:
+        tracer.start()
+    proc = churn_waiting(churn, args, tracer)
+    assert proc.stdout is not None and proc.stdin is not None
     proc.stdin.write("\n")
     proc.stdin.flush()
     summary = json.loads(proc.stdout.read().strip().splitlines()[-1])
@@ -289,16 +299,8 @@ def dequeue_throughput(churn: Path, consumer: Path, connections: int) -> list[di
         tracer.cmd.append("--hold")
         tracer.start()
         with fresh_netns(time_wait=False) as prefix:
-            proc = subprocess.Popen(
-                [*prefix, str(churn), "--wait", "-n", str(connections), "-t", "2"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert proc.stdout is not None and proc.stdin is not None
-            ready = dict(kv.split("=") for kv in proc.stdout.readline().split()[1:])
-            tracer.target(ready["pid"])
-            proc.communicate("\n")
+            args = ["-n", str(connections), "-t", "2"]
+            churn_waiting([*prefix, str(churn)], args, tracer).communicate("\n")
         time.sleep(0.5)  # the poller has moved everything into the queue
         tracer.send("go")
         res = tracer.finish()
