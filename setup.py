@@ -29,72 +29,16 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
 LIB_NAME = "libtcpEvent.so"
-HEADERS = ["tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "sockdiag.h"]
+#: Installed with the package (tcpevent/include/): exactly the public API.
+HEADERS = ["tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "tcpevent_conn.h"]
 
-CDEF = """
-#define TCPEVENT_TASK_LEN ...
-#define TCPEVENT_ADDR_LEN ...
-#define TCPEVENT_DEFAULT_QUEUE_SIZE ...
-#define TCPEVENT_DEFAULT_RING_SIZE ...
-#define TCPEVENT_DEFAULT_MAX_SOCKETS ...
-
-struct tcpevent_event {
-    uint64_t time_ns;
-    uint64_t lifetime_ns;
-    uint64_t rx_bytes;
-    uint64_t tx_bytes;
-    uint32_t pid;
-    uint32_t uid;
-    uint32_t segs_out;
-    uint32_t segs_in;
-    uint32_t rtt_us;
-    uint32_t retrans;
-    uint16_t family;
-    uint16_t sport;
-    uint16_t dport;
-    uint8_t kind;
-    uint8_t state;
-    char task[16];
-    char saddr[46];
-    char daddr[46];
-    ...;
-};
-
-struct tcpevent_options {
-    size_t size;
-    const char *program;
-    uint32_t queue_size;
-    uint32_t ring_size;
-    uint32_t max_sockets;
-    uint32_t snapshot_interval_ms;
-    uint16_t family;
-    uint16_t n_ports;
-    const uint16_t *ports;
-    uint32_t n_pids;
-    const uint32_t *pids;
-    uint32_t flags;
-    ...;
-};
-
-#define TCPEVENT_OPT_NO_ACCEPT_HOOKS ...
-
-struct tcpevent_stats {
-    uint64_t received;
-    uint64_t dropped_kernel;
-    uint64_t dropped_queue;
-    uint64_t queued;
-    uint64_t delivered;
-    uint64_t malformed;
-    uint64_t untracked;
-    uint64_t filtered;
-    uint64_t snapshots;
-    uint64_t snapshot_errors;
-    uint64_t missed;
-    ...;
-};
-
+#: What cffi sees of the C API. The structs, enums and integer constants are
+#: taken from the headers themselves (:func:`header_cdef`), so that a field
+#: is declared in one place only; the functions the package calls are listed
+#: here (cffi's API mode compiles against the header, which catches a
+#: signature that differs).
+FUNCTIONS = """
 struct tcpevent;
-
 void tcpevent_options_init(struct tcpevent_options *opts);
 int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out);
 int tcpevent_dequeue(struct tcpevent *t, struct tcpevent_event *ev, int timeout_ms);
@@ -114,20 +58,31 @@ int tcpevent_connections(const struct tcpevent_conn_query *q,
 void tcpevent_connections_free(struct tcpevent_conn *conns, size_t count);
 """
 
-#: Declared for cffi straight from the C header, so they cannot drift.
-CONNECTION_STRUCTS = ["tcpevent_tcp_info", "tcpevent_skmem", "tcpevent_conn", "tcpevent_conn_query"]
+#: The headers cffi's declarations come from, in dependency order. The
+#: record header's struct is the BPF program's (kernel types): only its
+#: constants and enums are taken.
+CDEF_HEADERS = ["tcpevent_record.h", "tcpevent.h", "tcpevent_conn.h"]
 
 
-def header_structs(header: Path, names: list[str]) -> str:
-    """The definitions of these structs in a C header, as cdef text."""
+def header_cdef(header: Path) -> str:
+    """The enums, structs and integer constants of a C header, as cdef text.
+
+    Structs and enums are copied whole (array sizes named by a constant
+    become ``[...]``: the compiler fills them in); every object-like
+    ``#define TCPEVENT_*`` that is not a string becomes ``#define NAME ...``.
+    """
     text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
+    text = re.sub(r"\\\n", " ", text)  # join continued lines
+    if "__bpf__" in text:  # the BPF-only part of tcpevent_record.h
+        text = re.sub(r"^#ifdef __bpf__$.*?^#endif$", "", text, flags=re.S | re.M)
     out = []
-    for name in names:
-        m = re.search(r"^struct " + name + r" \{.*?^\};", text, flags=re.S | re.M)
-        if not m:
-            raise RuntimeError(f"struct {name} not found in {header}")
+    kinds = "enum" if header.name == "tcpevent_record.h" else "struct|enum"
+    for m in re.finditer(rf"^(?:{kinds}) \w+ \{{.*?^\}};", text, flags=re.S | re.M):
         out.append(re.sub(r"\[TCPEVENT_\w+\]", "[...]", m.group(0)))
-    return "\n".join(out)
+    for m in re.finditer(r"^#define (TCPEVENT_\w+)[ \t]+(\S.*)$", text, flags=re.M):
+        if not m.group(2).startswith('"') and not m.group(1).endswith("_H"):
+            out.append(f"#define {m.group(1)} ...")
+    return "\n".join(out) + "\n"
 
 
 def _run(cmd: list[str]) -> None:
@@ -217,10 +172,10 @@ class BuildNative(build_ext):
         tmp.mkdir(parents=True, exist_ok=True)
         build_library(tmp, lib_dir / LIB_NAME)
         include_dir = ext_path.parent / "include"
-        include_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(include_dir, ignore_errors=True)  # no header of an older build
+        include_dir.mkdir(parents=True)
         for header in HEADERS:
-            if (CSRC / header).exists():
-                shutil.copy2(CSRC / header, include_dir / header)
+            shutil.copy2(CSRC / header, include_dir / header)
         for ext in self.extensions:
             ext.library_dirs.append(str(lib_dir))
         super().run()
@@ -228,10 +183,10 @@ class BuildNative(build_ext):
 
 def make_ffi() -> FFI:
     ffi = FFI()
-    ffi.cdef(header_structs(CSRC / "sockdiag.h", CONNECTION_STRUCTS) + CDEF)
+    ffi.cdef("".join(header_cdef(CSRC / name) for name in CDEF_HEADERS) + FUNCTIONS)
     ffi.set_source(
         "tcpevent._native",
-        '#include "tcpevent.h"\n#include "sockdiag.h"\n',
+        "".join(f'#include "{name}"\n' for name in CDEF_HEADERS),
         include_dirs=[str(CSRC)],
         libraries=["tcpEvent"],
         extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],

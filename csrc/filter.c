@@ -29,9 +29,9 @@ int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 	if (o->family != 0 && o->family != 2 && o->family != 10)
 		return te_fail(EINVAL, "family must be 0 (both), AF_INET (2) or AF_INET6 (10), not %u",
 			       o->family);
-	if (o->n_pids > TE_MAX_FILTER || o->n_ports > TE_MAX_FILTER)
+	if (o->n_pids > TCPEVENT_MAX_FILTER || o->n_ports > TCPEVENT_MAX_FILTER)
 		return te_fail(EINVAL, "at most %d pids and %d ports can be filtered",
-			       TE_MAX_FILTER, TE_MAX_FILTER);
+			       TCPEVENT_MAX_FILTER, TCPEVENT_MAX_FILTER);
 	if ((o->n_pids && !o->pids) || (o->n_ports && !o->ports))
 		return te_fail(EINVAL, "n_pids/n_ports set but pids/ports is NULL");
 	for (uint32_t i = 0; i < o->n_pids; i++)

@@ -387,10 +387,9 @@ static int attach_program(struct te_bpf *b, struct bpf_program *prog)
  * The nested-hit program costs a second program run on every tracepoint hit
  * (the kernel's dispatch, ~3% of a no-TIME_WAIT churn), and it only helps
  * where the kernel skips the main program because a softirq interrupted it
- * on its CPU. That is rare (6.18 here: 0 skips in millions of hits on a
- * quiet machine, a few under load), so it waits in standby and is attached
- * the first time the kernel reports a skip; skips before that are counted
- * as missed.
+ * on its CPU. That is rare (docs/reliability.md), so it waits in standby
+ * and is attached the first time the kernel reports a skip; skips before
+ * that are counted as missed.
  */
 static void hold_in_standby(struct te_bpf *b, struct bpf_program *nested)
 {

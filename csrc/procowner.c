@@ -11,6 +11,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "error.h"
 #include "procowner.h"
 
 #include <dirent.h>
@@ -366,8 +367,7 @@ static int list_pids(int procfd, uint32_t **out, size_t *count)
 	return 0;
 }
 
-int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids,
-		   char *err, size_t errlen)
+int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids)
 {
 	uint32_t *list = NULL;
 	size_t n = 0, i;
@@ -378,8 +378,8 @@ int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids,
 	procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (procfd < 0) {
 		r = -errno;
-		snprintf(err, errlen, "cannot open /proc: %s", strerror(-r));
-		return r;
+		return te_fail(r, "connections: owners: cannot open /proc: %s",
+			       strerror(-r));
 	}
 	if (n_pids) {
 		list = malloc(n_pids * sizeof(*list));
@@ -393,14 +393,14 @@ int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids,
 	} else {
 		r = list_pids(procfd, &list, &n);
 		if (r < 0 && r != -ENOMEM)
-			snprintf(err, errlen, "cannot list /proc: %s",
-				 strerror(-r));
+			te_fail(r, "connections: owners: cannot list /proc: %s",
+				strerror(-r));
 	}
 	for (i = 0; !r && i < n && po->nfound < po->nwanted; i++)
 		if (!i || list[i] != list[i - 1])	/* duplicate pids */
 			r = scan_pid(po, procfd, list[i]);
 	if (r == -ENOMEM)
-		snprintf(err, errlen, "out of memory scanning /proc");
+		te_fail(r, "connections: owners: out of memory scanning /proc");
 	free(list);
 	close(procfd);
 	return r;

@@ -47,9 +47,8 @@ int procowner_init(struct procowner *po, size_t expected, int want_cmdline);
 int procowner_want(struct procowner *po, uint64_t inode);
 /* Scan /proc (or only the given pids; n_pids 0: all processes). 0 or
  * -errno (only for failures of the scan as a whole: /proc unreadable,
- * -ENOMEM), with a message in err. */
-int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids,
-		   char *err, size_t errlen);
+ * -ENOMEM), with the reason in tcpevent_last_error(). */
+int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids);
 /* The owner of inode, or NULL if unknown. */
 const struct procowner_proc *procowner_lookup(const struct procowner *po,
 					      uint64_t inode);

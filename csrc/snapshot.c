@@ -56,7 +56,7 @@ void te_snapshot_tick(struct tcpevent *t)
 	q.n_pids = f->n_pids;
 	q.pids = f->pids;
 	q.with_process = 1;
-	if (sockdiag_connections(&q, &conns, &n)) {
+	if (tcpevent_connections(&q, &conns, &n)) {
 		bump(&t->snapshot_failures, 1);
 		return;
 	}

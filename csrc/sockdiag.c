@@ -12,8 +12,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "sockdiag.h"
+#include "error.h"
 #include "procowner.h"
+#include "sockdiag.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,25 +56,6 @@ _Static_assert(sizeof(struct tcpevent_skmem) == 9 * 4, "skmem");
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define EXT(attr) (1u << ((attr) - 1))	/* idiag_ext request bit */
-
-/* ---- Error text ------------------------------------------------------- */
-
-static __thread char sockdiag_err[256];
-
-const char *sockdiag_last_error(void)
-{
-	return sockdiag_err;
-}
-
-int sockdiag_set_error(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sockdiag_err, sizeof(sockdiag_err), fmt, ap);
-	va_end(ap);
-	return err;
-}
 
 /* ---- Result array ----------------------------------------------------- */
 
@@ -143,7 +125,7 @@ static void copy_string(char *dst, size_t dstlen, const void *src, size_t len)
 
 static int short_attr(unsigned int type, size_t len, size_t want)
 {
-	return sockdiag_set_error(-EINVAL,
+	return te_fail(-EINVAL,
 		"malformed sock_diag reply: attribute %u has %zu bytes, needs %zu",
 		type, len, want);
 }
@@ -236,7 +218,7 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 	int alen, r = 0;
 
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(m)))
-		return sockdiag_set_error(-EINVAL,
+		return te_fail(-EINVAL,
 			"malformed sock_diag reply: message of %u bytes is shorter than inet_diag_msg",
 			nlh->nlmsg_len);
 	memcpy(&m, NLMSG_DATA(nlh), sizeof(m));
@@ -244,7 +226,7 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 		return 0;
 	c = result_push(res);
 	if (!c)
-		return sockdiag_set_error(-ENOMEM, "out of memory");
+		return te_fail(-ENOMEM, "out of memory");
 	memset(c, 0, sizeof(*c));
 	fill_from_msg(c, &m);
 
@@ -259,11 +241,11 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 	if (alen > 0) {
 		/* RTA_OK stopped before the end: a bad rta_len */
 		if (alen >= (int)sizeof(*rta))
-			r = sockdiag_set_error(-EINVAL,
+			r = te_fail(-EINVAL,
 				"malformed sock_diag reply: attribute %u has bad length %u (%d bytes left in its message)",
 				rta->rta_type, rta->rta_len, alen);
 		else
-			r = sockdiag_set_error(-EINVAL,
+			r = te_fail(-EINVAL,
 				"malformed sock_diag reply: %d stray bytes after the attributes",
 				alen);
 		goto drop;
@@ -317,17 +299,17 @@ static int parse_error(const struct nlmsghdr *nlh)
 	int err;
 
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(int)))
-		return sockdiag_set_error(-EINVAL,
+		return te_fail(-EINVAL,
 			"malformed sock_diag reply: NLMSG_ERROR of %u bytes",
 			nlh->nlmsg_len);
 	memcpy(&err, NLMSG_DATA(nlh), sizeof(err));
 	if (err == 0)
 		return 1;	/* an ACK: nothing wrong */
 	if (err > 0 || err < -4095)
-		return sockdiag_set_error(-EPROTO,
+		return te_fail(-EPROTO,
 			"malformed sock_diag reply: NLMSG_ERROR code %d", err);
 	extack_text(nlh, ext, sizeof(ext));
-	return sockdiag_set_error(err, "sock_diag request failed: %s%s",
+	return te_fail(err, "sock_diag request failed: %s%s",
 				  strerror(-err), ext);
 }
 
@@ -339,7 +321,7 @@ static int parse_done(const struct nlmsghdr *nlh)
 	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(int)))
 		memcpy(&err, NLMSG_DATA(nlh), sizeof(err));
 	if (err < 0 && err >= -4095)
-		return sockdiag_set_error(err, "sock_diag dump failed: %s",
+		return te_fail(err, "sock_diag dump failed: %s",
 					  strerror(-err));
 	return 0;
 }
@@ -373,12 +355,12 @@ int sockdiag_parse(const void *buf, size_t len, struct sockdiag_result *res)
 	int n = 0, r;
 
 	if (!len || len > INT_MAX || ((uintptr_t)buf & (NLMSG_ALIGNTO - 1)))
-		return sockdiag_set_error(-EINVAL,
+		return te_fail(-EINVAL,
 			"sock_diag: bad receive buffer (%zu bytes at %p)", len, buf);
 	for (; nlmsg_ok(nlh, rem); nlh = nlmsg_next(nlh, &rem)) {
 		n++;
 		if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
-			return sockdiag_set_error(-EAGAIN,
+			return te_fail(-EAGAIN,
 				"sock_diag dump interrupted (NLM_F_DUMP_INTR): socket table changed");
 		switch (nlh->nlmsg_type) {
 		case NLMSG_DONE:
@@ -398,10 +380,10 @@ int sockdiag_parse(const void *buf, size_t len, struct sockdiag_result *res)
 	}
 	if (rem > 0) {
 		if (rem >= sizeof(*nlh))
-			return sockdiag_set_error(-EINVAL,
+			return te_fail(-EINVAL,
 				"malformed sock_diag reply: message length %u with %zu bytes left in the datagram",
 				nlh->nlmsg_len, rem);
-		return sockdiag_set_error(-EINVAL,
+		return te_fail(-EINVAL,
 			"malformed sock_diag reply: %zu stray bytes after the last message",
 			rem);
 	}
@@ -442,16 +424,16 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 		int r;
 
 		if (n == -ENOBUFS)
-			return sockdiag_set_error(-EAGAIN,
+			return te_fail(-EAGAIN,
 				"sock_diag: netlink receive queue overrun");
 		if (n == -EAGAIN)	/* SO_RCVTIMEO */
-			return sockdiag_set_error(-ETIMEDOUT,
+			return te_fail(-ETIMEDOUT,
 				"sock_diag: no reply from the kernel in time");
 		if (n < 0)
-			return sockdiag_set_error((int)n,
+			return te_fail((int)n,
 				"sock_diag: recv failed: %s", strerror((int)-n));
 		if (n == 0)
-			return sockdiag_set_error(-EIO,
+			return te_fail(-EIO,
 				"sock_diag: end of stream before NLMSG_DONE");
 		if ((size_t)n > *cap) {
 			/* lost the tail of a datagram: grow and start over */
@@ -461,16 +443,16 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 			while (ncap < (size_t)n && ncap < SOCKDIAG_BUF_MAX)
 				ncap *= 2;
 			if (ncap < (size_t)n)
-				return sockdiag_set_error(-EMSGSIZE,
+				return te_fail(-EMSGSIZE,
 					"sock_diag: %zd-byte datagram exceeds %u bytes",
 					n, SOCKDIAG_BUF_MAX);
 			p = malloc(ncap);
 			if (!p)
-				return sockdiag_set_error(-ENOMEM, "out of memory");
+				return te_fail(-ENOMEM, "out of memory");
 			free(*buf);
 			*buf = p;
 			*cap = ncap;
-			return sockdiag_set_error(-EAGAIN,
+			return te_fail(-EAGAIN,
 				"sock_diag: %zd-byte datagram truncated", n);
 		}
 		r = sockdiag_parse(*buf, (size_t)n, res);
@@ -489,7 +471,7 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 
 	buf = malloc(cap);
 	if (!buf)
-		return sockdiag_set_error(-ENOMEM, "out of memory");
+		return te_fail(-ENOMEM, "out of memory");
 	for (attempt = 0; attempt <= SOCKDIAG_MAX_RESTARTS; attempt++) {
 		if (attempt) {
 			/* the old dump may still be streaming: a fresh
@@ -502,8 +484,7 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 		build_req(&req, family, states, (uint32_t)attempt + 1);
 		r = io->send(io->ctx, &req, sizeof(req));
 		if (r < 0) {
-			sockdiag_set_error(r, "sock_diag: send failed: %s",
-					   strerror(-r));
+			te_fail(r, "sock_diag: send failed: %s", strerror(-r));
 			break;
 		}
 		r = dump_once(io, &buf, &cap, res);
@@ -511,10 +492,10 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 			break;
 	}
 	if (r == -EAGAIN) {
-		char last[sizeof(sockdiag_err)];
+		char last[TE_ERROR_LEN];
 
-		memcpy(last, sockdiag_err, sizeof(last));
-		sockdiag_set_error(-EAGAIN,
+		snprintf(last, sizeof(last), "%s", tcpevent_last_error());
+		te_fail(-EAGAIN,
 			"sock_diag: dump restarted %d times, giving up (last: %s)",
 			SOCKDIAG_MAX_RESTARTS, last);
 	}
@@ -533,7 +514,7 @@ static int nl_socket(void)
 
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (fd < 0)
-		return sockdiag_set_error(-errno,
+		return te_fail(-errno,
 			"cannot open a NETLINK_SOCK_DIAG socket: %s",
 			strerror(errno));
 	/* never hang the poller thread on a kernel that does not answer */
@@ -620,15 +601,15 @@ void tcpevent_conn_query_init(struct tcpevent_conn_query *q)
 static int check_query(const struct tcpevent_conn_query *q)
 {
 	if (q->size != sizeof(*q))
-		return sockdiag_set_error(-EINVAL,
+		return te_fail(-EINVAL,
 			"connections: query size %zu, expected %zu (use tcpevent_conn_query_init)",
 			q->size, sizeof(*q));
 	if (q->family && q->family != AF_INET && q->family != AF_INET6)
-		return sockdiag_set_error(-EINVAL,
+		return te_fail(-EINVAL,
 			"connections: family %u is neither AF_INET nor AF_INET6",
 			q->family);
 	if ((q->n_ports && !q->ports) || (q->n_pids && !q->pids))
-		return sockdiag_set_error(-EINVAL,
+		return te_fail(-EINVAL,
 			"connections: a port or pid count without its array");
 	return 0;
 }
@@ -638,7 +619,6 @@ static int attribute(struct sockdiag_result *res,
 		     const struct tcpevent_conn_query *q)
 {
 	struct procowner po;
-	char err[192];
 	size_t i, kept = 0;
 	int r;
 
@@ -647,11 +627,10 @@ static int attribute(struct sockdiag_result *res,
 		r = procowner_want(&po, res->conns[i].inode);
 	if (r)
 		goto out_nomem;
-	err[0] = '\0';
-	r = procowner_scan(&po, q->pids, q->n_pids, err, sizeof(err));
+	r = procowner_scan(&po, q->pids, q->n_pids);
 	if (r) {
 		procowner_free(&po);
-		return sockdiag_set_error(r, "connections: owners: %s", err);
+		return r;
 	}
 	for (i = 0; i < res->count; i++) {
 		const struct procowner_proc *p;
@@ -681,10 +660,10 @@ static int attribute(struct sockdiag_result *res,
 	return 0;
 out_nomem:
 	procowner_free(&po);
-	return sockdiag_set_error(-ENOMEM, "out of memory");
+	return te_fail(-ENOMEM, "out of memory");
 }
 
-int sockdiag_connections(const struct tcpevent_conn_query *uq,
+int tcpevent_connections(const struct tcpevent_conn_query *uq,
 			 struct tcpevent_conn **out, size_t *count)
 {
 	struct sockdiag_result res = { 0 };
@@ -695,7 +674,7 @@ int sockdiag_connections(const struct tcpevent_conn_query *uq,
 	int r;
 
 	if (!out || !count)
-		return sockdiag_set_error(-EINVAL, "connections: NULL output");
+		return te_fail(-EINVAL, "connections: NULL output");
 	*out = NULL;
 	*count = 0;
 	if (uq) {
@@ -730,6 +709,7 @@ int sockdiag_connections(const struct tcpevent_conn_query *uq,
 		sockdiag_result_free(&res);
 	*out = res.conns;
 	*count = res.count;
+	te_error_clear();
 	return 0;
 }
 

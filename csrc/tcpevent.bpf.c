@@ -56,14 +56,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, TCPEVENT_MAX_FILTER);
 	__type(key, __u32);
 	__type(value, __u8);
 } pid_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, TCPEVENT_MAX_FILTER);
 	__type(key, __u16);
 	__type(value, __u8);
 } port_filter SEC(".maps");

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "tcp_event.h"
+#include "tcpevent_record.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -87,8 +88,8 @@ struct tcpevent_options {
 /*
  * Do not attach the accept() hooks (syscalls:sys_exit_accept4/accept). While
  * any syscall tracepoint is attached, every system call of every process on
- * the host goes through the kernel's syscall-tracing path (+55 ns a call on
- * the machine of docs/performance.md). Without them, a passive socket that
+ * the host goes through the kernel's syscall-tracing path (its cost: see
+ * docs/performance.md). Without them, a passive socket that
  * ends in softirq (reset by its peer) before its process closed or shut it
  * down has no owner: pid 0, as a socket nobody accepted. Also: no tracefs,
  * so no CAP_DAC_READ_SEARCH (docs/privileges.md).
@@ -116,6 +117,11 @@ struct tcpevent_stats {
 #define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u
 #define TCPEVENT_DEFAULT_RING_SIZE	(4u << 20)
 #define TCPEVENT_DEFAULT_MAX_SOCKETS	65536u
+/* Bounds of the options (tcpevent_open() refuses others with EINVAL). The
+ * ring size is also a power of two of at least one page. */
+#define TCPEVENT_MAX_QUEUE_SIZE		(1u << 24)
+#define TCPEVENT_MAX_RING_SIZE		(1u << 30)
+#define TCPEVENT_MAX_SOCKETS		(1u << 24)
 
 struct tcpevent;
 

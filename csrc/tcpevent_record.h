@@ -11,6 +11,9 @@
 
 #define TCPEVENT_COMM_LEN 16
 
+/* Most pids, or ports, one filter holds (the BPF filter maps' size). */
+#define TCPEVENT_MAX_FILTER 1024
+
 /* Record flags. */
 #define TCPEVENT_F_OWNER	0x1	/* pid/uid/comm are the owner's */
 #define TCPEVENT_F_SNAPSHOT	0x80	/* user space only: a live sample */

@@ -44,17 +44,17 @@ static int read_options(const struct tcpevent_options *in,
 		o->ring_size = TCPEVENT_DEFAULT_RING_SIZE;
 	if (!o->max_sockets)
 		o->max_sockets = TCPEVENT_DEFAULT_MAX_SOCKETS;
-	if (o->queue_size > TE_MAX_QUEUE)
+	if (o->queue_size > TCPEVENT_MAX_QUEUE_SIZE)
 		return te_fail(EINVAL, "queue_size %u is over the limit of %u events",
-			       o->queue_size, TE_MAX_QUEUE);
-	if (o->ring_size < page || o->ring_size > (1u << 30) ||
+			       o->queue_size, TCPEVENT_MAX_QUEUE_SIZE);
+	if (o->ring_size < page || o->ring_size > TCPEVENT_MAX_RING_SIZE ||
 	    (o->ring_size & (o->ring_size - 1)))
 		return te_fail(EINVAL,
 			       "ring_size %u must be a power of two between %ld and %u bytes",
-			       o->ring_size, page, 1u << 30);
-	if (o->max_sockets > (1u << 24))
+			       o->ring_size, page, TCPEVENT_MAX_RING_SIZE);
+	if (o->max_sockets > TCPEVENT_MAX_SOCKETS)
 		return te_fail(EINVAL, "max_sockets %u is over the limit of %u",
-			       o->max_sockets, 1u << 24);
+			       o->max_sockets, TCPEVENT_MAX_SOCKETS);
 	if (o->flags & ~TCPEVENT_OPT_NO_ACCEPT_HOOKS)
 		return te_fail(EINVAL, "options.flags 0x%x has unknown bits 0x%x",
 			       o->flags, o->flags & ~TCPEVENT_OPT_NO_ACCEPT_HOOKS);

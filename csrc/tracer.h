@@ -11,9 +11,7 @@
 #include "queue.h"
 #include "tcpevent.h"
 
-#define TE_MAX_FILTER 1024	/* pids or ports in a filter */
 #define TE_MAX_LINKS 8
-#define TE_MAX_QUEUE (1u << 24)
 
 /* Everything loaded into the kernel (loader.c). */
 struct te_bpf {
@@ -41,9 +39,9 @@ struct te_bpf {
 struct te_filter {
 	uint16_t family;
 	uint32_t n_pids;
-	uint32_t pids[TE_MAX_FILTER];	/* sorted */
+	uint32_t pids[TCPEVENT_MAX_FILTER];	/* sorted */
 	uint32_t n_ports;
-	uint16_t ports[TE_MAX_FILTER];	/* sorted */
+	uint16_t ports[TCPEVENT_MAX_FILTER];	/* sorted */
 };
 
 struct tcpevent {

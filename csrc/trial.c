@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Running untrusted work in a child process first. libbpf (1.1 here) can
- * crash on a corrupted object file, in parsing or in relocation; a crash
+ * Running untrusted work in a child process first. libbpf (1.1 at least)
+ * can crash on a corrupted object file, in parsing or in relocation; a crash
  * in a forked child is an error message instead of the end of the host
  * process. Only custom objects go through this: the built-in one is ours.
  */

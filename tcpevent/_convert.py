@@ -1,35 +1,32 @@
 """Fast conversion of an array of ``struct tcpevent_event`` to :class:`TcpEvent`.
 
 The hot path of the library. Reading the cffi structs field by field costs
-about 18 attribute accesses per event; instead the whole array is read as one
-buffer with :meth:`struct.Struct.iter_unpack` (layout checked in
-:mod:`tcpevent._core`), and each event is built without running the frozen
-dataclass's ``__init__`` (18 ``object.__setattr__`` calls): the slots'
-descriptors are set directly. Text fields repeat (a handful of addresses and
-command names), so their decoding is memoized.
+an attribute access per field and event; instead the whole array is read as
+one buffer with :meth:`struct.Struct.iter_unpack` (the layout comes from the
+C header: :data:`tcpevent._core.EVENT_LAYOUT`), and each event is built
+without running the frozen dataclass's ``__init__``: the slots' descriptors
+are set directly. The loop doing it is generated once, at import, from that
+layout (as :mod:`dataclasses` generates ``__init__``), so a field added to
+the header needs no code here. Text fields repeat (a handful of addresses
+and command names), so their decoding is memoized.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Any, Callable
 
-from tcpevent._core import EVENT_FIELDS, EVENT_FORMAT, EVENT_SIZE, ffi
-from tcpevent.event import TcpEvent, TcpState
+from tcpevent._core import EVENT_FIELDS, EVENT_FORMAT, EVENT_LAYOUT, EVENT_SIZE, ffi
+from tcpevent.event import FAMILIES, TcpEvent, TcpState, family_of
 
-__all__ = ["decode_c_string", "events_from_buffer"]
+__all__ = ["ZERO_EVENT", "decode_c_string", "events_from_buffer", "text_cache"]
 
 if set(TcpEvent.__slots__) != set(EVENT_FIELDS):  # pragma: no cover - a coding error
-    raise ImportError("tcpevent: TcpEvent's fields differ from struct tcpevent_event's")
+    raise ImportError(
+        "tcpevent: TcpEvent's fields differ from struct tcpevent_event's: "
+        f"missing {sorted(set(EVENT_FIELDS) - set(TcpEvent.__slots__))}, "
+        f"extra {sorted(set(TcpEvent.__slots__) - set(EVENT_FIELDS))}"
+    )
 
-_Setter = Callable[[TcpEvent, Any], None]
-_SETTERS: dict[str, _Setter] = {name: TcpEvent.__dict__[name].__set__ for name in EVENT_FIELDS}
-_FAMILIES: dict[int, socket.AddressFamily] = {
-    int(socket.AF_INET): socket.AF_INET,
-    int(socket.AF_INET6): socket.AF_INET6,
-}
-_KINDS = ("close", "snapshot")
-_STATES: tuple[TcpState, ...] = tuple(TcpState(value) for value in range(256))
 _TEXT_CACHE_MAX = 4096
 #: Memo of decode_c_string(): look a field up here first.
 text_cache: dict[bytes, str] = {}
@@ -44,83 +41,69 @@ def decode_c_string(raw: bytes) -> str:
     return text
 
 
-def _family(value: int) -> socket.AddressFamily:
-    try:
-        return socket.AddressFamily(value)
-    except ValueError:
-        return value  # type: ignore[return-value]
+def _enum_names(enum: str, prefix: str) -> tuple[str, ...]:
+    """Index -> lower-case name of a C enum's members (``TCPEVENT_KIND_CLOSE``
+    -> ``"close"``), for the 256 values of a byte; an unknown one is ``"<n>"``."""
+    names = {v: k[len(prefix) :].lower() for k, v in ffi.typeof(enum).relements.items()}
+    return tuple(names.get(i, str(i)) for i in range(256))
+
+
+#: How a C value becomes the attribute's value, for the fields that are not
+#: plain numbers: an expression over ``{v}`` (the unpacked value) and the
+#: names bound in :func:`_compile`. Text (``char[]``) fields are decoded.
+_DECODERS: dict[str, str] = {
+    "family": "(families.get({v}) or family_of({v}))",
+    "kind": "kinds[{v}]",
+    "state": "states[{v}]",
+}
+_TEXT = "(cache.get({v}) or decode({v}))"
+_PLAIN = "{v}"
+
+
+def _compile() -> Callable[[Any], list[TcpEvent]]:
+    """The conversion loop for the rows of :data:`EVENT_FORMAT`, unrolled."""
+    env: dict[str, Any] = {
+        "new": object.__new__,
+        "cls": TcpEvent,
+        "families": FAMILIES,
+        "family_of": family_of,
+        "kinds": _enum_names("enum tcpevent_kind", "TCPEVENT_KIND_"),
+        "states": tuple(TcpState(value) for value in range(256)),
+        "cache": text_cache,
+        "decode": decode_c_string,
+    }
+    body = []
+    for i, leaf in enumerate(EVENT_LAYOUT):
+        env[f"set{i}"] = TcpEvent.__dict__[leaf.name].__set__
+        expr = _DECODERS.get(leaf.name) or (_TEXT if leaf.code.endswith("s") else _PLAIN)
+        body.append(f"        set{i}(ev, {expr.format(v=f'v{i}')})")
+    names = ", ".join(f"v{i}" for i in range(len(EVENT_LAYOUT)))
+    binds = ", ".join(f"{name}={name}" for name in env)
+    source = (
+        f"def convert(rows, *, {binds}):\n"
+        "    out = []\n"
+        "    append = out.append\n"
+        f"    for ({names},) in rows:\n"
+        "        ev = new(cls)\n" + "\n".join(body) + "\n"
+        "        append(ev)\n"
+        "    return out\n"
+    )
+    scope: dict[str, Any] = {}
+    exec(compile(source, "<tcpevent._convert>", "exec"), env, scope)
+    convert: Callable[[Any], list[TcpEvent]] = scope["convert"]
+    return convert
+
+
+_convert_rows = _compile()
 
 
 def events_from_buffer(buf: Any, count: int) -> list[TcpEvent]:
     """Convert the first ``count`` events of a cffi ``struct tcpevent_event[]``."""
     if count <= 0:
         return []
-    (
-        set_time_ns,
-        set_lifetime_ns,
-        set_rx_bytes,
-        set_tx_bytes,
-        set_pid,
-        set_uid,
-        set_segs_out,
-        set_segs_in,
-        set_rtt_us,
-        set_retrans,
-        set_family,
-        set_sport,
-        set_dport,
-        set_kind,
-        set_state,
-        set_task,
-        set_saddr,
-        set_daddr,
-    ) = (_SETTERS[name] for name in EVENT_FIELDS)
-    new = object.__new__
-    cls = TcpEvent
-    families = _FAMILIES
-    states = _STATES
-    cache = text_cache
-    decode = decode_c_string
-    out: list[TcpEvent] = []
-    append = out.append
-    for (
-        time_ns,
-        lifetime_ns,
-        rx_bytes,
-        tx_bytes,
-        pid,
-        uid,
-        segs_out,
-        segs_in,
-        rtt_us,
-        retrans,
-        family,
-        sport,
-        dport,
-        kind,
-        state,
-        task,
-        saddr,
-        daddr,
-    ) in EVENT_FORMAT.iter_unpack(ffi.buffer(buf, count * EVENT_SIZE)):
-        ev = new(cls)
-        set_time_ns(ev, time_ns)
-        set_lifetime_ns(ev, lifetime_ns)
-        set_rx_bytes(ev, rx_bytes)
-        set_tx_bytes(ev, tx_bytes)
-        set_pid(ev, pid)
-        set_uid(ev, uid)
-        set_segs_out(ev, segs_out)
-        set_segs_in(ev, segs_in)
-        set_rtt_us(ev, rtt_us)
-        set_retrans(ev, retrans)
-        set_family(ev, families.get(family) or _family(family))
-        set_sport(ev, sport)
-        set_dport(ev, dport)
-        set_kind(ev, _KINDS[kind] if kind < 2 else "close")
-        set_state(ev, states[state])
-        set_task(ev, cache.get(task) or decode(task))
-        set_saddr(ev, cache.get(saddr) or decode(saddr))
-        set_daddr(ev, cache.get(daddr) or decode(daddr))
-        append(ev)
-    return out
+    return _convert_rows(EVENT_FORMAT.iter_unpack(ffi.buffer(buf, count * EVENT_SIZE)))
+
+
+#: What an all-zero ``struct tcpevent_event`` means: the value of every field
+#: an event from elsewhere (the original ABI) has no place for.
+ZERO_EVENT: TcpEvent = events_from_buffer(ffi.new("struct tcpevent_event[1]"), 1)[0]

@@ -4,15 +4,16 @@
 type stubs, so it is imported here, once, as :data:`ffi` and :data:`lib`
 (typed ``Any``), and the rest of the package imports it from this module.
 
-The layout of ``struct tcpevent_event`` is checked against the format that
-:mod:`tcpevent.event` unpacks with :mod:`struct` at import time: a core built
-from a different header fails loudly here instead of yielding garbage later.
+The layout of ``struct tcpevent_event`` and the limits of the options are
+read from the compiled core (the C header is their only declaration).
 """
 
 from __future__ import annotations
 
 import struct
 from typing import Any
+
+from tcpevent._layout import Leaf, leaves, struct_for
 
 try:
     from tcpevent._native import ffi as _ffi  # type: ignore[import-not-found,unused-ignore]
@@ -29,7 +30,12 @@ __all__ = [
     "DEFAULT_RING_SIZE",
     "EVENT_FIELDS",
     "EVENT_FORMAT",
+    "EVENT_LAYOUT",
     "EVENT_SIZE",
+    "MAX_FILTER",
+    "MAX_QUEUE_SIZE",
+    "MAX_RING_SIZE",
+    "MAX_SOCKETS",
     "STATS_FIELDS",
     "ffi",
     "last_error",
@@ -42,67 +48,27 @@ ffi: Any = _ffi
 #: call releases the GIL).
 lib: Any = _lib
 
+# The limits and defaults of the options: defined in tcpevent.h.
 DEFAULT_QUEUE_SIZE: int = int(lib.TCPEVENT_DEFAULT_QUEUE_SIZE)
 DEFAULT_RING_SIZE: int = int(lib.TCPEVENT_DEFAULT_RING_SIZE)
 DEFAULT_MAX_SOCKETS: int = int(lib.TCPEVENT_DEFAULT_MAX_SOCKETS)
+MAX_QUEUE_SIZE: int = int(lib.TCPEVENT_MAX_QUEUE_SIZE)
+MAX_RING_SIZE: int = int(lib.TCPEVENT_MAX_RING_SIZE)
+MAX_SOCKETS: int = int(lib.TCPEVENT_MAX_SOCKETS)
+MAX_FILTER: int = int(lib.TCPEVENT_MAX_FILTER)
 
-#: ``struct tcpevent_event`` field by field: (name, struct code, C offset).
-#: The trailing ``reserved[4]`` is padding (``4x``).
-_EVENT_LAYOUT: tuple[tuple[str, str, int], ...] = (
-    ("time_ns", "Q", 0),
-    ("lifetime_ns", "Q", 8),
-    ("rx_bytes", "Q", 16),
-    ("tx_bytes", "Q", 24),
-    ("pid", "I", 32),
-    ("uid", "I", 36),
-    ("segs_out", "I", 40),
-    ("segs_in", "I", 44),
-    ("rtt_us", "I", 48),
-    ("retrans", "I", 52),
-    ("family", "H", 56),
-    ("sport", "H", 58),
-    ("dport", "H", 60),
-    ("kind", "B", 62),
-    ("state", "B", 63),
-    ("task", "16s", 64),
-    ("saddr", "46s", 80),
-    ("daddr", "46s", 126),
-)
-EVENT_FIELDS: tuple[str, ...] = tuple(name for name, _, _ in _EVENT_LAYOUT)
-#: Native byte order, no implicit alignment: every offset is explicit above.
-EVENT_FORMAT = struct.Struct("=" + "".join(code for _, code, _ in _EVENT_LAYOUT) + "4x")
-EVENT_SIZE: int = EVENT_FORMAT.size
+#: ``struct tcpevent_event`` member by member, as cffi compiled it from the
+#: header (``reserved`` padding left out): the only declaration is in C.
+EVENT_LAYOUT: list[Leaf] = leaves(ffi.typeof("struct tcpevent_event"))
+EVENT_FIELDS: tuple[str, ...] = tuple(leaf.name for leaf in EVENT_LAYOUT)
+EVENT_SIZE: int = ffi.sizeof("struct tcpevent_event")
+#: Reads one event from a buffer (native byte order, explicit padding).
+EVENT_FORMAT: struct.Struct = struct_for(EVENT_LAYOUT, EVENT_SIZE)
 
 #: Every field of ``struct tcpevent_stats``, in declaration order.
 STATS_FIELDS: tuple[str, ...] = tuple(
     name for name, _ in ffi.typeof("struct tcpevent_stats").fields
 )
-
-
-def _check_layout() -> None:
-    """Fail at import if ``struct tcpevent_event`` is not what we unpack."""
-    problems = []
-    if ffi.sizeof("struct tcpevent_event") != EVENT_SIZE:
-        problems.append(
-            f"sizeof is {ffi.sizeof('struct tcpevent_event')}, the unpacker expects {EVENT_SIZE}"
-        )
-    offset = 0
-    for name, code, expected in _EVENT_LAYOUT:
-        actual = ffi.offsetof("struct tcpevent_event", name)
-        size = ffi.sizeof(
-            ffi.typeof("struct tcpevent_event").fields[EVENT_FIELDS.index(name)][1].type
-        )
-        if actual != expected or expected != offset or size != struct.calcsize("=" + code):
-            problems.append(f"{name}: offset {actual} size {size}, expected {expected} {code!r}")
-        offset = expected + struct.calcsize("=" + code)
-    if problems:
-        raise ImportError(
-            "tcpevent: struct tcpevent_event of the native core does not match "
-            "tcpevent/_core.py (rebuild, or update _EVENT_LAYOUT): " + "; ".join(problems)
-        )
-
-
-_check_layout()
 
 
 def last_error() -> str:

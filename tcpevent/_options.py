@@ -12,16 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Union
 
+from tcpevent._core import MAX_FILTER, MAX_QUEUE_SIZE, MAX_RING_SIZE, MAX_SOCKETS
 from tcpevent.errors import InvalidProgramError, ProgramNotFoundError
 
 __all__ = ["FamilyArg", "Options", "parse_family", "parse_options"]
 
-MAX_FILTER = 1024
 MAX_PID = 2**32 - 1
-MAX_QUEUE = 2**24
-MAX_SOCKETS = 2**24
-MIN_RING = 4096
-MAX_RING = 2**30
 MAX_INTERVAL_MS = 2**32 - 1
 
 #: What ``family=`` accepts.
@@ -118,10 +114,10 @@ def parse_family(family: FamilyArg) -> int:
 
 def _ring_size(value: object) -> int:
     size = _int("ring_size", value)
-    low = max(MIN_RING, os.sysconf("SC_PAGE_SIZE"))
-    if size < low or size > MAX_RING or size & (size - 1):
+    low = os.sysconf("SC_PAGE_SIZE")
+    if size < low or size > MAX_RING_SIZE or size & (size - 1):
         raise ValueError(
-            f"ring_size must be a power of two between {low} and {MAX_RING} bytes, not {size}"
+            f"ring_size must be a power of two between {low} and {MAX_RING_SIZE} bytes, not {size}"
         )
     return size
 
@@ -183,7 +179,7 @@ def parse_options(
         pids=_id_list("pids", pids, 1, MAX_PID, "pid"),
         ports=_id_list("ports", ports, 1, 65535, "port"),
         family=parse_family(family),
-        queue_size=_bounded("queue_size", queue_size, 1, MAX_QUEUE),
+        queue_size=_bounded("queue_size", queue_size, 1, MAX_QUEUE_SIZE),
         ring_size=_ring_size(ring_size),
         max_sockets=_bounded("max_sockets", max_sockets, 1, MAX_SOCKETS),
         snapshot_interval_ms=_interval_ms(snapshot_interval),

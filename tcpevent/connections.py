@@ -11,30 +11,22 @@ It asks the kernel through netlink sock_diag (``tcpevent_connections()`` of
 the core), which needs no privilege and no BPF; finding each socket's owner
 reads ``/proc/<pid>/fd`` (see docs/connections.md for what that may see).
 
-Conversion is the hot path: the core's array of ``struct tcpevent_conn`` is
-read as one buffer with a :class:`struct.Struct` built at import from cffi's
-own view of the header (so it cannot drift), and the frozen dataclasses are
-built without running their ``__init__``. A ``tcp_info`` field the kernel did
-not send (one that does not end within ``info_len``) is ``None``, decided
-from the field's offset and size, never read as whatever the buffer holds.
+The core's array of ``struct tcpevent_conn`` becomes these dataclasses in
+:mod:`tcpevent._conn_convert`, with the layout taken from the C header. A
+``tcp_info`` field the kernel did not send is ``None``, never garbage.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import socket
-import struct
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from tcpevent import _core
-from tcpevent._convert import decode_c_string, text_cache
 from tcpevent._options import FamilyArg, _id_list, parse_family
 from tcpevent.errors import error_from_code
-from tcpevent.event import TcpState
+from tcpevent.event import TcpState, endpoint, family_name
 
 __all__ = [
     "ACCECN_LAYOUT",
@@ -76,24 +68,6 @@ STATES_CONNECTED: frozenset[TcpState] = frozenset(
 STATES_ALL: frozenset[TcpState] = frozenset(s for s in TcpState if s is not TcpState.UNKNOWN)
 
 _MASK_ALL = 0xFFFFFFFF
-
-# idiag_timer values (include/uapi/linux/inet_diag.h, as ss reads them).
-_TIMERS: dict[int, str | None] = {
-    0: None,
-    1: "retransmit",
-    2: "keepalive",
-    3: "time_wait",
-    4: "zero_window_probe",
-}
-
-# Attribute numbers of enum INET_DIAG_* (bits of tcpevent_conn.attrs).
-_ATTR_CONG = 4
-_ATTR_TOS = 5
-_ATTR_TCLASS = 6
-_ATTR_SHUTDOWN = 8
-_ATTR_SKV6ONLY = 11
-_ATTR_MARK = 15
-_ATTR_CGROUP_ID = 21
 
 
 # ---- the dataclasses ----------------------------------------------------------------
@@ -477,18 +451,18 @@ class Connection:
     @property
     def local(self) -> str:
         """``"addr:port"``, IPv6 in brackets (``"[::1]:8080"``)."""
-        return _endpoint(self.family, self.saddr, self.sport)
+        return endpoint(self.family, self.saddr, self.sport)
 
     @property
     def peer(self) -> str:
         """``"addr:port"`` of the remote end, IPv6 in brackets."""
-        return _endpoint(self.family, self.daddr, self.dport)
+        return endpoint(self.family, self.daddr, self.dport)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready builtins: ``family`` as ``"AF_INET"``/``"AF_INET6"``,
         ``state`` as its name, ``skmem`` and ``info`` as nested dicts (or None)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in _CONN_FIELDS}
-        out["family"] = _FAMILY_NAMES.get(int(self.family)) or str(int(self.family))
+        out["family"] = family_name(self.family)
         out["state"] = TcpState(self.state).name
         out["skmem"] = None if self.skmem is None else self.skmem.to_dict()
         out["info"] = None if self.info is None else self.info.to_dict()
@@ -501,415 +475,19 @@ class Connection:
 _INFO_FIELDS: tuple[str, ...] = tuple(TcpInfo.__dataclass_fields__)
 _SKMEM_FIELDS: tuple[str, ...] = tuple(SocketMemory.__dataclass_fields__)
 _CONN_FIELDS: tuple[str, ...] = tuple(Connection.__dataclass_fields__)
-_FAMILY_NAMES = {int(socket.AF_INET): "AF_INET", int(socket.AF_INET6): "AF_INET6"}
-
-
-def _endpoint(family: int, addr: str, port: int) -> str:
-    return f"[{addr}]:{port}" if family == socket.AF_INET6 else f"{addr}:{port}"
-
-
-# ---- the layout, from cffi's view of sockdiag.h --------------------------------------
-
-#: TcpInfo field -> ``struct tcpevent_tcp_info`` member, where the names differ
-#: by more than the ``tcpi_`` prefix. Bitfields are handled by name too.
-_INFO_C_NAMES: dict[str, str] = {
-    "rto_us": "tcpi_rto",
-    "ato_us": "tcpi_ato",
-    "retrans_out": "tcpi_retrans",
-    "last_data_sent_ms": "tcpi_last_data_sent",
-    "last_ack_sent_ms": "tcpi_last_ack_sent",
-    "last_data_recv_ms": "tcpi_last_data_recv",
-    "last_ack_recv_ms": "tcpi_last_ack_recv",
-    "rtt_us": "tcpi_rtt",
-    "rttvar_us": "tcpi_rttvar",
-    "rcv_rtt_us": "tcpi_rcv_rtt",
-    "min_rtt_us": "tcpi_min_rtt",
-    "busy_time_us": "tcpi_busy_time",
-    "rwnd_limited_us": "tcpi_rwnd_limited",
-    "sndbuf_limited_us": "tcpi_sndbuf_limited",
-    "total_rto_time_ms": "tcpi_total_rto_time",
-}
-_INFO_SKIPPED = ("tcpi_state",)  # = Connection.state
-
-_CODES = {
-    "uint8_t": "B",
-    "uint16_t": "H",
-    "uint32_t": "I",
-    "uint64_t": "Q",
-    "int": "i",
-    "char": "c",
-}
-
-
-def _leaves(ctype: Any, base: int, prefix: str) -> list[tuple[str, int, str]]:
-    """(dotted name, offset, struct code) of every plain member of ``ctype``.
-
-    A bitfield's byte appears once, as ``"<prefix>bits@<offset>"`` (code ``B``);
-    char arrays are ``"<n>s"``; other arrays and pointers are left out (padding).
-    """
-    out: list[tuple[str, int, str]] = []
-    seen_bits: set[int] = set()
-    for name, field in ctype.fields:
-        t = field.type
-        off = base + field.offset
-        if field.bitsize >= 0:
-            if t.cname != "uint8_t":  # pragma: no cover - header changed
-                raise ImportError(f"tcpevent: unexpected bitfield type {t.cname} of {name}")
-            if off not in seen_bits:
-                seen_bits.add(off)
-                out.append((f"{prefix}bits@{off - base}", off, "B"))
-        elif t.kind == "struct":
-            out.extend(_leaves(t, off, f"{prefix}{name}."))
-        elif t.kind == "array":
-            if t.item.cname == "char":
-                out.append((prefix + name, off, f"{t.length}s"))
-        elif t.kind == "primitive":
-            out.append((prefix + name, off, _CODES[t.cname]))
-    return out
-
-
-def _struct_for(leaves: list[tuple[str, int, str]], size: int) -> struct.Struct:
-    """A native-order, unaligned Struct reading ``leaves`` with explicit padding."""
-    fmt = "="
-    pos = 0
-    for _name, off, code in leaves:
-        if off < pos:  # pragma: no cover - overlapping members
-            raise ImportError(f"tcpevent: overlapping members at offset {off}")
-        if off > pos:
-            fmt += f"{off - pos}x"
-        fmt += code
-        pos = off + struct.calcsize("=" + code)
-    if size > pos:
-        fmt += f"{size - pos}x"
-    s = struct.Struct(fmt)
-    if s.size != size:  # pragma: no cover - a coding error
-        raise ImportError(f"tcpevent: layout of {size} bytes read as {s.size}")
-    return s
-
-
-_CONN_T = ffi.typeof("struct tcpevent_conn")
-_INFO_T = ffi.typeof("struct tcpevent_tcp_info")
-CONN_SIZE: int = ffi.sizeof(_CONN_T)
-INFO_SIZE: int = ffi.sizeof(_INFO_T)
-
-_CONN_LEAVES = _leaves(_CONN_T, 0, "")
-_CONN_STRUCT = _struct_for(_CONN_LEAVES, CONN_SIZE)
-_CONN_INDEX = {name: i for i, (name, _, _) in enumerate(_CONN_LEAVES)}
-_INFO_LEAVES = _leaves(_INFO_T, 0, "")
-_INFO_STRUCT = _struct_for(_INFO_LEAVES, INFO_SIZE)
-_INFO_START = _CONN_INDEX["info." + _INFO_LEAVES[0][0]]
-_INFO_STOP = _INFO_START + len(_INFO_LEAVES)
-_SKMEM_START = _CONN_INDEX["skmem.rmem_alloc"]
-_SKMEM_STOP = _SKMEM_START + len(_SKMEM_FIELDS)
-if [n for n, _, _ in _CONN_LEAVES[_SKMEM_START:_SKMEM_STOP]] != [
-    "skmem." + n for n in _SKMEM_FIELDS
-]:  # pragma: no cover - header changed
-    raise ImportError("tcpevent: SocketMemory's fields differ from struct tcpevent_skmem's")
-
-
-def _bitfield(name: str) -> tuple[int, int, int]:
-    """(byte offset, shift, mask) of a bitfield member of tcp_info."""
-    field = dict(_INFO_T.fields)[name]
-    return field.offset, field.bitshift, (1 << field.bitsize) - 1
-
-
-def _info_plan() -> tuple[list[int], dict[str, tuple[int, int, int]]]:
-    """For each TcpInfo field in order, the byte where it ends in tcp_info;
-    and the bitfields. Checks that TcpInfo follows the C struct exactly."""
-    c_fields = [(n, f) for n, f in _INFO_T.fields if n not in _INFO_SKIPPED]
-    c_names = [n for n, _ in c_fields]
-    ours = [_INFO_C_NAMES.get(n, "tcpi_" + n) for n in _INFO_FIELDS]
-    if ours != c_names:
-        raise ImportError(
-            "tcpevent: TcpInfo's fields differ from struct tcpevent_tcp_info's: "
-            f"missing {sorted(set(c_names) - set(ours))}, extra {sorted(set(ours) - set(c_names))}"
-            " (or out of order)"
-        )
-    ends = []
-    bits = {}
-    for name, field in c_fields:
-        if field.bitsize >= 0:
-            ends.append(field.offset + 1)
-            bits[name] = _bitfield(name)
-        else:
-            ends.append(field.offset + ffi.sizeof(field.type))
-    return ends, bits
-
-
-_INFO_ENDS, _INFO_BITS = _info_plan()
-if [b[0] for b in _INFO_BITS.values()] != [6, 6, 7, 7] or [n for n, _, _ in _INFO_LEAVES[:9]] != [
-    "tcpi_state",
-    "tcpi_ca_state",
-    "tcpi_retransmits",
-    "tcpi_probes",
-    "tcpi_backoff",
-    "tcpi_options",
-    "bits@6",
-    "bits@7",
-    "tcpi_rto",
-]:  # pragma: no cover - header changed: _info_from_raw() must follow
-    raise ImportError("tcpevent: the head of struct tcpevent_tcp_info changed")
-if sorted(_INFO_ENDS) != _INFO_ENDS:  # pragma: no cover - header changed
-    raise ImportError("tcpevent: tcp_info members out of offset order")
-
-_WS_SHIFT, _WS_MASK = _INFO_BITS["tcpi_snd_wscale"][1:]
-_WR_SHIFT, _WR_MASK = _INFO_BITS["tcpi_rcv_wscale"][1:]
-_APP_SHIFT, _APP_MASK = _INFO_BITS["tcpi_delivery_rate_app_limited"][1:]
-_TFO_SHIFT, _TFO_MASK = _INFO_BITS["tcpi_fastopen_client_fail"][1:]
-_N_INFO = len(_INFO_FIELDS)
-_NONES: tuple[None, ...] = (None,) * _N_INFO
-
-
-def _present_count(info_len: int) -> int:
-    """How many TcpInfo fields (a prefix, in struct order) end within info_len."""
-    n = 0
-    for end in _INFO_ENDS:
-        if end > info_len:
-            break
-        n += 1
-    return n
-
-
-_PRESENT = [_present_count(n) for n in range(INFO_SIZE + 1)]
-
-
-# ---- building objects fast -----------------------------------------------------------
-
-_Setter = Callable[[Any, Any], None]
-
-
-def _setters(cls: type, names: tuple[str, ...]) -> tuple[_Setter, ...]:
-    return tuple(cls.__dict__[name].__set__ for name in names)
-
-
-_INFO_SET = _setters(TcpInfo, _INFO_FIELDS)
-_SKMEM_SET = _setters(SocketMemory, _SKMEM_FIELDS)
-_CONN_SET = dict(zip(_CONN_FIELDS, _setters(Connection, _CONN_FIELDS)))
-_new = object.__new__
-
-
-def _make_info(values: tuple[Any, ...]) -> TcpInfo:
-    obj: TcpInfo = _new(TcpInfo)
-    for setter, value in zip(_INFO_SET, values):
-        setter(obj, value)
-    return obj
-
-
-def _info_from_raw(
-    raw: tuple[Any, ...], info_len: int, accecn_layout: str = "u16"
-) -> TcpInfo | None:
-    """TcpInfo from the unpacked leaves of tcp_info (see :data:`_INFO_LEAVES`)."""
-    if info_len <= 0:
-        return None
-    b6 = raw[6]
-    b7 = raw[7]
-    values = (
-        *raw[1:6],
-        (b6 >> _WS_SHIFT) & _WS_MASK,
-        (b6 >> _WR_SHIFT) & _WR_MASK,
-        bool((b7 >> _APP_SHIFT) & _APP_MASK),
-        (b7 >> _TFO_SHIFT) & _TFO_MASK,
-        *raw[8:],
-    )
-    present = _PRESENT[info_len] if info_len <= INFO_SIZE else _N_INFO
-    if present < _N_INFO:
-        values = values[:present] + _NONES[present:]
-    elif accecn_layout != "u16":
-        values = values[:-2] + _accecn_repacked(values[-2], values[-1], accecn_layout)
-    return _make_info(values)
-
-
-def _kernel_major() -> int:
-    try:
-        return int(os.uname().release.split(".", 1)[0])
-    except ValueError:  # pragma: no cover - an odd release string
-        return 0
-
-
-#: How the last 4 bytes of tcp_info (276..280) are laid out by the running
-#: kernel: two u16 (``accecn_fail_mode``, ``accecn_opt_seen``) up to 6.x;
-#: from 7.0 one u32 bitfield (ecn_mode:2, accecn_opt_seen:2,
-#: accecn_fail_mode:4, options2:24), decoded here on little-endian machines
-#: ("packed"); elsewhere unknown ("unknown": both fields None).
-ACCECN_LAYOUT: str = (
-    "u16" if _kernel_major() < 7 else "packed" if sys.byteorder == "little" else "unknown"
-)
-
-
-def _accecn_repacked(first: int, second: int, layout: str) -> tuple[int | None, int | None]:
-    """(accecn_fail_mode, accecn_opt_seen) from the two u16 read at 276 and 278."""
-    if layout != "packed":
-        return None, None
-    word = first | second << 16  # the u32 at 276, little-endian
-    return (word >> 4) & 0xF, (word >> 2) & 0x3
-
-
-def _skmem_from_raw(raw: tuple[Any, ...], count: int) -> SocketMemory | None:
-    if count <= 0:
-        return None
-    if count < len(raw):
-        raw = raw[:count] + (None,) * (len(raw) - count)
-    obj: SocketMemory = _new(SocketMemory)
-    for setter, value in zip(_SKMEM_SET, raw):
-        setter(obj, value)
-    return obj
-
-
-def tcp_info_from_cdata(
-    info: Any, info_len: int, accecn_layout: str | None = None
-) -> TcpInfo | None:
-    """A :class:`TcpInfo` from a cffi ``struct tcpevent_tcp_info *`` of which
-    the kernel sent ``info_len`` bytes: fields past it are ``None`` whatever
-    the struct holds there; ``info_len`` 0 gives ``None``. ``accecn_layout``:
-    see :data:`ACCECN_LAYOUT` (None: the running kernel's)."""
-    raw = _INFO_STRUCT.unpack(ffi.buffer(info, INFO_SIZE))
-    return _info_from_raw(raw, int(info_len), accecn_layout or ACCECN_LAYOUT)
-
-
-_STATES: tuple[TcpState, ...] = tuple(TcpState(v) for v in range(256))
-_FAMILIES: dict[int, socket.AddressFamily] = {
-    int(socket.AF_INET): socket.AF_INET,
-    int(socket.AF_INET6): socket.AF_INET6,
-}
-
-
-def _family(value: int) -> socket.AddressFamily:
-    try:
-        return socket.AddressFamily(value)
-    except ValueError:
-        return value  # type: ignore[return-value]
-
-
-def _timer(value: int) -> str | None:
-    return _TIMERS.get(value, f"timer_{value}")
-
-
-def connections_from_cdata(conns: Any, count: int, with_cmdline: bool = False) -> list[Connection]:
-    """Convert the first ``count`` entries of a cffi ``struct tcpevent_conn[]``.
-
-    ``with_cmdline`` reads each ``cmdline`` pointer (else ``cmdline`` is None).
-    """
-    if count <= 0:
-        return []
-    ix = _CONN_INDEX
-    i_family, i_sport, i_dport = ix["family"], ix["sport"], ix["dport"]
-    i_state, i_shutdown = ix["state"], ix["shutdown"]
-    i_saddr, i_daddr, i_task, i_cong = ix["saddr"], ix["daddr"], ix["task"], ix["cong"]
-    i_ifindex, i_uid, i_inode, i_cookie = ix["ifindex"], ix["uid"], ix["inode"], ix["cookie"]
-    i_rq, i_wq, i_exp = ix["rqueue"], ix["wqueue"], ix["expires_ms"]
-    i_timer, i_retrans = ix["timer"], ix["retrans"]
-    i_tos, i_tclass, i_v6only = ix["tos"], ix["tclass"], ix["v6only"]
-    i_skc, i_mark, i_attrs, i_cg = ix["skmem_count"], ix["mark"], ix["attrs"], ix["cgroup_id"]
-    i_pid, i_info_len = ix["pid"], ix["info_len"]
-    s0, s1, k0, k1 = _INFO_START, _INFO_STOP, _SKMEM_START, _SKMEM_STOP
-    set_ = _CONN_SET
-    (
-        set_family,
-        set_saddr,
-        set_sport,
-        set_daddr,
-        set_dport,
-        set_state,
-        set_uid,
-        set_inode,
-        set_pid,
-        set_task,
-        set_cmdline,
-        set_cong,
-        set_shutdown,
-        set_recv_q,
-        set_send_q,
-        set_timer,
-        set_timer_expires_ms,
-        set_timer_retrans,
-        set_ifindex,
-        set_tos,
-        set_tclass,
-        set_v6only,
-        set_mark,
-        set_cgroup_id,
-        set_cookie,
-        set_skmem,
-        set_info,
-    ) = (set_[name] for name in _CONN_FIELDS)
-    cache = text_cache
-    decode = decode_c_string
-    families = _FAMILIES
-    states = _STATES
-    timers = _TIMERS
-    info_from_raw = _info_from_raw
-    accecn_layout = ACCECN_LAYOUT
-    skmem_from_raw = _skmem_from_raw
-    out: list[Connection] = []
-    append = out.append
-    buf = ffi.buffer(conns, count * CONN_SIZE)
-    for i, raw in enumerate(_CONN_STRUCT.iter_unpack(buf)):
-        attrs = raw[i_attrs]
-        c: Connection = _new(Connection)
-        family = raw[i_family]
-        set_family(c, families.get(family) or _family(family))
-        saddr = raw[i_saddr]
-        set_saddr(c, cache.get(saddr) or decode(saddr))
-        set_sport(c, raw[i_sport])
-        daddr = raw[i_daddr]
-        set_daddr(c, cache.get(daddr) or decode(daddr))
-        set_dport(c, raw[i_dport])
-        set_state(c, states[raw[i_state]])
-        set_uid(c, raw[i_uid])
-        set_inode(c, raw[i_inode])
-        pid = raw[i_pid]
-        set_pid(c, pid)
-        task = raw[i_task]
-        set_task(c, cache.get(task) or decode(task))
-        cmdline = None
-        if with_cmdline and pid:
-            ptr = conns[i].cmdline
-            if ptr != ffi.NULL:
-                cmdline = ffi.string(ptr).decode("utf-8", "surrogateescape")
-        set_cmdline(c, cmdline)
-        if attrs >> _ATTR_CONG & 1:
-            cong = raw[i_cong]
-            set_cong(c, cache.get(cong) or decode(cong))
-        else:
-            set_cong(c, None)
-        shutdown = raw[i_shutdown]
-        set_shutdown(c, None if shutdown == 0xFF else shutdown)
-        set_recv_q(c, raw[i_rq])
-        set_send_q(c, raw[i_wq])
-        timer = raw[i_timer]
-        set_timer(c, timers[timer] if timer in timers else _timer(timer))
-        set_timer_expires_ms(c, raw[i_exp])
-        set_timer_retrans(c, raw[i_retrans])
-        set_ifindex(c, raw[i_ifindex])
-        set_tos(c, raw[i_tos] if attrs >> _ATTR_TOS & 1 else None)
-        set_tclass(c, raw[i_tclass] if attrs >> _ATTR_TCLASS & 1 else None)
-        set_v6only(c, bool(raw[i_v6only]) if attrs >> _ATTR_SKV6ONLY & 1 else None)
-        set_mark(c, raw[i_mark] if attrs >> _ATTR_MARK & 1 else None)
-        set_cgroup_id(c, raw[i_cg] if attrs >> _ATTR_CGROUP_ID & 1 else None)
-        set_cookie(c, raw[i_cookie])
-        set_skmem(c, skmem_from_raw(raw[k0:k1], raw[i_skc]))
-        set_info(c, info_from_raw(raw[s0:s1], raw[i_info_len], accecn_layout))
-        append(c)
-    return out
 
 
 # ---- the query -----------------------------------------------------------------------
-
-
-#: ss's names that differ from the kernel's (after "-" -> "_").
-_SS_ALIASES = {"ESTAB": "ESTABLISHED", "UNCONN": "CLOSE"}
 
 
 def _state_of(item: object) -> TcpState:
     if isinstance(item, bool):
         raise TypeError("a state must be a TcpState, its value or its name, not bool")
     if isinstance(item, str):
-        key = re.sub(r"_(\d)$", r"\1", item.strip().upper().replace("-", "_"))
         try:
-            state = TcpState[_SS_ALIASES.get(key, key)]
-        except KeyError:
-            names = ", ".join(s.name for s in sorted(STATES_ALL))
-            raise ValueError(f"unknown TCP state {item!r}: one of {names} or 'all'") from None
+            state = TcpState.parse(item)
+        except ValueError as exc:
+            raise ValueError(f"{exc} or 'all'") from None
     elif isinstance(item, int):
         if not 1 <= item <= 31:
             raise ValueError(f"a TCP state value must be between 1 and 31, not {item}")
@@ -1011,3 +589,11 @@ def connections(
         return connections_from_cdata(out[0], int(count[0]), with_cmdline)
     finally:
         lib.tcpevent_connections_free(out[0], count[0])
+
+
+# The conversion builds the dataclasses above: imported once they exist.
+from tcpevent._conn_convert import (  # noqa: E402
+    ACCECN_LAYOUT,
+    connections_from_cdata,
+    tcp_info_from_cdata,
+)

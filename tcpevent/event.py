@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import enum
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from tcpevent import abi
 
-__all__ = ["EventKind", "TcpEvent", "TcpState"]
+__all__ = [
+    "FAMILIES",
+    "FAMILY_NAMES",
+    "EventKind",
+    "TcpEvent",
+    "TcpState",
+    "endpoint",
+    "family_name",
+    "family_of",
+]
 
 #: Why an event was emitted: the connection closed, or a periodic sample of a
 #: live connection (``Tracer(snapshot_interval=...)``).
@@ -52,8 +61,74 @@ class TcpState(enum.IntEnum):
         member._value_ = value
         return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
 
+    @property
+    def ss_name(self) -> str:
+        """The name ``ss`` shows (``"ESTAB"``, ``"FIN-WAIT-1"``, ``"UNCONN"``...)."""
+        return _SS_NAMES.get(self, self.name)
 
-_FAMILY_NAMES = {socket.AF_INET: "AF_INET", socket.AF_INET6: "AF_INET6"}
+    @classmethod
+    def parse(cls, text: str) -> TcpState:
+        """The state named ``text``: the kernel's name or ``ss``'s, any case,
+        ``-`` or ``_`` (``"established"``, ``"ESTAB"``, ``"fin-wait-1"``).
+        Raises ``ValueError`` for another name."""
+        state = _BY_NAME.get(_name_key(text))
+        if state is None:
+            names = ", ".join(s.name for s in cls if s is not cls.UNKNOWN)
+            raise ValueError(f"unknown TCP state {text!r}: one of {names}")
+        return state
+
+
+#: ``ss``'s name of each state, where it differs from the kernel's.
+_SS_NAMES: dict[TcpState, str] = {
+    TcpState.ESTABLISHED: "ESTAB",
+    TcpState.SYN_SENT: "SYN-SENT",
+    TcpState.SYN_RECV: "SYN-RECV",
+    TcpState.FIN_WAIT1: "FIN-WAIT-1",
+    TcpState.FIN_WAIT2: "FIN-WAIT-2",
+    TcpState.TIME_WAIT: "TIME-WAIT",
+    TcpState.CLOSE: "UNCONN",
+    TcpState.CLOSE_WAIT: "CLOSE-WAIT",
+    TcpState.LAST_ACK: "LAST-ACK",
+    TcpState.NEW_SYN_RECV: "NEW-SYN-RECV",
+    TcpState.BOUND_INACTIVE: "BOUND-INACTIVE",
+}
+
+
+def _name_key(text: str) -> str:
+    return text.strip().upper().replace("-", "").replace("_", "")
+
+
+_BY_NAME: dict[str, TcpState] = {
+    **{_name_key(s.name): s for s in TcpState if s is not TcpState.UNKNOWN},
+    **{_name_key(name): s for s, name in _SS_NAMES.items()},
+}
+
+#: The address families of events and connections, by number.
+FAMILIES: dict[int, socket.AddressFamily] = {
+    int(socket.AF_INET): socket.AF_INET,
+    int(socket.AF_INET6): socket.AF_INET6,
+}
+#: Their names in dicts and JSON.
+FAMILY_NAMES: dict[int, str] = {int(socket.AF_INET): "AF_INET", int(socket.AF_INET6): "AF_INET6"}
+
+
+def family_of(value: int) -> socket.AddressFamily:
+    """The :class:`socket.AddressFamily` of a number; one Python does not
+    know stays a plain int (0: no event)."""
+    try:
+        return FAMILIES.get(value) or socket.AddressFamily(value)
+    except ValueError:
+        return value  # type: ignore[return-value]
+
+
+def endpoint(family: int, addr: str, port: int) -> str:
+    """``"addr:port"``, an IPv6 address in brackets (``"[::1]:8080"``)."""
+    return f"[{addr}]:{port}" if family == socket.AF_INET6 else f"{addr}:{port}"
+
+
+def family_name(value: int) -> str:
+    """``"AF_INET"``, ``"AF_INET6"``, or the number as text."""
+    return FAMILY_NAMES.get(int(value)) or str(int(value))
 
 
 def _text(raw: bytes) -> str:
@@ -150,45 +225,43 @@ class TcpEvent:
         """``"daddr:dport"``, as the original example prints it."""
         return f"{self.daddr}:{self.dport}"
 
+    @property
+    def local(self) -> str:
+        """``"addr:port"`` of this end, IPv6 in brackets (``"[::1]:8080"``)."""
+        return endpoint(self.family, self.saddr, self.sport)
+
+    @property
+    def peer(self) -> str:
+        """``"addr:port"`` of the remote end, IPv6 in brackets."""
+        return endpoint(self.family, self.daddr, self.dport)
+
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-ready builtins: one key per field.
 
         ``family`` becomes ``"AF_INET"``/``"AF_INET6"``, ``state`` its name
         (``"ESTABLISHED"``, ...), ``kind`` stays a ``str``.
         """
-        return {
-            "time_ns": self.time_ns,
-            "pid": self.pid,
-            "uid": self.uid,
-            "rx_bytes": self.rx_bytes,
-            "tx_bytes": self.tx_bytes,
-            "segs_out": self.segs_out,
-            "segs_in": self.segs_in,
-            "family": _FAMILY_NAMES.get(self.family) or str(int(self.family)),
-            "sport": self.sport,
-            "dport": self.dport,
-            "task": self.task,
-            "saddr": self.saddr,
-            "daddr": self.daddr,
-            "lifetime_ns": self.lifetime_ns,
-            "rtt_us": self.rtt_us,
-            "retrans": self.retrans,
-            "state": TcpState(self.state).name,
-            "kind": str(self.kind),
-        }
+        out = {name: getattr(self, name) for name in _FIELDS}
+        out["family"] = family_name(self.family)
+        out["state"] = TcpState(self.state).name
+        return out
 
     @classmethod
     def from_abi(cls, raw: abi.TcpEventT | bytes | bytearray | memoryview) -> TcpEvent:
         """Build an event from the original ``struct tcp_event_t``.
 
         ``raw`` is an :class:`tcpevent.abi.TcpEventT` or its 430 bytes. The
-        original struct has no place for the extra fields: they are 0,
-        :attr:`TcpState.UNKNOWN` and ``"close"``. ``TcpEvent.from_abi(s).to_abi()``
+        original struct has no place for the other fields: they are what an
+        all-zero ``struct tcpevent_event`` gives (0, ``""``,
+        :attr:`TcpState.UNKNOWN`, ``"close"``). ``TcpEvent.from_abi(s).to_abi()``
         gives back ``s`` byte for byte (the text fields up to their NUL).
         """
+        from tcpevent._convert import ZERO_EVENT  # the native core, loaded on use
+
         if not isinstance(raw, abi.TcpEventT):
             raw = abi.TcpEventT.from_buffer_copy(bytes(raw))
-        return cls(
+        return replace(
+            ZERO_EVENT,
             time_ns=raw.EventTime,
             pid=raw.pid,
             uid=raw.UserId,
@@ -196,17 +269,12 @@ class TcpEvent:
             tx_bytes=raw.tx_b,
             segs_out=raw.tcpi_segs_out,
             segs_in=raw.tcpi_segs_in,
-            family=_family(raw.family),
+            family=family_of(raw.family),
             sport=raw.SPT,
             dport=raw.DPT,
             task=_text(raw.task),
             saddr=_text(raw.SADDR),
             daddr=_text(raw.DADDR),
-            lifetime_ns=0,
-            rtt_us=0,
-            retrans=0,
-            state=TcpState.UNKNOWN,
-            kind="close",
         )
 
     def to_abi(self) -> abi.TcpEventT:
@@ -236,11 +304,3 @@ class TcpEvent:
 
 
 _FIELDS: tuple[str, ...] = tuple(TcpEvent.__dataclass_fields__)
-
-
-def _family(value: int) -> socket.AddressFamily:
-    try:
-        return socket.AddressFamily(value)
-    except ValueError:
-        # Not an address family Python knows: keep the number (0 = no event).
-        return value  # type: ignore[return-value]

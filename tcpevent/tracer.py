@@ -375,19 +375,26 @@ class Tracer:
         Events are fetched in batches; those not consumed when a loop
         breaks are kept for the next call, not lost.
         """
-        pending = self._pending
         while True:
-            while pending:
-                try:
-                    ev = pending.popleft()
-                except IndexError:
-                    break
-                yield ev
+            yield from self._drain_pending()
             try:
                 batch = self._dequeue(ITER_BATCH, None)
             except TracerClosedError:
                 return
-            pending.extend(batch)
+            self._pending.extend(batch)
+
+    def _drain_pending(self) -> Iterator[TcpEvent]:
+        """The events fetched and not consumed yet, until there are none.
+
+        Shared by every iterator of this tracer (another thread's may take
+        some first): what a loop breaking out of leaves stays for the next."""
+        pending = self._pending
+        while pending:
+            try:
+                ev = pending.popleft()
+            except IndexError:
+                return
+            yield ev
 
     # ---- asyncio -------------------------------------------------------------
 
@@ -464,19 +471,14 @@ class Tracer:
     async def events(self, batch_size: int = ITER_BATCH) -> AsyncIterator[TcpEvent]:
         """Every event, for ``async for``; ends when the tracer is closed."""
         count = _check_max(batch_size)
-        pending = self._pending
         while True:
-            while pending:
-                try:
-                    ev = pending.popleft()
-                except IndexError:
-                    break
+            for ev in self._drain_pending():
                 yield ev
             try:
                 batch = await self._dequeue_async(count, None)
             except TracerClosedError:
                 return
-            pending.extend(batch)
+            self._pending.extend(batch)
 
     def fileno(self) -> int:
         """The core's eventfd: readable when events may be waiting or on close.

@@ -9,24 +9,19 @@ from typing import Any
 
 from tcpevent._native import ffi, lib
 
-FIELDS = [
-    "time_ns",
-    "lifetime_ns",
-    "rx_bytes",
-    "tx_bytes",
-    "pid",
-    "uid",
-    "segs_out",
-    "segs_in",
-    "rtt_us",
-    "retrans",
-    "family",
-    "sport",
-    "dport",
-    "kind",
-    "state",
-]
-TEXT_FIELDS = ("task", "saddr", "daddr")
+
+def _members() -> tuple[list[str], list[str]]:
+    """The numeric and the text members of struct tcpevent_event (its header)."""
+    numbers, texts = [], []
+    for name, field in ffi.typeof("struct tcpevent_event").fields:
+        if field.type.kind == "primitive":
+            numbers.append(name)
+        elif field.type.kind == "array" and field.type.item.cname == "char":
+            texts.append(name)
+    return numbers, texts
+
+
+FIELDS, TEXT_FIELDS = _members()
 
 
 def as_dict(ev: Any) -> dict[str, Any]:

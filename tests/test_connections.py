@@ -14,7 +14,6 @@ import os
 import pickle
 import resource
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,10 +28,12 @@ from connutil import (
     socket_cookie,
     stable,
 )
+from liveness import PROMPTLY
 from netutil import LOOPBACK, listener, recv_exact, set_reset_on_close
 
 import tcpevent
 from tcpevent import _core
+from tcpevent._conn_convert import ACCECN_LAYOUT, INFO_C_NAMES
 from tcpevent.connections import (
     Connection,
     SocketMemory,
@@ -43,8 +44,6 @@ from tcpevent.connections import (
     tcp_info_from_cdata,
 )
 
-# The function tcpevent.connections shadows the module of the same name.
-conn_mod = sys.modules["tcpevent.connections"]
 ffi = _core.ffi
 FAMILIES = pytest.mark.parametrize(
     "family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"]
@@ -318,11 +317,11 @@ def test_tcp_info_covers_the_c_struct() -> None:
     c_names = [n for n, _ in ffi.typeof("struct tcpevent_tcp_info").fields]
     ours = [f.name for f in dataclasses.fields(TcpInfo)]
     assert len(ours) == len(c_names) - 1  # all but tcpi_state (= Connection.state)
-    mapped = [conn_mod._INFO_C_NAMES.get(n, "tcpi_" + n) for n in ours]
+    mapped = [INFO_C_NAMES.get(n, "tcpi_" + n) for n in ours]
     assert mapped == c_names[1:]
     # Every time-valued field says its unit.
     for name in ours:
-        c_name = conn_mod._INFO_C_NAMES.get(name, "tcpi_" + name)
+        c_name = INFO_C_NAMES.get(name, "tcpi_" + name)
         if c_name in {
             "tcpi_rto",
             "tcpi_ato",
@@ -369,7 +368,7 @@ def test_fields_past_info_len_are_none(info_len: int) -> None:
     ones["fastopen_client_fail"] = 3
     seen_absent = False
     for f in dataclasses.fields(TcpInfo):
-        c_name = conn_mod._INFO_C_NAMES.get(f.name, "tcpi_" + f.name)
+        c_name = INFO_C_NAMES.get(f.name, "tcpi_" + f.name)
         value = getattr(info, f.name)
         if _end(c_name) <= info_len:
             assert not seen_absent, f"{f.name} present after an absent field"
@@ -508,8 +507,7 @@ def test_2000_connections_listed_once_each_and_fast(
         f"\n{MANY} connections ({2 * MANY} sockets): dump + owners + conversion "
         f"{total * 1000:.1f} ms; conversion alone {convert * 1000:.1f} ms"
     )
-    assert total < 1.0
-    assert convert < 0.25  # ~35 ms measured; the margin is for a loaded machine
+    assert total < 10 * PROMPTLY  # a liveness bound: the speed is make bench's
 
 
 # ---- snapshot events through the Python API -------------------------------------------------
@@ -544,10 +542,10 @@ def test_snapshot_events_of_a_held_connection(family: int) -> None:
         def snaps(sport: int) -> list[tcpevent.TcpEvent]:
             return [e for e in events if e.kind == "snapshot" and e.sport == sport]
 
-        t0 = time.monotonic()
         assert collect(lambda: len(snaps(cport)) >= 5 and len(snaps(port)) >= 5, 5.0), events
-        elapsed = time.monotonic() - t0
-        assert elapsed < 8 * INTERVAL, elapsed
+        # Periodic: no more rounds than intervals went by.
+        times = sorted({e.time_ns for e in snaps(cport)})
+        assert len(times) - 1 <= (times[-1] - times[0]) / (INTERVAL * 1e9) + 1, times
         for e in snaps(cport) + snaps(port):
             assert e.state is tcpevent.TcpState.ESTABLISHED
             assert e.pid == os.getpid() and e.task == own_comm() and e.uid == os.getuid()
@@ -604,4 +602,4 @@ def test_accecn_trailer_layouts(layout: str) -> None:
     assert (got.accecn_fail_mode, got.accecn_opt_seen) == expected
     assert got.received_ce_bytes == 0xFFFFFFFF
     running = "u16" if int(os.uname().release.split(".")[0]) < 7 else "packed"
-    assert running == conn_mod.ACCECN_LAYOUT
+    assert running == ACCECN_LAYOUT

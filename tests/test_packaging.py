@@ -24,7 +24,7 @@ def test_wheel_contents(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("tcpevent-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "tcpevent/lib/libtcpEvent.so" in names
-    for header in ("tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "sockdiag.h"):
+    for header in ("tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "tcpevent_conn.h"):
         assert f"tcpevent/include/{header}" in names
     assert "tcpevent/py.typed" in names
     (native,) = [n for n in names if n.startswith("tcpevent/_native") and n.endswith(".so")]

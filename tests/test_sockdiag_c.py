@@ -24,6 +24,7 @@ SOURCES = [
     "tests/c/test_sockdiag.c",
     "csrc/sockdiag.c",
     "csrc/procowner.c",
+    "csrc/error.c",  # te_fail(): the library's one error channel
 ]
 WARN_FLAGS = ["-Wall", "-Wextra", "-Icsrc"]
 SAN_FLAGS = [
@@ -47,7 +48,7 @@ TI_STATE, TI_RTT, TI_BYTES_ACKED, TI_BYTES_RECEIVED = 0, 68, 120, 128
 
 
 def _compile(out: Path, extra: list[str]) -> Path:
-    cmd = ["gcc", *extra, *WARN_FLAGS, *SOURCES, "-o", str(out)]
+    cmd = ["gcc", *extra, *WARN_FLAGS, *SOURCES, "-o", str(out), "-lbpf"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     # warning-free is part of the contract

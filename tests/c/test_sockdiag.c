@@ -213,19 +213,19 @@ static int cmd_list(int argc, char **argv)
 		d.with_process = d.with_cmdline = 0;
 		d.n_pids = 0;
 		t0 = now_ms();
-		r = sockdiag_connections(&d, &conns, &n);
+		r = tcpevent_connections(&d, &conns, &n);
 		t2 = now_ms() - t0;
 		if (r) {
-			fprintf(stderr, "error %d: %s\n", r, sockdiag_last_error());
+			fprintf(stderr, "error %d: %s\n", r, tcpevent_last_error());
 			return 1;
 		}
 		tcpevent_connections_free(conns, n);
 	}
 	t0 = now_ms();
-	r = sockdiag_connections(&q, &conns, &n);
+	r = tcpevent_connections(&q, &conns, &n);
 	t1 = now_ms() - t0;
 	if (r) {
-		fprintf(stderr, "error %d: %s\n", r, sockdiag_last_error());
+		fprintf(stderr, "error %d: %s\n", r, tcpevent_last_error());
 		return 1;
 	}
 	for (i = 0; i < n; i++)
@@ -362,7 +362,7 @@ static void test_short_info(void)
 	msg_attr(&m, h, INET_DIAG_SKMEMINFO, skmem, sizeof(skmem));
 	done_msg(&m, 0);
 	r = parse(&m, &res);
-	CHECK(r == 0, "r=%d (%s)", r, sockdiag_last_error());
+	CHECK(r == 0, "r=%d (%s)", r, tcpevent_last_error());
 	CHECK(res.count == 1, "count=%zu", res.count);
 	if (res.count != 1)
 		goto out;
@@ -387,8 +387,8 @@ static void test_short_info(void)
 	CHECK(c->inode == 777 && c->uid == 1000, "inode/uid");
 	CHECK(c->cookie == 0x5511223344ULL, "cookie=%" PRIx64, c->cookie);
 	CHECK(c->attrs & (1u << INET_DIAG_INFO), "attrs=%x", c->attrs);
-	CHECK(!sockdiag_tcp_info_has(3, 0, 4) && sockdiag_tcp_info_has(4, 0, 4) &&
-	      !sockdiag_tcp_info_has(0, SIZE_MAX, 2), "has() edge cases");
+	CHECK(!tcpevent_tcp_info_has(3, 0, 4) && tcpevent_tcp_info_has(4, 0, 4) &&
+	      !tcpevent_tcp_info_has(0, SIZE_MAX, 2), "has() edge cases");
 	{
 		/* the poller's conversion: absent counters give 0 */
 		struct tcpevent_record r;
@@ -424,7 +424,7 @@ static void test_long_info_and_defaults(void)
 	msg_attr(&m, h, INET_DIAG_INFO, info, sizeof(info));
 	msg_attr(&m, h, INET_DIAG_CONG, cong, sizeof(cong));
 	r = parse(&m, &res);
-	CHECK(r == 1, "r=%d (%s)", r, sockdiag_last_error());
+	CHECK(r == 1, "r=%d (%s)", r, tcpevent_last_error());
 	if (res.count == 1) {
 		struct tcpevent_conn *c = &res.conns[0];
 
@@ -449,12 +449,12 @@ static void expect_err(const char *name, struct mbuf *m, int want,
 	int r = parse(m, &res);
 
 	CHECK(r == want, "%s: r=%d want %d (%s)", name, r, want,
-	      sockdiag_last_error());
+	      tcpevent_last_error());
 	CHECK(res.count == 0, "%s: half-parsed entry kept", name);
 	if (text)
-		CHECK(strstr(sockdiag_last_error(), text), "%s: text '%s'",
-		      name, sockdiag_last_error());
-	printf("ok %s: %d %s\n", name, r, sockdiag_last_error());
+		CHECK(strstr(tcpevent_last_error(), text), "%s: text '%s'",
+		      name, tcpevent_last_error());
+	printf("ok %s: %d %s\n", name, r, tcpevent_last_error());
 	sockdiag_result_free(&res);
 }
 
@@ -601,7 +601,7 @@ static void test_multi_and_filter(void)
 		m.len -= 3;
 		r = parse(&m, &res);
 		CHECK(r == 1 && res.count == 1 && res.conns[0].shutdown == 3,
-		      "unpadded: r=%d (%s)", r, sockdiag_last_error());
+		      "unpadded: r=%d (%s)", r, tcpevent_last_error());
 		sockdiag_result_free(&res);
 	}
 }
@@ -682,7 +682,7 @@ static void run_script(struct script *s, int want, size_t want_count,
 	pre->inode = 4242;
 	r = sockdiag_dump(&io, AF_INET, TCPEVENT_STATES_CONNECTED, &res);
 	CHECK(r == want, "%s: r=%d want %d (%s)", name, r, want,
-	      sockdiag_last_error());
+	      tcpevent_last_error());
 	CHECK(res.count == want_count + 1, "%s: count=%zu want %zu", name,
 	      res.count - 1, want_count);
 	CHECK(res.count >= 1 && res.conns[0].inode == 4242, "%s: earlier entry", name);
@@ -690,7 +690,7 @@ static void run_script(struct script *s, int want, size_t want_count,
 	      s->resets, want_resets);
 	CHECK(s->sends == want_resets + 1, "%s: sends=%d", name, s->sends);
 	printf("ok %s: r=%d count=%zu resets=%d (%s)\n", name, r,
-	       res.count - 1, s->resets, r ? sockdiag_last_error() : "");
+	       res.count - 1, s->resets, r ? tcpevent_last_error() : "");
 	sockdiag_result_free(&res);
 }
 
@@ -895,20 +895,20 @@ static int cmd_bench(int n)
 	for (i = 0; i < 5; i++) {
 		q.with_process = 0;
 		t = now_ms();
-		r = sockdiag_connections(&q, &conns, &count);
+		r = tcpevent_connections(&q, &conns, &count);
 		t = now_ms() - t;
 		if (r) {
-			fprintf(stderr, "error: %s\n", sockdiag_last_error());
+			fprintf(stderr, "error: %s\n", tcpevent_last_error());
 			return 1;
 		}
 		tcpevent_connections_free(conns, count);
 		best_dump = t < best_dump ? t : best_dump;
 		q.with_process = 1;
 		t = now_ms();
-		r = sockdiag_connections(&q, &conns, &count);
+		r = tcpevent_connections(&q, &conns, &count);
 		t = now_ms() - t;
 		if (r) {
-			fprintf(stderr, "error: %s\n", sockdiag_last_error());
+			fprintf(stderr, "error: %s\n", tcpevent_last_error());
 			return 1;
 		}
 		best_total = t < best_total ? t : best_total;
