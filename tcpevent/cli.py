@@ -1,13 +1,16 @@
-"""The ``tcpevent`` command (also ``python -m tcpevent``).
+"""The ``tcpevent`` command (also ``python -m tcpevent``): arguments and modes.
 
 Modes (one per run; each is a function ``(args) -> exit status`` in
 :data:`MODES`, so that a new mode is one option and one function):
 
-- ``events`` (default): print one block per closed TCP connection, in the
-  original example's format, or one JSON object per line with ``--json``;
+- ``events`` (default): print each closed TCP connection, one aligned line
+  each (``--format line``), the original example's block (``seed``) or JSON
+  lines (``json``, also ``--json``);
 - ``connections`` (``--connections``): print the live connections now, with
   their ``tcp_info``, as a table (like ``ss -tip``) or JSON lines; no BPF;
 - ``install-lib``: copy the packaged ``libtcpEvent.so`` for C clients.
+
+How things are printed is :mod:`tcpevent._render`'s job.
 
 Exit status: 0 on success, including the end by SIGINT/SIGTERM, ``--count``,
 ``--duration`` or a closed output pipe; 1 when the tracer cannot start (the
@@ -20,36 +23,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
 import types
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TextIO
 
 from tcpevent import abi
-from tcpevent._core import DEFAULT_QUEUE_SIZE
-from tcpevent.connections import Connection, connections, parse_states
+from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent._render import (
+    EVENT_FORMATS,
+    format_connection_json,
+    format_connections_table,
+)
+from tcpevent.connections import connections, parse_states
 from tcpevent.errors import TracerError, TracerPermissionError
 from tcpevent.event import TcpEvent, TcpState
 from tcpevent.tracer import Tracer
 
-__all__ = [
-    "DEFAULT_LIB_DIR",
-    "MODES",
-    "build_parser",
-    "format_block",
-    "format_connection_json",
-    "format_connections_table",
-    "format_json",
-    "main",
-]
+__all__ = ["DEFAULT_LIB_DIR", "MODES", "build_parser", "exit_status", "main"]
 
 #: Where the original examples dlopen() the library from.
 DEFAULT_LIB_DIR = "/opt/RealTimeKql/lib"
@@ -63,154 +63,6 @@ EXIT_NOPERM = 77  # sysexits.h EX_NOPERM
 #: Longest wait between two checks for a signal or the end of --duration.
 POLL_INTERVAL = 0.1
 BATCH = 256
-
-_BLOCK = (
-    "---\n"
-    "PID: {pid}\n"
-    "UID: {uid}\n"
-    "Bytes received: {rx}\n"
-    "Bytes sent: {tx}\n"
-    "Segments out: {so}\n"
-    "Segments in: {si}\n"
-    "Command: {task}\n"
-    "Source: {saddr}:{sport}\n"
-    "Destination: {daddr}:{dport}\n"
-    "Event time: {time}\n"
-    "---\n"
-)
-
-
-def format_block(ev: TcpEvent) -> str:
-    """One event in the original example's format (``---`` before and after)."""
-    return _BLOCK.format(
-        pid=ev.pid,
-        uid=ev.uid,
-        rx=ev.rx_bytes,
-        tx=ev.tx_bytes,
-        so=ev.segs_out,
-        si=ev.segs_in,
-        task=ev.task,
-        saddr=ev.saddr,
-        sport=ev.sport,
-        daddr=ev.daddr,
-        dport=ev.dport,
-        time=ev.time_ns,
-    )
-
-
-def format_json(ev: TcpEvent) -> str:
-    """One event as a compact JSON object and a newline (see ``TcpEvent.to_dict``)."""
-    return json.dumps(ev.to_dict(), separators=(",", ":")) + "\n"
-
-
-# ---- the connections table ------------------------------------------------------
-
-#: ss's short state names.
-_SS_STATES = {
-    TcpState.ESTABLISHED: "ESTAB",
-    TcpState.SYN_SENT: "SYN-SENT",
-    TcpState.SYN_RECV: "SYN-RECV",
-    TcpState.FIN_WAIT1: "FIN-WAIT-1",
-    TcpState.FIN_WAIT2: "FIN-WAIT-2",
-    TcpState.TIME_WAIT: "TIME-WAIT",
-    TcpState.CLOSE: "UNCONN",
-    TcpState.CLOSE_WAIT: "CLOSE-WAIT",
-    TcpState.LAST_ACK: "LAST-ACK",
-    TcpState.LISTEN: "LISTEN",
-    TcpState.CLOSING: "CLOSING",
-    TcpState.NEW_SYN_RECV: "NEW-SYN-RECV",
-    TcpState.BOUND_INACTIVE: "BOUND-INACTIVE",
-}
-#: (title, right-aligned?) of each column.
-_COLUMNS = (
-    ("State", False),
-    ("Local", False),
-    ("Peer", False),
-    ("Process", False),
-    ("RTT/var ms", True),
-    ("Cwnd", True),
-    ("Sent", True),
-    ("Acked", True),
-    ("Received", True),
-    ("Retrans", True),
-    ("Cong", False),
-)
-_NONE = "-"
-
-
-def _size(n: int | None) -> str:
-    """Bytes for a person: exact below 10000, else 1024-based with one decimal."""
-    if n is None:
-        return _NONE
-    if n < 10000:
-        return str(n)
-    value = float(n)
-    for unit in "KMGTP":
-        value /= 1024
-        if value < 1000 or unit == "P":
-            break
-    return f"{value:.1f}{unit}"
-
-
-def _row(c: Connection) -> tuple[str, ...]:
-    i = c.info
-    process = f"{c.pid}/{c.task}" if c.pid else _NONE
-    if i is None:
-        rtt = cwnd = sent = acked = received = retrans = _NONE
-    else:
-        rtt = (
-            _NONE
-            if i.rtt_us is None or i.rttvar_us is None
-            else f"{i.rtt_us / 1000:.3f}/{i.rttvar_us / 1000:.3f}"
-        )
-        cwnd = _NONE if i.snd_cwnd is None else str(i.snd_cwnd)
-        sent, acked, received = _size(i.bytes_sent), _size(i.bytes_acked), _size(i.bytes_received)
-        retrans = (
-            _NONE
-            if i.retrans_out is None or i.total_retrans is None
-            else f"{i.retrans_out}/{i.total_retrans}"
-        )
-    return (
-        _SS_STATES.get(c.state, c.state.name),
-        c.local,
-        c.peer,
-        process,
-        rtt,
-        cwnd,
-        sent,
-        acked,
-        received,
-        retrans,
-        c.cong or _NONE,
-    )
-
-
-def format_connections_table(conns: Sequence[Connection]) -> str:
-    """The connections as a table for a person: a header line, one line each.
-
-    Columns: state (``ss``'s names), local and peer ``addr:port`` (IPv6 in
-    brackets), ``pid/command`` of the owner, smoothed RTT/variation in ms,
-    congestion window (segments), bytes sent (retransmissions included),
-    acknowledged and received (exact below 10000, else K/M/G, 1024-based),
-    retransmitted segments unacknowledged/total, congestion control. ``-``
-    where the kernel sent nothing.
-    """
-    rows = [tuple(title for title, _ in _COLUMNS), *(_row(c) for c in conns)]
-    widths = [max(len(row[k]) for row in rows) for k in range(len(_COLUMNS))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(width) if right else cell.ljust(width)
-            for cell, width, (_, right) in zip(row, widths, _COLUMNS)
-        ]
-        lines.append("  ".join(cells).rstrip() + "\n")
-    return "".join(lines)
-
-
-def format_connection_json(c: Connection) -> str:
-    """One connection as a compact JSON object and a newline (``Connection.to_dict``)."""
-    return json.dumps(c.to_dict(), separators=(",", ":")) + "\n"
-
 
 # ---- argument parsing --------------------------------------------------------
 
@@ -249,30 +101,71 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _help_example() -> str:
+    """Each ``--format`` applied to one made-up event, for ``--help``."""
+    from tcpevent._convert import ZERO_EVENT
+
+    ev = replace(
+        ZERO_EVENT,
+        time_ns=1_628_184_562_512_000_000,
+        pid=1177932,
+        uid=1000,
+        rx_bytes=2988,
+        tx_bytes=3301,
+        segs_out=20,
+        segs_in=18,
+        family=socket.AF_INET,
+        sport=58532,
+        dport=22,
+        task="ssh",
+        saddr="192.168.1.20",
+        daddr="192.168.1.1",
+        lifetime_ns=5_417_300_000,
+        state=TcpState.FIN_WAIT2,
+    )
+    parts = []
+    for name, (header, render) in EVENT_FORMATS.items():
+        text = header + render(ev)
+        parts.append(f"--format {name}:\n" + "".join("  " + line for line in text.splitlines(True)))
+    return "examples of the event formats (one event):\n" + "\n".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``tcpevent``."""
     from tcpevent import __version__
 
     parser = argparse.ArgumentParser(
         prog="tcpevent",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Trace TCP connections with eBPF: one event per closed connection, with its "
+            "Trace TCP connections with eBPF: one event per closed connection, with its\n"
             "owner (pid, uid, command), endpoints, bytes and segments each way, and close time."
         ),
         epilog=(
-            "Tracing needs root, or the capabilities CAP_BPF and CAP_PERFMON; "
-            "--connections needs no privilege (but shows the owners only of the "
-            "processes it may inspect). "
-            "Exit status: 0 ok (also on SIGINT/SIGTERM), 1 the tracer could not start, "
+            _help_example() + "\n"
+            "Tracing needs root, or the capabilities CAP_BPF, CAP_PERFMON and\n"
+            "CAP_DAC_READ_SEARCH; --connections needs no privilege (but shows the owners\n"
+            "only of the processes it may inspect).\n"
+            "Exit status: 0 ok (also on SIGINT/SIGTERM), 1 the tracer could not start,\n"
             "2 bad arguments, 77 not privileged."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     out = parser.add_argument_group("output")
     out.add_argument(
+        "--format",
+        "-f",
+        choices=tuple(EVENT_FORMATS),
+        help="line: one aligned line per event under a header (the default; with "
+        "--connections, a table); seed: the original C example's block; json: one JSON "
+        "object per line, flushed per line",
+    )
+    out.add_argument(
         "--json",
-        action="store_true",
-        help="one JSON object per line (flushed per line) instead of text blocks",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="the same as --format json",
     )
     out.add_argument(
         "--count",
@@ -315,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     tuning = parser.add_argument_group("tracer")
     tuning.add_argument(
         "--queue-size",
-        type=_bounded_int("queue size", 1, 2**24),
+        type=_bounded_int("queue size", 1, MAX_QUEUE_SIZE),
         metavar="N",
         help="events buffered in user space (default: %(default)s)",
         default=DEFAULT_QUEUE_SIZE,
@@ -404,58 +297,68 @@ def _open_tracer(args: argparse.Namespace) -> Tracer:
     return tracer
 
 
-def _emit(out: TextIO, events: list[TcpEvent], json_lines: bool) -> None:
-    if json_lines:
-        for ev in events:
-            out.write(format_json(ev))
-            out.flush()
-    else:
-        out.write("".join(format_block(ev) for ev in events))
-        out.flush()
+class _Printer:
+    """Writes events in one ``--format``, the header (if any) before the first."""
+
+    def __init__(self, out: TextIO, fmt: str) -> None:
+        self._out = out
+        self._header, self._render = EVENT_FORMATS[fmt]
+        self._per_line = fmt == "json"  # flushed line by line, for pipelines
+
+    def __call__(self, events: list[TcpEvent]) -> None:
+        if not events:
+            return
+        if self._header:
+            self._out.write(self._header)
+            self._header = ""
+        if self._per_line:
+            for ev in events:
+                self._out.write(self._render(ev))
+                self._out.flush()
+        else:
+            self._out.write("".join(self._render(ev) for ev in events))
+            self._out.flush()
+
+
+def _text_stdout() -> TextIO:
+    """stdout, writing undecodable bytes of a command name as escapes."""
+    out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):
+        out.reconfigure(errors="backslashreplace")
+    return out
 
 
 def run_events(args: argparse.Namespace) -> int:
     """Print events until a signal, ``--count`` or ``--duration``."""
-    out = sys.stdout
-    if isinstance(out, io.TextIOWrapper):
-        out.reconfigure(errors="backslashreplace")  # odd bytes in a command name
+    emit = _Printer(_text_stdout(), args.format or "line")
     stop = _Stop()
-    with _signals_stop(stop):
-        try:
-            tracer = _open_tracer(args)
-        except TracerPermissionError as exc:
-            print(f"tcpevent: {exc}", file=sys.stderr)
-            return EXIT_NOPERM
-        except TracerError as exc:
-            print(f"tcpevent: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
-        with tracer:
-            left = args.count
-            deadline = None if args.duration is None else time.monotonic() + args.duration
-            while not stop and (left is None or left > 0):
-                timeout = POLL_INTERVAL
-                if deadline is not None:
-                    timeout = min(timeout, deadline - time.monotonic())
-                    if timeout <= 0:
-                        break
-                want = BATCH if left is None else min(BATCH, left)
-                events = tracer.dequeue_batch(want, timeout=timeout)
-                _emit(out, events, args.json)
+    with _signals_stop(stop), _open_tracer(args) as tracer:
+        left = args.count
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop and (left is None or left > 0):
+            timeout = POLL_INTERVAL
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    break
+            want = BATCH if left is None else min(BATCH, left)
+            events = tracer.dequeue_batch(want, timeout=timeout)
+            emit(events)
+            if left is not None:
+                left -= len(events)
+        if stop and (left is None or left > 0):
+            # Print what had been queued when the signal came, no more.
+            queued = tracer.stats.queued
+            while queued > 0 and (left is None or left > 0):
+                want = min(BATCH, queued) if left is None else min(BATCH, queued, left)
+                events = tracer.dequeue_batch(want, timeout=0)
+                if not events:
+                    break
+                emit(events)
+                queued -= len(events)
                 if left is not None:
                     left -= len(events)
-            if stop and (left is None or left > 0):
-                # Print what had been queued when the signal came, no more.
-                queued = tracer.stats.queued
-                while queued > 0 and (left is None or left > 0):
-                    want = min(BATCH, queued) if left is None else min(BATCH, queued, left)
-                    events = tracer.dequeue_batch(want, timeout=0)
-                    if not events:
-                        break
-                    _emit(out, events, args.json)
-                    queued -= len(events)
-                    if left is not None:
-                        left -= len(events)
-            stats = tracer.stats
+        stats = tracer.stats
     if stats.dropped:
         print(
             f"tcpevent: {stats.dropped} events lost (kernel ring buffer full: "
@@ -471,23 +374,14 @@ def run_events(args: argparse.Namespace) -> int:
 
 def run_connections(args: argparse.Namespace) -> int:
     """``--connections``: print the live connections once, then exit."""
-    out = sys.stdout
-    if isinstance(out, io.TextIOWrapper):
-        out.reconfigure(errors="backslashreplace")
-    try:
-        conns = connections(
-            family=args.family,
-            states=args.state,
-            pid=args.pid,
-            ports=args.port,
-        )
-    except TracerPermissionError as exc:
-        print(f"tcpevent: {exc}", file=sys.stderr)
-        return EXIT_NOPERM
-    except TracerError as exc:
-        print(f"tcpevent: cannot list connections: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    if args.json:
+    out = _text_stdout()
+    conns = connections(
+        family=args.family,
+        states=args.state,
+        pid=args.pid,
+        ports=args.port,
+    )
+    if args.format == "json":
         out.write("".join(format_connection_json(c) for c in conns))
     else:
         out.write(format_connections_table(conns))
@@ -528,10 +422,7 @@ def run_install_lib(args: argparse.Namespace) -> int:
     try:
         target = install_lib(args.install_lib)
     except OSError as exc:
-        print(
-            f"tcpevent: cannot install {LIB_NAME} into {args.install_lib}: {exc}", file=sys.stderr
-        )
-        return EXIT_FAILURE
+        raise _Failure(f"cannot install {LIB_NAME} into {args.install_lib}: {exc}") from exc
     print(target)
     return EXIT_OK
 
@@ -564,8 +455,20 @@ def _check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         for dest, flag in _EVENTS_ONLY:
             if getattr(args, dest) is not None:
                 parser.error(f"{flag} does not apply to --connections")
+        if args.format == "seed":
+            parser.error("--format seed applies to events only, not to --connections")
     elif args.state:
         parser.error("--state applies only to --connections")
+
+
+class _Failure(Exception):
+    """A mode could not do its work: the message says why (exit status 1)."""
+
+
+def exit_status(exc: Exception) -> int:
+    """The exit status of a run that ``exc`` ended: 77 (``EX_NOPERM``) when
+    privileges are missing, else 1."""
+    return EXIT_NOPERM if isinstance(exc, TracerPermissionError) else EXIT_FAILURE
 
 
 def _quiet_broken_pipe() -> None:
@@ -581,11 +484,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_mode(parser, args)
+    mode = select_mode(args)
     try:
-        return MODES[select_mode(args)](args)
+        return MODES[mode](args)
     except BrokenPipeError:
         _quiet_broken_pipe()
         return EXIT_OK
+    except (TracerError, _Failure) as exc:
+        what = "cannot list connections: " if mode == "connections" else ""
+        print(f"tcpevent: {what}{exc}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

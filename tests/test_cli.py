@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,7 +17,8 @@ import bpfutil
 import netutil
 import pytest
 
-from tcpevent import TcpEvent, TcpState, abi, cli
+from tcpevent import TcpEvent, TcpState, _render, abi, cli
+from tcpevent._convert import ZERO_EVENT
 
 COMM = Path("/proc/self/comm").read_text().strip()
 SEED_EXAMPLE = """\
@@ -53,7 +55,9 @@ BLOCK_RE = [
 
 
 def seed_event() -> TcpEvent:
-    return TcpEvent(
+    """The original documentation's example event; every other field zero."""
+    return dataclasses.replace(
+        ZERO_EVENT,
         time_ns=1628184562000000000,
         pid=1177932,
         uid=1000,
@@ -67,11 +71,7 @@ def seed_event() -> TcpEvent:
         task="ssh",
         saddr="2001:aaa:fff:eee:ccc:a627:f45f:9c0c",
         daddr="2601:xxx:yyy:zzz:aaa:db60:46cd:971c",
-        lifetime_ns=0,
-        rtt_us=0,
-        retrans=0,
         state=TcpState.ESTABLISHED,
-        kind="close",
     )
 
 
@@ -79,13 +79,61 @@ def seed_event() -> TcpEvent:
 
 
 def test_block_format_is_the_seeds() -> None:
-    assert cli.format_block(seed_event()) == SEED_EXAMPLE
+    assert _render.format_block(seed_event()) == SEED_EXAMPLE
 
 
 def test_json_format() -> None:
-    line = cli.format_json(seed_event())
+    line = _render.format_json(seed_event())
     assert line.endswith("\n") and line.count("\n") == 1
     assert json.loads(line) == seed_event().to_dict()
+
+
+def test_line_format_is_aligned_like_tcplife(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        ev = dataclasses.replace(
+            seed_event(),
+            time_ns=1628184562_512_999_999,
+            tx_bytes=5 * 1024 + 1023,
+            rx_bytes=1023,
+            lifetime_ns=5_417_300_000,
+        )
+        v4 = dataclasses.replace(
+            ev, family=socket.AF_INET, saddr="127.0.0.1", daddr="127.0.0.2", pid=0, task=""
+        )
+        header = _render.LINE_HEADER
+        lines = [_render.format_line(ev), _render.format_line(v4)]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert header.split() == ["TIME", "PID", "COMM", "LOCAL", "REMOTE", "TX_KB", "RX_KB", "MS"]
+    assert lines[0].split() == [
+        "17:29:22.512",
+        "1177932",
+        "ssh",
+        "[2001:aaa:fff:eee:ccc:a627:f45f:9c0c]:58532",
+        "[2601:xxx:yyy:zzz:aaa:db60:46cd:971c]:22",
+        "5",  # whole KiB, as tcplife
+        "0",
+        "5417.30",
+    ]
+    # An unknown owner is "-"; IPv4 lines keep every column under its title.
+    assert lines[1].split()[1:5] == ["-", "-", "127.0.0.1:58532", "127.0.0.2:22"]
+    for title in ("PID", "TX_KB", "RX_KB", "MS"):  # numbers end where their title ends
+        end = header.index(title) + len(title)
+        assert lines[1][end - 1] != " " and lines[1][end] in " \n"
+    assert len(lines[1]) == len(header)
+
+
+def test_help_shows_an_example_of_each_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for name in ("line", "seed", "json"):
+        assert f"--format {name}:" in text
+    assert "TIME " in text and "Command: ssh" in text and '"task":"ssh"' in text
 
 
 @pytest.mark.parametrize(
@@ -191,8 +239,8 @@ def test_json_lines_and_count() -> None:
 
 
 @pytest.mark.bpf
-def test_default_format_and_sigint() -> None:
-    proc = start("--pid", str(os.getpid()), "-6")
+def test_seed_format_and_sigint() -> None:
+    proc = start("--format", "seed", "--pid", str(os.getpid()), "-6")
     netutil.connection(socket.AF_INET)  # filtered out by -6
     conn = netutil.connection(socket.AF_INET6, 300, 700)
     time.sleep(0.3)
@@ -222,6 +270,29 @@ def test_default_format_and_sigint() -> None:
         (conn.client.port, conn.server.port),
         (conn.server.port, conn.client.port),
     }
+
+
+@pytest.mark.bpf
+def test_default_line_format() -> None:
+    proc = start("--pid", str(os.getpid()), "--count", "2")
+    conn = netutil.connection(socket.AF_INET6, 3000, 7000)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    header, *lines = out.splitlines()
+    assert header.split() == ["TIME", "PID", "COMM", "LOCAL", "REMOTE", "TX_KB", "RX_KB", "MS"]
+    assert len(lines) == 2, out
+    seen = set()
+    for line in lines:
+        clock, pid, comm, local, remote, tx_kb, rx_kb, ms = line.split()
+        assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", clock)
+        assert int(pid) == os.getpid() and comm == COMM
+        seen.add((local, remote))
+        sent = conn.client_sent if local == f"[::1]:{conn.client.port}" else conn.server_sent
+        received = conn.client_sent + conn.server_sent - sent
+        assert int(tx_kb) == sent // 1024 and int(rx_kb) == received // 1024
+        assert 0 < float(ms) < 10_000
+    client, server = f"[::1]:{conn.client.port}", f"[::1]:{conn.server.port}"
+    assert seen == {(client, server), (server, client)}
 
 
 @pytest.mark.bpf

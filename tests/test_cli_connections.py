@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from connutil import Held, own_comm, stable
 
-from tcpevent import TcpState, cli
+from tcpevent import TcpState, _render, cli
 from tcpevent.connections import Connection, SocketMemory, TcpInfo
 
 TITLES = ["State", "Local", "Peer", "Process", "RTT/var", "ms", "Cwnd", "Sent", "Acked"]
@@ -191,13 +191,13 @@ def test_formatting_without_kernel() -> None:
     )
     absent = Connection(**{**base, "info": info})
     none = Connection(**{**base, "info": None, "state": TcpState.TIME_WAIT})
-    text = cli.format_connections_table([absent, none])
+    text = _render.format_connections_table([absent, none])
     rows = [line.split() for line in text.splitlines()[1:]]
     assert rows[0] == ["CLOSE-WAIT", "[2001:db8::1]:443", "[2001:db8::2]:50000", *["-"] * 8]
     assert rows[1][0] == "TIME-WAIT" and rows[1][3:] == ["-"] * 8
-    line = cli.format_connection_json(none)
+    line = _render.format_connection_json(none)
     assert line.endswith("\n") and json.loads(line)["state"] == "TIME_WAIT"
-    assert cli.format_connections_table([]).split() == [
+    assert _render.format_connections_table([]).split() == [
         "State",
         "Local",
         "Peer",
@@ -218,7 +218,7 @@ def test_formatting_without_kernel() -> None:
     [(0, "0"), (9999, "9999"), (10000, "9.8K"), (5 * 2**20, "5.0M"), (3 * 2**40, "3.0T")],
 )
 def test_sizes(n: int, text: str) -> None:
-    assert cli._size(n) == text
+    assert _render._size(n) == text
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,197 @@
+"""How the ``tcpevent`` command prints events and connections.
+
+Events, three ways (``--format``):
+
+- ``line`` (default): one aligned line per event under a header, like
+  tcplife: local time, owner, both endpoints, KB each way, lifetime;
+- ``seed``: the original C example's block, byte for byte;
+- ``json``: one compact JSON object per line (:meth:`TcpEvent.to_dict`).
+
+Connections (``--connections``): a table like ``ss -tip``, or JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from tcpevent.connections import Connection
+from tcpevent.event import TcpEvent
+
+__all__ = [
+    "EVENT_FORMATS",
+    "LINE_HEADER",
+    "format_block",
+    "format_connection_json",
+    "format_connections_table",
+    "format_json",
+    "format_line",
+]
+
+_BLOCK = (
+    "---\n"
+    "PID: {pid}\n"
+    "UID: {uid}\n"
+    "Bytes received: {rx}\n"
+    "Bytes sent: {tx}\n"
+    "Segments out: {so}\n"
+    "Segments in: {si}\n"
+    "Command: {task}\n"
+    "Source: {saddr}:{sport}\n"
+    "Destination: {daddr}:{dport}\n"
+    "Event time: {time}\n"
+    "---\n"
+)
+
+
+def format_block(ev: TcpEvent) -> str:
+    """One event in the original example's format (``---`` before and after)."""
+    return _BLOCK.format(
+        pid=ev.pid,
+        uid=ev.uid,
+        rx=ev.rx_bytes,
+        tx=ev.tx_bytes,
+        so=ev.segs_out,
+        si=ev.segs_in,
+        task=ev.task,
+        saddr=ev.saddr,
+        sport=ev.sport,
+        daddr=ev.daddr,
+        dport=ev.dport,
+        time=ev.time_ns,
+    )
+
+
+def format_json(ev: TcpEvent) -> str:
+    """One event as a compact JSON object and a newline (see ``TcpEvent.to_dict``)."""
+    return json.dumps(ev.to_dict(), separators=(",", ":")) + "\n"
+
+
+# An IPv4 "address:port" fits its column; an IPv6 one widens its line only.
+_LINE = "{:<12} {:>7} {:<15} {:<21} {:<21} {:>7} {:>7} {:>10}\n"
+#: The header of the ``line`` format.
+LINE_HEADER = _LINE.format("TIME", "PID", "COMM", "LOCAL", "REMOTE", "TX_KB", "RX_KB", "MS")
+
+
+def _clock(time_ns: int) -> str:
+    """Local wall-clock time of day with milliseconds: ``"14:03:07.512"``."""
+    seconds, ns = divmod(time_ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1_000_000:03d}"
+
+
+def format_line(ev: TcpEvent) -> str:
+    """One event as a line under :data:`LINE_HEADER`: time, pid, command,
+    local and remote ``addr:port`` (IPv6 in brackets), KB sent and received
+    (whole KiB, as tcplife), lifetime in ms; ``-`` for an unknown owner."""
+    return _LINE.format(
+        _clock(ev.time_ns),
+        ev.pid or "-",
+        ev.task or "-",
+        ev.local,
+        ev.peer,
+        ev.tx_bytes // 1024,
+        ev.rx_bytes // 1024,
+        f"{ev.lifetime_ns / 1e6:.2f}",
+    )
+
+
+#: ``--format`` name -> (header, formatter).
+EVENT_FORMATS = {
+    "line": (LINE_HEADER, format_line),
+    "seed": ("", format_block),
+    "json": ("", format_json),
+}
+
+
+# ---- the connections table ------------------------------------------------------
+
+#: (title, right-aligned?) of each column.
+_COLUMNS = (
+    ("State", False),
+    ("Local", False),
+    ("Peer", False),
+    ("Process", False),
+    ("RTT/var ms", True),
+    ("Cwnd", True),
+    ("Sent", True),
+    ("Acked", True),
+    ("Received", True),
+    ("Retrans", True),
+    ("Cong", False),
+)
+_NONE = "-"
+
+
+def _size(n: int | None) -> str:
+    """Bytes for a person: exact below 10000, else 1024-based with one decimal."""
+    if n is None:
+        return _NONE
+    if n < 10000:
+        return str(n)
+    value = float(n)
+    for unit in "KMGTP":
+        value /= 1024
+        if value < 1000 or unit == "P":
+            break
+    return f"{value:.1f}{unit}"
+
+
+def _row(c: Connection) -> tuple[str, ...]:
+    i = c.info
+    process = f"{c.pid}/{c.task}" if c.pid else _NONE
+    if i is None:
+        rtt = cwnd = sent = acked = received = retrans = _NONE
+    else:
+        rtt = (
+            _NONE
+            if i.rtt_us is None or i.rttvar_us is None
+            else f"{i.rtt_us / 1000:.3f}/{i.rttvar_us / 1000:.3f}"
+        )
+        cwnd = _NONE if i.snd_cwnd is None else str(i.snd_cwnd)
+        sent, acked, received = _size(i.bytes_sent), _size(i.bytes_acked), _size(i.bytes_received)
+        retrans = (
+            _NONE
+            if i.retrans_out is None or i.total_retrans is None
+            else f"{i.retrans_out}/{i.total_retrans}"
+        )
+    return (
+        c.state.ss_name,
+        c.local,
+        c.peer,
+        process,
+        rtt,
+        cwnd,
+        sent,
+        acked,
+        received,
+        retrans,
+        c.cong or _NONE,
+    )
+
+
+def format_connections_table(conns: Sequence[Connection]) -> str:
+    """The connections as a table for a person: a header line, one line each.
+
+    Columns: state (``ss``'s names), local and peer ``addr:port`` (IPv6 in
+    brackets), ``pid/command`` of the owner, smoothed RTT/variation in ms,
+    congestion window (segments), bytes sent (retransmissions included),
+    acknowledged and received (exact below 10000, else K/M/G, 1024-based),
+    retransmitted segments unacknowledged/total, congestion control. ``-``
+    where the kernel sent nothing.
+    """
+    rows = [tuple(title for title, _ in _COLUMNS), *(_row(c) for c in conns)]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(_COLUMNS))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, (_, right) in zip(row, widths, _COLUMNS)
+        ]
+        lines.append("  ".join(cells).rstrip() + "\n")
+    return "".join(lines)
+
+
+def format_connection_json(c: Connection) -> str:
+    """One connection as a compact JSON object and a newline (``Connection.to_dict``)."""
+    return json.dumps(c.to_dict(), separators=(",", ":")) + "\n"
