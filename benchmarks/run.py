@@ -24,9 +24,11 @@ stays in the host namespace: the tracepoint sees every namespace.
 Then raw dequeue throughput (a pre-filled queue drained by C single, Python
 single and Python batch), close-to-dequeue latency at a fixed 10,000
 connections/s, the BPF program's own cost per tracepoint hit
-(kernel.bpf_stats_enabled, restored afterwards), and what an attached tracer
+(kernel.bpf_stats_enabled, restored afterwards), what an attached tracer
 costs other processes' system calls (benchmarks/syscalls.c), with and
-without the accept() hooks.
+without the accept() hooks, and the Python conversion alone. Last, every
+speed target (benchmarks/targets.py) with what was measured and whether it
+was met: the test suite asserts none of them.
 
     python3 benchmarks/run.py [--connections 100000] [--rounds 3] [--quick]
 """
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -48,6 +51,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import targets
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -390,6 +395,19 @@ def host_syscall_cost(consumer: Path, rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
+def conversion_throughput() -> dict[str, float]:
+    """Events per CPU second of TcpEvent conversion (examples/python/bench_dequeue.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_dequeue", ROOT / "examples" / "python" / "bench_dequeue.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rate = float(module.bench_convert(batch=1024, seconds=1.0, cpu_time=True))
+    print(f"  conversion {rate:12,.0f} events/CPU-s", flush=True)
+    return {"events_per_cpu_s": rate}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| configuration | conn/s | ratio | events captured / expected | lost | "
@@ -447,6 +465,10 @@ def main() -> int:
     report["latency"] = latency_at_rate(churn, consumer, 10_000, 5)
     print("getppid() in another process, tracer attached and idle:", flush=True)
     report["host_syscall"] = host_syscall_cost(consumer, args.rounds)
+    print("Python conversion of a synthetic batch:", flush=True)
+    report["conversion"] = conversion_throughput()
+    report["targets"] = targets.check(report)
+    print("targets:\n" + targets.table(report["targets"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))

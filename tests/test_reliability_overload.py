@@ -33,6 +33,7 @@ from typing import Any
 import bpfutil
 import pytest
 from accounting import assert_accounted
+from liveness import PROMPTLY
 from netutil import connection, listener, wait_until
 
 import tcpevent
@@ -382,7 +383,7 @@ def test_eight_python_threads_and_a_close() -> None:
 
     assert not errors, errors
     latency = max(released) - closed_at[0]
-    assert latency < 0.25, latency  # blocked callers are released at once
+    assert latency < PROMPTLY, latency  # blocked callers are released at once
     print(f"\nclose released 8 threads in {latency * 1000:.1f} ms")
     keys = [k for g in got for k in g]
     assert len(keys) > 300 and len(set(keys)) == len(keys)  # none twice
@@ -408,7 +409,7 @@ def test_eight_legacy_threads_and_a_cleanup(reliability_driver: Path, libpath: P
     assert int(r["ours"]) >= 2 * 1000  # most of our own connections' events came
     assert int(r["duplicates"]) == 0
     assert int(r["consumers_used"]) >= 4
-    assert float(r["release_seconds"]) < 0.25, r  # woken before teardown
+    assert float(r["release_seconds"]) < PROMPTLY, r  # woken, not left blocked
     print(f"\ncleanup released 8 threads in {float(r['release_seconds']) * 1000:.1f} ms")
     assert r["threads_left"] == "1"  # consumers, traffic and poller all gone
     assert proc.stdout.rstrip().endswith("DONE")
@@ -525,7 +526,7 @@ def test_fork_legacy_child_starts_without_a_tracer(reliability_driver: Path, lib
     r = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
     assert r["parent_status"] == "1" and r["parent_before_fork"] == "0"
     assert r["child_status_inherited"] == "0"
-    assert r["child_dequeue_zeroed"] == "1" and float(r["child_dequeue_seconds"]) < 0.1
+    assert r["child_dequeue_zeroed"] == "1" and float(r["child_dequeue_seconds"]) < PROMPTLY
     assert r["child_status_new"] == "1" and r["child_own_events"] == "0"
     assert r["child_status_cleanup"] == "0"
     assert r["child_exit"] == "0"

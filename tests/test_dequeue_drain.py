@@ -1,9 +1,7 @@
-"""dequeue_batch throughput: >= 300,000 events/s into Python.
-
-Measured with examples/python/bench_dequeue.py (so the example stays
-working): the conversion alone on a synthetic batch, and the real core's
-queue, pre-filled by loopback connection churn, drained by dequeue_batch.
-"""
+"""A queue filled by a fast churn, drained with dequeue_batch: every close
+event comes out once, or is counted. Done with examples/python/bench_dequeue.py
+(so the example stays working); its speed is measured by `make bench`, not
+asserted here."""
 
 from __future__ import annotations
 
@@ -15,7 +13,6 @@ import pytest
 from accounting import assert_accounted
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "python" / "bench_dequeue.py"
-TARGET = 300_000
 
 
 def load_example() -> ModuleType:
@@ -26,14 +23,8 @@ def load_example() -> ModuleType:
     return module
 
 
-def test_conversion_throughput() -> None:
-    rate = load_example().bench_convert(batch=1024, seconds=0.6, cpu_time=True)
-    print(f"conversion: {rate:,.0f} events/s")
-    assert rate >= TARGET
-
-
 @pytest.mark.bpf
-def test_dequeue_batch_throughput(tmp_path: Path) -> None:
+def test_dequeue_batch_drains_a_full_churn(tmp_path: Path) -> None:
     bench = load_example()
     churn = bench.build_churn(str(tmp_path))
     events, expected, missed, rate, cpu_rate = bench.bench_drain(20000, 1024, churn)
@@ -42,6 +33,3 @@ def test_dequeue_batch_throughput(tmp_path: Path) -> None:
     # Every close event of the churn, or (rarely: docs/reliability.md)
     # counted in missed.
     assert_accounted(events, missed, expected)
-    # Per CPU second of the draining thread: what this code costs, whatever
-    # else the machine is running meanwhile.
-    assert cpu_rate >= TARGET
