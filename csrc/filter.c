@@ -23,29 +23,65 @@ static int cmp_u16(const void *a, const void *b)
 	return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Copy a caller's list (n may be 0 with a NULL array) and sort it. */
+static void take_sorted(void *dst, const void *src, uint32_t n, size_t size,
+			int (*cmp)(const void *, const void *))
+{
+	if (n)		/* memcpy(, NULL, 0) is undefined */
+		memcpy(dst, src, n * size);
+	qsort(dst, n, size, cmp);
+}
+
+#define TE_EVENT_KINDS \
+	(TCPEVENT_EVENT_CLOSE | TCPEVENT_EVENT_CONNECT | TCPEVENT_EVENT_ACCEPT)
+
 int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 {
 	memset(f, 0, sizeof(*f));
 	if (o->family != 0 && o->family != 2 && o->family != 10)
 		return te_fail(EINVAL, "family must be 0 (both), AF_INET (2) or AF_INET6 (10), not %u",
 			       o->family);
-	if (o->n_pids > TCPEVENT_MAX_FILTER || o->n_ports > TCPEVENT_MAX_FILTER)
-		return te_fail(EINVAL, "at most %d pids and %d ports can be filtered",
-			       TCPEVENT_MAX_FILTER, TCPEVENT_MAX_FILTER);
-	if ((o->n_pids && !o->pids) || (o->n_ports && !o->ports))
-		return te_fail(EINVAL, "n_pids/n_ports set but pids/ports is NULL");
+	if (o->n_pids > TCPEVENT_MAX_FILTER || o->n_ports > TCPEVENT_MAX_FILTER ||
+	    o->n_cgroups > TCPEVENT_MAX_FILTER || o->n_netns > TCPEVENT_MAX_FILTER)
+		return te_fail(EINVAL, "at most %d pids, ports, cgroups and network namespaces each can be filtered",
+			       TCPEVENT_MAX_FILTER);
+	if ((o->n_pids && !o->pids) || (o->n_ports && !o->ports) ||
+	    (o->n_cgroups && !o->cgroups) || (o->n_netns && !o->netns))
+		return te_fail(EINVAL, "a filter count (n_pids, n_ports, n_cgroups, n_netns) is set but its array is NULL");
 	for (uint32_t i = 0; i < o->n_pids; i++)
 		if (!o->pids[i])
 			return te_fail(EINVAL, "pid 0 cannot be filtered on");
+	for (uint32_t i = 0; i < o->n_cgroups; i++)
+		if (!o->cgroups[i])
+			return te_fail(EINVAL, "cgroup id 0 cannot be filtered on");
+	for (uint32_t i = 0; i < o->n_netns; i++)
+		if (!o->netns[i])
+			return te_fail(EINVAL, "network namespace 0 cannot be filtered on");
+	if (o->events & ~TE_EVENT_KINDS)
+		return te_fail(EINVAL, "options.events 0x%x has unknown bits 0x%x (TCPEVENT_EVENT_CLOSE, _CONNECT, _ACCEPT)",
+			       o->events, o->events & ~TE_EVENT_KINDS);
+	if ((o->events & TCPEVENT_EVENT_ACCEPT) &&
+	    (o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS))
+		return te_fail(EINVAL, "accept events come from the accept() hooks: they cannot be asked for with TCPEVENT_OPT_NO_ACCEPT_HOOKS");
 	f->family = o->family;
+	f->events = o->events ? o->events : TCPEVENT_EVENT_CLOSE;
+	f->cgroup_subtree = o->flags & TCPEVENT_OPT_CGROUP_SUBTREE;
 	f->n_pids = o->n_pids;
-	if (o->n_pids)	/* pids may be NULL then: memcpy(, NULL, 0) is UB */
-		memcpy(f->pids, o->pids, o->n_pids * sizeof(*o->pids));
-	qsort(f->pids, f->n_pids, sizeof(*f->pids), cmp_u32);
+	take_sorted(f->pids, o->pids, o->n_pids, sizeof(*f->pids), cmp_u32);
 	f->n_ports = o->n_ports;
-	if (o->n_ports)
-		memcpy(f->ports, o->ports, o->n_ports * sizeof(*o->ports));
-	qsort(f->ports, f->n_ports, sizeof(*f->ports), cmp_u16);
+	take_sorted(f->ports, o->ports, o->n_ports, sizeof(*f->ports), cmp_u16);
+	f->n_cgroups = o->n_cgroups;
+	take_sorted(f->cgroups, o->cgroups, o->n_cgroups, sizeof(*f->cgroups),
+		    cmp_u64);
+	f->n_netns = o->n_netns;
+	take_sorted(f->netns, o->netns, o->n_netns, sizeof(*f->netns), cmp_u32);
 	return 0;
 }
 
@@ -54,10 +90,24 @@ static bool has_port(const struct te_filter *f, uint16_t port)
 	return bsearch(&port, f->ports, f->n_ports, sizeof(port), cmp_u16);
 }
 
+/*
+ * A snapshot passes whatever the kinds; a cgroup below a filtered one can
+ * only be told by the kernel (the built-in program walks the ancestry):
+ * with cgroup_subtree, user space leaves that check to the program.
+ */
 bool te_filter_match(const struct te_filter *f,
 		     const struct tcpevent_record *r)
 {
+	if (r->kind != TCPEVENT_KIND_SNAPSHOT && !(f->events & (1u << r->kind)))
+		return false;
 	if (f->family && r->family != f->family)
+		return false;
+	if (f->n_cgroups && !f->cgroup_subtree &&
+	    !bsearch(&r->cgroup_id, f->cgroups, f->n_cgroups,
+		     sizeof(r->cgroup_id), cmp_u64))
+		return false;
+	if (f->n_netns && !bsearch(&r->netns, f->netns, f->n_netns,
+				   sizeof(r->netns), cmp_u32))
 		return false;
 	if (f->n_pids && !bsearch(&r->pid, f->pids, f->n_pids,
 				  sizeof(r->pid), cmp_u32))

@@ -107,9 +107,17 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	ev->family = r->family;
 	ev->sport = r->sport;
 	ev->dport = r->dport;
+	ev->cgroup_id = r->cgroup_id;
+	ev->handshake_ns = r->handshake_ns;
+	ev->accept_wait_ns = r->accept_wait_ns;
+	ev->netns = r->netns;
+	ev->error = r->error;
 	ev->kind = (r->flags & TCPEVENT_F_SNAPSHOT) ? TCPEVENT_KIND_SNAPSHOT :
-						TCPEVENT_KIND_CLOSE;
+						r->kind;
 	ev->state = r->state;
+	ev->direction = (r->flags & TCPEVENT_F_ACTIVE) ? TCPEVENT_DIRECTION_OUTBOUND :
+			(r->flags & TCPEVENT_F_PASSIVE) ? TCPEVENT_DIRECTION_INBOUND :
+			TCPEVENT_DIRECTION_UNKNOWN;
 	/* The record's comm may come unterminated from a custom program. */
 	memcpy(ev->task, r->comm, comm_len);
 	memset(ev->task + comm_len, 0, sizeof(ev->task) - comm_len);

@@ -12,7 +12,8 @@
 /* Only AF_INET and AF_INET6 records describe a connection. */
 static inline bool te_record_valid(const struct tcpevent_record *r)
 {
-	return r->family == 2 || r->family == 10;
+	return (r->family == 2 || r->family == 10) &&
+	       r->kind <= TCPEVENT_KIND_ACCEPT;
 }
 
 /* inet_ntop()'s text of an AF_INET (2) or AF_INET6 (10) address; out has

@@ -193,10 +193,12 @@ static int check_record_layout(struct bpf_object *obj)
 
 	if (rodata_var(obj, "tcpevent_record_size", &size, sizeof(size), false))
 		return 0;	/* no marker: records are checked one by one */
-	if (size != sizeof(struct tcpevent_record))
+	if (size != sizeof(struct tcpevent_record) &&
+	    size != TCPEVENT_RECORD_V1_SIZE)
 		return te_fail(EINVAL,
-			       "the program was built with a struct tcpevent_record of %u bytes; this library expects %zu (rebuild it with this version's tcpevent_record.h)",
-			       size, sizeof(struct tcpevent_record));
+			       "the program was built with a struct tcpevent_record of %u bytes; this library reads %zu (or the first layout's %d): rebuild it with this version's tcpevent_record.h",
+			       size, sizeof(struct tcpevent_record),
+			       TCPEVENT_RECORD_V1_SIZE);
 	return 0;
 }
 
@@ -253,6 +255,19 @@ static bool is_accept_program(const struct bpf_program *prog)
 static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		     const struct te_filter *f)
 {
+	const struct {
+		const char *name;
+		_Bool on;
+	} flags[] = {
+		{ "filter_pids", f->n_pids > 0 },
+		{ "filter_ports", f->n_ports > 0 },
+		{ "filter_cgroups", f->n_cgroups > 0 },
+		{ "filter_cgroup_subtree", f->cgroup_subtree },
+		{ "filter_netns", f->n_netns > 0 },
+		{ "emit_close", f->events & TCPEVENT_EVENT_CLOSE },
+		{ "emit_connect", f->events & TCPEVENT_EVENT_CONNECT },
+		{ "emit_accept", f->events & TCPEVENT_EVENT_ACCEPT },
+	};
 	struct bpf_map *events, *sockets;
 	struct bpf_program *prog;
 	_Bool on;
@@ -279,15 +294,15 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	if (err)
 		return err;
 
-	/* Kernel-side filters, where the program has them. */
+	/* Kernel-side filters and the kinds of events to make, where the
+	 * program has them (user space applies both to every record too). */
 	err = rodata_var(b->obj, "filter_family", (void *)&f->family,
 			 sizeof(f->family), true);
-	on = f->n_pids > 0;
-	if (!err || err == -ENOENT)
-		err = rodata_var(b->obj, "filter_pids", &on, sizeof(on), true);
-	on = f->n_ports > 0;
-	if (!err || err == -ENOENT)
-		err = rodata_var(b->obj, "filter_ports", &on, sizeof(on), true);
+	for (size_t i = 0; (!err || err == -ENOENT) &&
+			   i < sizeof(flags) / sizeof(flags[0]); i++) {
+		on = flags[i].on;
+		err = rodata_var(b->obj, flags[i].name, &on, sizeof(on), true);
+	}
 	return err == -ENOENT ? 0 : err;
 }
 
@@ -309,7 +324,7 @@ static int explain_load_error(struct te_bpf *b, int err)
 
 static int fill_filter_maps(struct te_bpf *b, const struct te_filter *f)
 {
-	struct bpf_map *pids, *ports;
+	struct bpf_map *pids, *ports, *map;
 	__u8 one = 1;
 
 	pids = bpf_object__find_map_by_name(b->obj, "pid_filter");
@@ -324,6 +339,20 @@ static int fill_filter_maps(struct te_bpf *b, const struct te_filter *f)
 					 sizeof(f->ports[i]), &one, sizeof(one),
 					 BPF_ANY))
 			return te_fail(errno, "cannot fill the port filter: %s",
+				       strerror(errno));
+	map = bpf_object__find_map_by_name(b->obj, "cgroup_filter");
+	for (uint32_t i = 0; map && i < f->n_cgroups; i++)
+		if (bpf_map__update_elem(map, &f->cgroups[i],
+					 sizeof(f->cgroups[i]), &one,
+					 sizeof(one), BPF_ANY))
+			return te_fail(errno, "cannot fill the cgroup filter: %s",
+				       strerror(errno));
+	map = bpf_object__find_map_by_name(b->obj, "netns_filter");
+	for (uint32_t i = 0; map && i < f->n_netns; i++)
+		if (bpf_map__update_elem(map, &f->netns[i], sizeof(f->netns[i]),
+					 &one, sizeof(one), BPF_ANY))
+			return te_fail(errno,
+				       "cannot fill the network namespace filter: %s",
 				       strerror(errno));
 	return 0;
 }

@@ -40,25 +40,33 @@ static void te_warn_record_size(struct tcpevent *t, size_t size)
 	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_relaxed))
 		return;
 	snprintf(t->runtime_warning, sizeof(t->runtime_warning),
-		 "%s%sthe BPF program emits records of %zu bytes; struct tcpevent_record is %zu (they are dropped and counted as malformed; see docs/custom-programs.md)",
+		 "%s%sthe BPF program emits records of %zu bytes; struct tcpevent_record is %zu (or the first layout's %d): they are dropped and counted as malformed; see docs/custom-programs.md",
 		 t->bpf.warning, *t->bpf.warning ? "; " : "", size,
-		 sizeof(struct tcpevent_record));
+		 sizeof(struct tcpevent_record), TCPEVENT_RECORD_V1_SIZE);
 	atomic_store_explicit(&t->runtime_warning_set, 1, memory_order_release);
 }
 
 int te_poller_on_record(void *ctx, void *data, size_t size)
 {
 	const struct tcpevent_record *r = data;
+	struct tcpevent_record widened, *slot;
 	struct tcpevent *t = ctx;
-	struct tcpevent_record *slot;
 
 	if (size == TCPEVENT_WAKEUP_SIZE)
 		return 0;
 	bump(&t->received);
-	if (size != sizeof(*r) || !te_record_valid(r)) {
+	if (size == TCPEVENT_RECORD_V1_SIZE) {
+		/* The first layout: a prefix of this one, the rest reads 0. */
+		memcpy(&widened, data, size);
+		memset((char *)&widened + size, 0, sizeof(widened) - size);
+		r = &widened;
+	} else if (size != sizeof(*r)) {
 		bump(&t->malformed);
-		if (size != sizeof(*r))
-			te_warn_record_size(t, size);
+		te_warn_record_size(t, size);
+		return 0;
+	}
+	if (!te_record_valid(r)) {
+		bump(&t->malformed);
 		return 0;
 	}
 	if (!te_filter_match(&t->filter, r)) {

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -17,12 +18,15 @@
 int te_snapshot_start(struct tcpevent *t)
 {
 	uint32_t ms = t->snapshot_interval_ms;
+	struct stat ns;
 	struct itimerspec its = {
 		.it_interval = { ms / 1000, (ms % 1000) * 1000000L },
 	};
 
 	if (!ms)
 		return 0;
+	if (!stat("/proc/thread-self/ns/net", &ns))
+		t->own_netns = ns.st_ino;
 	its.it_value = its.it_interval;
 	t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (t->timer_fd < 0 || timerfd_settime(t->timer_fd, 0, &its, NULL))
@@ -62,13 +66,18 @@ void te_snapshot_tick(struct tcpevent *t)
 	}
 	now = te_clock_boottime_ns();
 	for (size_t i = 0; i < n; i++) {
-		struct tcpevent_record *slot = te_queue_stage(&t->queue);
+		struct tcpevent_record r, *slot;
 
+		sockdiag_conn_to_record(&conns[i], now, &r);
+		r.netns = t->own_netns;	/* sock_diag lists this namespace */
+		if (!te_filter_match(f, &r))
+			continue;	/* cgroups, namespaces */
+		slot = te_queue_stage(&t->queue);
 		if (!slot) {
 			dropped++;
 			continue;
 		}
-		sockdiag_conn_to_record(&conns[i], now, slot);
+		memcpy(slot, &r, sizeof(r));
 		queued++;
 	}
 	tcpevent_connections_free(conns, n);

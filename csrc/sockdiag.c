@@ -743,6 +743,8 @@ void sockdiag_conn_to_record(const struct tcpevent_conn *c, uint64_t ts_ns,
 	r->dport = c->dport;
 	r->state = c->state;
 	r->flags = TCPEVENT_F_SNAPSHOT | (c->pid ? TCPEVENT_F_OWNER : 0);
+	r->kind = TCPEVENT_KIND_SNAPSHOT;
+	r->cgroup_id = c->cgroup_id;
 	/* the text came from inet_ntop of these very bytes */
 	inet_pton(c->family, c->saddr, r->saddr);
 	inet_pton(c->family, c->daddr, r->daddr);

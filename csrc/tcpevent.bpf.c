@@ -6,7 +6,9 @@
  * about five times per socket, so the common hit must cost almost nothing:
  * only the first sighting (SYN_SENT, SYN_RECV), the owner-capture points
  * (FIN_WAIT1, LAST_ACK: close()/shutdown() in process context) and TCP_CLOSE
- * do any work; every other transition returns at the switch.
+ * do any work; ESTABLISHED does only when connect or accept events were
+ * asked for (its time is their handshake's end); every other transition
+ * returns at the switch.
  *
  * The owner (pid, uid, comm) is taken where the kernel runs in the owning
  * process: connect() for the active side, accept() or close() for the
@@ -23,13 +25,28 @@
 const volatile __u16 filter_family = 0;
 const volatile _Bool filter_pids = 0;
 const volatile _Bool filter_ports = 0;
+const volatile _Bool filter_cgroups = 0;
+const volatile _Bool filter_cgroup_subtree = 0;
+const volatile _Bool filter_netns = 0;
+const volatile _Bool emit_close = 1;
+const volatile _Bool emit_connect = 0;
+const volatile _Bool emit_accept = 0;
+
+/* Deepest cgroup a subtree filter looks up from (the kernel nests at most
+ * as deep as cgroup.max.depth allows; real hierarchies are a few levels). */
+#define CGROUP_MAX_DEPTH 16
+
+/* sock_owner.flags of ours, beside the record's TCPEVENT_F_ACTIVE/PASSIVE. */
+#define OWNER_ACCEPTED	0x40	/* its accept event was made */
 
 /* What we remember about a socket between its birth and its close. */
 struct sock_owner {
 	__u64 birth_ns;
+	__u64 established_ns;	/* when it reached ESTABLISHED, if timed; or 0 */
 	__u32 pid;		/* 0 until seen in process context */
 	__u32 uid;
 	char comm[TCPEVENT_COMM_LEN];
+	__u8 flags;		/* TCPEVENT_F_ACTIVE or _PASSIVE, OWNER_* */
 };
 
 /* A plain hash, not an LRU: when it is full a new socket is not tracked and
@@ -67,6 +84,20 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } port_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPEVENT_MAX_FILTER);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCPEVENT_MAX_FILTER);
+	__type(key, __u32);
+	__type(value, __u8);
+} netns_filter SEC(".maps");
 
 /*
  * Set by the poller while it sleeps in epoll (user space writes it through
@@ -118,6 +149,63 @@ static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
 	       bpf_map_lookup_elem(&port_filter, &dport);
 }
 
+/* The cgroup the socket was made in (inherited by an accepted socket from
+ * its listener): it stays when the process moves. NULL if unknown. */
+static __always_inline struct cgroup *sock_cgroup(struct sock *sk)
+{
+	__u64 val;
+
+	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup))
+		return (struct cgroup *)KREAD(sk, sk_cgrp_data.cgroup);
+	/* Before 5.15: a cgroup pointer unless bit 0 says it holds net_cls
+	 * or net_prio data instead (then the cgroup is unknown). */
+	val = KREAD(sk, sk_cgrp_data.val);
+	return (val & 1) ? 0 : (struct cgroup *)val;
+}
+
+static __always_inline __u64 cgroup_id(struct cgroup *cg)
+{
+	struct kernfs_node *kn;
+
+	if (!cg)
+		return 0;
+	kn = KREAD(KPTR(struct cgroup, cg), kn);
+	return KREAD(KPTR(struct kernfs_node, kn), id);
+}
+
+/* The inode number of the socket's network namespace (/proc/PID/ns/net). */
+static __always_inline __u32 sock_netns(struct sock *sk)
+{
+	struct net *net = KREAD(sk, __sk_common.skc_net.net);
+
+	return KREAD(KPTR(struct net, net), ns.inum);
+}
+
+/* In one of the filter's cgroups, or (subtree) below one. */
+static __always_inline _Bool cgroup_allowed(struct sock *sk)
+{
+	struct cgroup *cg = sock_cgroup(sk);
+	__u64 id;
+
+	for (int depth = 0; depth < CGROUP_MAX_DEPTH && cg; depth++) {
+		id = cgroup_id(cg);
+		if (bpf_map_lookup_elem(&cgroup_filter, &id))
+			return 1;
+		if (!filter_cgroup_subtree)
+			return 0;
+		cg = (struct cgroup *)KREAD(KPTR(struct cgroup, cg),
+					    self.parent);
+	}
+	return 0;
+}
+
+static __always_inline _Bool netns_allowed(struct sock *sk)
+{
+	__u32 inum = sock_netns(sk);
+
+	return bpf_map_lookup_elem(&netns_filter, &inum) != 0;
+}
+
 /*
  * Drop the entry of a socket whose close was never seen, counting the loss
  * if it had an owner. A birth and the sweep may both find it: only the one
@@ -162,7 +250,12 @@ static __always_inline int on_birth(__u64 key, int newstate)
 					   inet_sport)),
 			   bpf_ntohs(KREAD(sk, __sk_common.skc_dport))))
 		goto filtered;
+	if ((filter_netns && !netns_allowed(sk)) ||
+	    (filter_cgroups && !cgroup_allowed(sk)))
+		goto filtered;
 	o.birth_ns = bpf_ktime_get_boot_ns();
+	o.flags = newstate == TCP_SYN_SENT ? TCPEVENT_F_ACTIVE :
+					     TCPEVENT_F_PASSIVE;
 	/* connect() runs in the owner; a SYN_RECV child is born in softirq. */
 	if (newstate == TCP_SYN_SENT) {
 		take_owner(&o);
@@ -208,40 +301,44 @@ static __always_inline void read_addrs(struct sock *sk, __u16 family,
 	}
 }
 
-static __always_inline int on_close(__u64 key, int oldstate)
+/* Filters that can only be checked at an event: the owner (a passive
+ * socket's is known only from accept() or close() on), and the local port
+ * (an unbound client's is chosen after its birth). */
+static __always_inline _Bool event_allowed(__u64 key, struct sock_owner *o)
+{
+	struct sock *sk = KPTR(struct sock, key);
+
+	if (filter_pids && (!o->pid || !pid_allowed(o->pid)))
+		return 0;
+	return ports_allowed(bpf_ntohs(KREAD(KPTR(struct inet_sock, key),
+					     inet_sport)),
+			     bpf_ntohs(KREAD(sk, __sk_common.skc_dport)));
+}
+
+/* One record of this socket, as it is now, into the ring buffer. */
+static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
+				 int state)
 {
 	struct tcp_sock *tp = KPTR(struct tcp_sock, key);
 	struct sock *sk = KPTR(struct sock, key);
 	struct tcpevent_record *r;
-	struct sock_owner *o;
-	__u16 sport, dport;
-
-	o = bpf_map_lookup_elem(&sockets, &key);
-	if (!o)
-		return 0;	/* birth not seen, or filtered out at birth */
-	if (filter_pids && (!o->pid || !pid_allowed(o->pid)))
-		goto out;
-	sport = bpf_ntohs(KREAD(KPTR(struct inet_sock, key), inet_sport));
-	dport = bpf_ntohs(KREAD(sk, __sk_common.skc_dport));
-	if (!ports_allowed(sport, dport))
-		goto out;
 
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		count(TCPEVENT_CNT_RINGBUF_FULL);
-		goto out;
+		return;
 	}
 	r->ts_ns = bpf_ktime_get_boot_ns();
 	r->lifetime_ns = r->ts_ns - o->birth_ns;
 	r->pid = o->pid;
+	r->flags = o->flags & (TCPEVENT_F_ACTIVE | TCPEVENT_F_PASSIVE);
 	if (o->pid) {
 		r->uid = o->uid;
-		r->flags = TCPEVENT_F_OWNER;
+		r->flags |= TCPEVENT_F_OWNER;
 		__builtin_memcpy(r->comm, o->comm, sizeof(r->comm));
 	} else {
 		/* Nobody claimed it (reset before accept): the socket's uid. */
 		r->uid = KREAD(sk, sk_uid.val);
-		r->flags = 0;
 		__builtin_memset(r->comm, 0, sizeof(r->comm));
 	}
 	r->rx_bytes = KREAD(tp, bytes_received);
@@ -251,15 +348,53 @@ static __always_inline int on_close(__u64 key, int oldstate)
 	r->rtt_us = KREAD(tp, srtt_us) >> 3;
 	r->retrans = KREAD(tp, total_retrans);
 	r->family = KREAD(sk, __sk_common.skc_family);
-	r->sport = sport;
-	r->dport = dport;
-	r->state = oldstate;
+	r->sport = bpf_ntohs(KREAD(KPTR(struct inet_sock, key), inet_sport));
+	r->dport = bpf_ntohs(KREAD(sk, __sk_common.skc_dport));
+	r->state = state;
 	__builtin_memset(r->saddr, 0, sizeof(r->saddr));
 	__builtin_memset(r->daddr, 0, sizeof(r->daddr));
 	read_addrs(sk, r->family, r);
+	r->cgroup_id = cgroup_id(sock_cgroup(sk));
+	r->netns = sock_netns(sk);
+	r->handshake_ns = o->established_ns ?
+			  o->established_ns - o->birth_ns : 0;
+	r->accept_wait_ns = kind == TCPEVENT_KIND_ACCEPT && o->established_ns ?
+			    r->ts_ns - o->established_ns : 0;
+	r->error = kind == TCPEVENT_KIND_CLOSE ? KREAD(sk, sk_err) : 0;
+	r->kind = kind;
+	r->reserved = 0;
 	submit(r);
-out:
+}
+
+static __always_inline int on_close(__u64 key, int oldstate)
+{
+	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
+
+	if (!o)
+		return 0;	/* birth not seen, or filtered out at birth */
+	if (emit_close && event_allowed(key, o))
+		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate);
 	bpf_map_delete_elem(&sockets, &key);
+	return 0;
+}
+
+/*
+ * The handshake's end (asked for only with connect or accept events): the
+ * time it took, and for the active side, the connect event. The owner of
+ * an active socket is known since connect().
+ */
+static __always_inline int on_established(__u64 key, int oldstate)
+{
+	struct sock_owner *o;
+
+	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
+		return 0;
+	o = bpf_map_lookup_elem(&sockets, &key);
+	if (!o)
+		return 0;
+	o->established_ns = bpf_ktime_get_boot_ns();
+	if (oldstate == TCP_SYN_SENT && emit_connect && event_allowed(key, o))
+		emit(key, o, TCPEVENT_KIND_CONNECT, TCP_ESTABLISHED);
 	return 0;
 }
 
@@ -282,6 +417,10 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 	case TCP_SYN_SENT:
 	case TCP_SYN_RECV:
 		return on_birth(sk, newstate);
+	case TCP_ESTABLISHED:
+		if (emit_connect || emit_accept)
+			return on_established(sk, oldstate);
+		return 0;
 	case TCP_LISTEN:
 		/* Never tracked; its close must not find an earlier entry. */
 		evict_stale(sk);
@@ -392,6 +531,24 @@ struct syscall_exit_args {
 	long ret;
 };
 
+/* accept() handed the socket to the current process: its owner, and (if
+ * asked) its accept event, once. */
+static __always_inline void on_accepted(__u64 key)
+{
+	struct sock_owner *o;
+
+	claim_owner(key);
+	if (!emit_accept)
+		return;
+	o = bpf_map_lookup_elem(&sockets, &key);
+	if (!o || (o->flags & OWNER_ACCEPTED))
+		return;
+	o->flags |= OWNER_ACCEPTED;
+	if (event_allowed(key, o))
+		emit(key, o, TCPEVENT_KIND_ACCEPT, KREAD(KPTR(struct sock, key),
+						       __sk_common.skc_state));
+}
+
 /*
  * accept() returns in the accepting process: the new fd leads to the socket,
  * so the passive side is attributed even if the peer resets it later in
@@ -422,7 +579,7 @@ static __always_inline int on_accept(long fd)
 	/* A socket's file points back at it; anything else is not a socket. */
 	if (!data || KREAD(sock, file) != file)
 		return 0;
-	claim_owner((__u64)KREAD(sock, sk));
+	on_accepted((__u64)KREAD(sock, sk));
 	return 0;
 }
 

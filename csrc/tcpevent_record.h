@@ -16,8 +16,23 @@
 
 /* Record flags. */
 #define TCPEVENT_F_OWNER	0x1	/* pid/uid/comm are the owner's */
+#define TCPEVENT_F_ACTIVE	0x2	/* the side that called connect() */
+#define TCPEVENT_F_PASSIVE	0x4	/* a side accept() hands out (born SYN_RECV) */
 #define TCPEVENT_F_SNAPSHOT	0x80	/* user space only: a live sample */
 
+/* Why an event was made (tcpevent_record.kind, tcpevent_event.kind). */
+enum tcpevent_kind {
+	TCPEVENT_KIND_CLOSE = 0,	/* the connection reached TCP_CLOSE */
+	TCPEVENT_KIND_SNAPSHOT = 1,	/* user space: a sample of a live one */
+	TCPEVENT_KIND_CONNECT = 2,	/* the active side reached ESTABLISHED */
+	TCPEVENT_KIND_ACCEPT = 3,	/* accept() handed the passive side out */
+};
+
+/*
+ * The layout grows by appending: a record of an earlier layout is a prefix
+ * of this one, and the library reads it with the fields it lacks as 0.
+ * TCPEVENT_RECORD_V1_SIZE is the first layout's size (up to comm).
+ */
 struct tcpevent_record {
 	__u64 ts_ns;		/* bpf_ktime_get_boot_ns() at the event */
 	__u64 lifetime_ns;	/* first sighting -> event */
@@ -32,12 +47,22 @@ struct tcpevent_record {
 	__u16 family;		/* AF_INET or AF_INET6 */
 	__u16 sport;		/* host byte order */
 	__u16 dport;		/* host byte order */
-	__u8 state;		/* state before TCP_CLOSE */
+	__u8 state;		/* state before TCP_CLOSE; else the current one */
 	__u8 flags;		/* TCPEVENT_F_* */
 	__u8 saddr[16];		/* network order; IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char comm[TCPEVENT_COMM_LEN];
+	/* Since the second layout. */
+	__u64 cgroup_id;	/* the socket's cgroup v2 id; 0 if unknown */
+	__u64 handshake_ns;	/* SYN_SENT/SYN_RECV -> ESTABLISHED; 0 if not measured */
+	__u64 accept_wait_ns;	/* ESTABLISHED -> accept() returned; 0 if not */
+	__u32 netns;		/* inode of the socket's network namespace */
+	__u16 error;		/* the socket's pending error (sk_err), or 0 */
+	__u8 kind;		/* enum tcpevent_kind */
+	__u8 reserved;
 };
+
+#define TCPEVENT_RECORD_V1_SIZE 112
 
 #ifdef __bpf__
 /*

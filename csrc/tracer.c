@@ -12,6 +12,7 @@
 #include "tracer.h"
 
 #define TE_POP_CHUNK 64
+#define TE_OPT_ALL (TCPEVENT_OPT_NO_ACCEPT_HOOKS | TCPEVENT_OPT_CGROUP_SUBTREE)
 
 void tcpevent_options_init(struct tcpevent_options *opts)
 {
@@ -55,9 +56,9 @@ static int read_options(const struct tcpevent_options *in,
 	if (o->max_sockets > TCPEVENT_MAX_SOCKETS)
 		return te_fail(EINVAL, "max_sockets %u is over the limit of %u",
 			       o->max_sockets, TCPEVENT_MAX_SOCKETS);
-	if (o->flags & ~TCPEVENT_OPT_NO_ACCEPT_HOOKS)
+	if (o->flags & ~TE_OPT_ALL)
 		return te_fail(EINVAL, "options.flags 0x%x has unknown bits 0x%x",
-			       o->flags, o->flags & ~TCPEVENT_OPT_NO_ACCEPT_HOOKS);
+			       o->flags, o->flags & ~TE_OPT_ALL);
 	return 0;
 }
 

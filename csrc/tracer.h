@@ -38,10 +38,16 @@ struct te_bpf {
 
 struct te_filter {
 	uint16_t family;
+	bool cgroup_subtree;		/* cgroups: the kernel checks ancestry */
+	uint32_t events;		/* TCPEVENT_EVENT_* bits */
 	uint32_t n_pids;
 	uint32_t pids[TCPEVENT_MAX_FILTER];	/* sorted */
 	uint32_t n_ports;
 	uint16_t ports[TCPEVENT_MAX_FILTER];	/* sorted */
+	uint32_t n_cgroups;
+	uint64_t cgroups[TCPEVENT_MAX_FILTER];	/* sorted */
+	uint32_t n_netns;
+	uint32_t netns[TCPEVENT_MAX_FILTER];	/* sorted */
 };
 
 struct tcpevent {
@@ -50,6 +56,7 @@ struct tcpevent {
 	struct te_filter filter;
 	struct te_bpf bpf;
 	uint32_t snapshot_interval_ms;
+	uint32_t own_netns;		/* inode of our network namespace */
 
 	pthread_t poller;
 	bool poller_running;

@@ -41,7 +41,20 @@ struct in6_addr {
 	} in6_u;
 };
 
+struct ns_common {
+	unsigned int inum;
+};
+
+struct net {
+	struct ns_common ns;
+};
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
 struct sock_common {
+	possible_net_t skc_net;
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
 	__be16 skc_dport;
@@ -56,10 +69,33 @@ typedef struct {
 	__u32 val;
 } kuid_t;
 
+struct kernfs_node {
+	__u64 id;		/* the cgroup id, for a cgroup's node (5.5+) */
+};
+
+struct cgroup_subsys_state {
+	struct cgroup_subsys_state *parent;
+};
+
+/* self is the first member: a cgroup's css pointer is the cgroup's. */
+struct cgroup {
+	struct cgroup_subsys_state self;
+	struct kernfs_node *kn;
+};
+
+/* 5.15+ holds the cgroup pointer; before, a tagged word (val): a cgroup
+ * pointer when its bit 0 is clear (no net_cls/net_prio data in it). */
+struct sock_cgroup_data {
+	struct cgroup *cgroup;
+	__u64 val;
+};
+
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;	/* a bitfield before 5.6: read it PROBED */
 	kuid_t sk_uid;
+	int sk_err;
+	struct sock_cgroup_data sk_cgrp_data;
 };
 
 /* inet_num (skc_num) is already 0 at TCP_CLOSE: inet_put_port() ran. */

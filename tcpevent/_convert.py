@@ -55,6 +55,7 @@ _DECODERS: dict[str, str] = {
     "family": "(families.get({v}) or family_of({v}))",
     "kind": "kinds[{v}]",
     "state": "states[{v}]",
+    "direction": "directions[{v}]",
 }
 _TEXT = "(cache.get({v}) or decode({v}))"
 _PLAIN = "{v}"
@@ -68,6 +69,7 @@ def _compile() -> Callable[[Any], list[TcpEvent]]:
         "families": FAMILIES,
         "family_of": family_of,
         "kinds": _enum_names("enum tcpevent_kind", "TCPEVENT_KIND_"),
+        "directions": _enum_names("enum tcpevent_direction", "TCPEVENT_DIRECTION_"),
         "states": tuple(TcpState(value) for value in range(256)),
         "cache": text_cache,
         "decode": decode_c_string,

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Union
 
 from tcpevent._core import MAX_FILTER, MAX_QUEUE_SIZE, MAX_RING_SIZE, MAX_SOCKETS
+from tcpevent.cgroups import cgroup_id_of
 from tcpevent.errors import InvalidProgramError, ProgramNotFoundError
+from tcpevent.netns import netns_inode
 
 __all__ = ["FamilyArg", "Options", "parse_family", "parse_options"]
 
@@ -48,6 +50,10 @@ class Options:
     snapshot_interval_ms: int
     program: str | None
     accept_hooks: bool = True
+    events: frozenset[str] = frozenset({"close"})
+    cgroups: tuple[int, ...] = ()
+    cgroup_subtree: bool = False
+    netns: tuple[int, ...] = ()
 
 
 def _int(name: str, value: object) -> int:
@@ -162,6 +168,70 @@ def _program(value: object) -> str | None:
     return path
 
 
+#: The event kinds ``events=`` may ask for (snapshots have their own option).
+EVENT_KINDS = ("close", "connect", "accept")
+
+
+def _events(value: object) -> frozenset[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise TypeError(f"events must be an iterable of {EVENT_KINDS}, not {type(value).__name__}")
+    kinds = set()
+    for item in value:
+        if item not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {item!r}: events are {', '.join(EVENT_KINDS)}")
+        kinds.add(item)
+    if not kinds:
+        raise ValueError(f"events is empty: ask for at least one of {', '.join(EVENT_KINDS)}")
+    return frozenset(kinds)
+
+
+def _listed(name: str, values: object) -> list[object]:
+    """One value or an iterable of them, as a list (None: empty)."""
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes, os.PathLike, int)):
+        return [values]
+    if not isinstance(values, Iterable):
+        raise TypeError(
+            f"{name} must be one value or an iterable of them, not {type(values).__name__}"
+        )
+    return list(values)
+
+
+def _filter_set(name: str, items: list[int]) -> tuple[int, ...]:
+    result = tuple(sorted(set(items)))
+    if len(result) > MAX_FILTER:
+        raise ValueError(f"{name} has {len(result)} entries; at most {MAX_FILTER} can be filtered")
+    return result
+
+
+def _cgroups(values: object) -> tuple[int, ...]:
+    """cgroup v2 ids (ints) or cgroup paths, as ids."""
+    ids = []
+    for item in _listed("cgroups", values):
+        if isinstance(item, bool):
+            raise TypeError("a cgroup must be an id or a path, not bool")
+        if isinstance(item, int):
+            ids.append(_bounded("cgroup id", item, 1, 2**64 - 1))
+        elif isinstance(item, (str, os.PathLike)):
+            ids.append(cgroup_id_of(item))
+        else:
+            raise TypeError(f"a cgroup must be an id or a path, not {type(item).__name__}")
+    if values is not None and not ids:
+        raise ValueError("cgroups is empty: pass None to trace every cgroup")
+    return _filter_set("cgroups", ids)
+
+
+def _netns(values: object) -> tuple[int, ...]:
+    """Network namespaces as inode numbers, paths or ``ip netns`` names."""
+    inodes = [netns_inode(item) for item in _listed("netns", values)]  # type: ignore[arg-type]
+    if values is not None and not inodes:
+        raise ValueError("netns is empty: pass None to trace every network namespace")
+    return _filter_set("netns", inodes)
+
+
 def parse_options(
     *,
     pids: object,
@@ -173,9 +243,13 @@ def parse_options(
     snapshot_interval: object,
     program: object,
     accept_hooks: object = True,
+    events: object = ("close",),
+    cgroups: object = None,
+    cgroup_subtree: object = False,
+    netns: object = None,
 ) -> Options:
     """Check every argument; raise ``TypeError``/``ValueError`` naming the culprit."""
-    return Options(
+    options = Options(
         pids=_id_list("pids", pids, 1, MAX_PID, "pid"),
         ports=_id_list("ports", ports, 1, 65535, "port"),
         family=parse_family(family),
@@ -185,4 +259,13 @@ def parse_options(
         snapshot_interval_ms=_interval_ms(snapshot_interval),
         program=_program(program),
         accept_hooks=_bool("accept_hooks", accept_hooks),
+        events=_events(events),
+        cgroups=_cgroups(cgroups),
+        cgroup_subtree=_bool("cgroup_subtree", cgroup_subtree),
+        netns=_netns(netns),
     )
+    if "accept" in options.events and not options.accept_hooks:
+        raise ValueError("accept events come from the accept() hooks: not with accept_hooks=False")
+    if options.cgroup_subtree and not options.cgroups:
+        raise ValueError("cgroup_subtree=True needs cgroups= to say below which cgroups")
+    return options

@@ -3,7 +3,8 @@
 Events, three ways (``--format``):
 
 - ``line`` (default): one aligned line per event under a header, like
-  tcplife: local time, owner, both endpoints, KB each way, lifetime;
+  tcplife: local time, owner, both endpoints, KB each way, lifetime (with
+  connect and accept events, also the kind of event and what it measured);
 - ``seed``: the original C example's block, byte for byte;
 - ``json``: one compact JSON object per line (:meth:`TcpEvent.to_dict`).
 
@@ -21,11 +22,14 @@ from tcpevent.event import TcpEvent
 
 __all__ = [
     "EVENT_FORMATS",
+    "LIFECYCLE_FORMATS",
+    "LIFECYCLE_HEADER",
     "LINE_HEADER",
     "format_block",
     "format_connection_json",
     "format_connections_table",
     "format_json",
+    "format_lifecycle_line",
     "format_line",
 ]
 
@@ -69,9 +73,14 @@ def format_json(ev: TcpEvent) -> str:
 
 
 # An IPv4 "address:port" fits its column; an IPv6 one widens its line only.
-_LINE = "{:<12} {:>7} {:<15} {:<21} {:<21} {:>7} {:>7} {:>10}\n"
+_LINE = "{:<12} {:>7} {:<15} {:<21} {:<21} {:>7} {:>7} {:>10}"
+_TITLES = ("TIME", "PID", "COMM", "LOCAL", "REMOTE", "TX_KB", "RX_KB", "MS")
 #: The header of the ``line`` format.
-LINE_HEADER = _LINE.format("TIME", "PID", "COMM", "LOCAL", "REMOTE", "TX_KB", "RX_KB", "MS")
+LINE_HEADER = _LINE.format(*_TITLES) + "\n"
+# With connect and accept events: which event, and what it measured.
+_LIFECYCLE = "{:<12} {:<7} {:>7} {:<15} {:<21} {:<21} {:>7} {:>7} {:>10} {}"
+#: The header of the ``line`` format with connect and accept events.
+LIFECYCLE_HEADER = _LIFECYCLE.format(*_TITLES[:1], "EVENT", *_TITLES[1:], "DETAIL").rstrip() + "\n"
 
 
 def _clock(time_ns: int) -> str:
@@ -80,12 +89,8 @@ def _clock(time_ns: int) -> str:
     return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{ns // 1_000_000:03d}"
 
 
-def format_line(ev: TcpEvent) -> str:
-    """One event as a line under :data:`LINE_HEADER`: time, pid, command,
-    local and remote ``addr:port`` (IPv6 in brackets), KB sent and received
-    (whole KiB, as tcplife), lifetime in ms; ``-`` for an unknown owner."""
-    return _LINE.format(
-        _clock(ev.time_ns),
+def _columns(ev: TcpEvent) -> tuple[object, ...]:
+    return (
         ev.pid or "-",
         ev.task or "-",
         ev.local,
@@ -96,10 +101,44 @@ def format_line(ev: TcpEvent) -> str:
     )
 
 
-#: ``--format`` name -> (header, formatter).
+def format_line(ev: TcpEvent) -> str:
+    """One event as a line under :data:`LINE_HEADER`: time, pid, command,
+    local and remote ``addr:port`` (IPv6 in brackets), KB sent and received
+    (whole KiB, as tcplife), lifetime in ms; ``-`` for an unknown owner."""
+    return _LINE.format(_clock(ev.time_ns), *_columns(ev)) + "\n"
+
+
+def _detail(ev: TcpEvent) -> str:
+    """What a lifecycle event measured: the handshake, the accept queue
+    wait, or why the connection ended."""
+    parts = []
+    if ev.kind == "close":
+        parts.append(ev.error_name or ("not established" if ev.failed else "-"))
+    if ev.handshake_ns:
+        parts.append(f"handshake {ev.handshake_ns / 1e6:.3f} ms")
+    if ev.kind == "accept":
+        parts.append(f"queued {ev.accept_wait_ns / 1e6:.3f} ms")
+    return ", ".join(parts) or "-"
+
+
+def format_lifecycle_line(ev: TcpEvent) -> str:
+    """One event as a line under :data:`LIFECYCLE_HEADER`: the ``line``
+    columns with the kind of event after the time, and a last column of what
+    it measured (``handshake 0.043 ms``, ``queued 300.151 ms``) or why the
+    connection ended (``ECONNREFUSED``; ``-`` for an orderly close)."""
+    return _LIFECYCLE.format(_clock(ev.time_ns), ev.kind, *_columns(ev), _detail(ev)) + "\n"
+
+
+#: ``--format`` name -> (header, formatter), for close events only...
 EVENT_FORMATS = {
     "line": (LINE_HEADER, format_line),
     "seed": ("", format_block),
+    "json": ("", format_json),
+}
+#: ... and with connect and accept events too (the seed's block cannot say
+#: which kind an event is).
+LIFECYCLE_FORMATS = {
+    "line": (LIFECYCLE_HEADER, format_lifecycle_line),
     "json": ("", format_json),
 }
 

@@ -39,8 +39,10 @@ from typing import Callable, TextIO
 
 from tcpevent import abi
 from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent._options import EVENT_KINDS
 from tcpevent._render import (
     EVENT_FORMATS,
+    LIFECYCLE_FORMATS,
     format_connection_json,
     format_connections_table,
 )
@@ -89,6 +91,16 @@ def _state(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _event_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in EVENT_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"--events takes a comma-separated list of {', '.join(EVENT_KINDS)}, not {text!r}"
+        )
+    return kinds
 
 
 def _seconds(text: str) -> float:
@@ -205,6 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
     family.add_argument(
         "-6", "--ipv6", dest="family", action="store_const", const="ipv6", help="only IPv6"
     )
+    filters.add_argument(
+        "--cgroup",
+        action="append",
+        metavar="PATH",
+        help="only sockets made in this cgroup v2 (a path under the cgroup v2 mount, or "
+        "relative to it; repeatable)",
+    )
+    filters.add_argument(
+        "--cgroup-subtree",
+        action="store_true",
+        help="with --cgroup: also the cgroups below it",
+    )
+    filters.add_argument(
+        "--netns",
+        action="append",
+        metavar="NAME|PATH|INODE",
+        help="only sockets of this network namespace: an `ip netns` name, a path such "
+        "as /proc/PID/ns/net, or its inode number (repeatable)",
+    )
+    out.add_argument(
+        "--events",
+        type=_event_kinds,
+        metavar="KINDS",
+        help="which events, comma-separated: close (the default), connect (the "
+        "active side's handshake completed), accept (accept() handed the passive side "
+        "out); with connect or accept, handshake and accept-queue times are measured",
+    )
     tuning = parser.add_argument_group("tracer")
     tuning.add_argument(
         "--queue-size",
@@ -284,14 +323,21 @@ def _signals_stop(stop: _Stop) -> Iterator[None]:
 def _open_tracer(args: argparse.Namespace) -> Tracer:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        tracer = Tracer(
-            pids=args.pid,
-            ports=args.port,
-            family=args.family,
-            queue_size=args.queue_size,
-            program=args.program,
-            accept_hooks=args.accept_hooks,
-        )
+        try:
+            tracer = Tracer(
+                pids=args.pid,
+                ports=args.port,
+                family=args.family,
+                queue_size=args.queue_size,
+                program=args.program,
+                accept_hooks=args.accept_hooks,
+                events=args.events or ("close",),
+                cgroups=args.cgroup,
+                cgroup_subtree=args.cgroup_subtree,
+                netns=args.netns,
+            )
+        except (ValueError, TypeError) as exc:  # a --cgroup or --netns that is not one
+            raise _Usage(str(exc)) from None
     for warning in caught:
         print(f"{warning.message}", file=sys.stderr)
     return tracer
@@ -300,9 +346,9 @@ def _open_tracer(args: argparse.Namespace) -> Tracer:
 class _Printer:
     """Writes events in one ``--format``, the header (if any) before the first."""
 
-    def __init__(self, out: TextIO, fmt: str) -> None:
+    def __init__(self, out: TextIO, fmt: str, lifecycle: bool) -> None:
         self._out = out
-        self._header, self._render = EVENT_FORMATS[fmt]
+        self._header, self._render = (LIFECYCLE_FORMATS if lifecycle else EVENT_FORMATS)[fmt]
         self._per_line = fmt == "json"  # flushed line by line, for pipelines
 
     def __call__(self, events: list[TcpEvent]) -> None:
@@ -330,7 +376,8 @@ def _text_stdout() -> TextIO:
 
 def run_events(args: argparse.Namespace) -> int:
     """Print events until a signal, ``--count`` or ``--duration``."""
-    emit = _Printer(_text_stdout(), args.format or "line")
+    lifecycle = set(args.events or ("close",)) != {"close"}
+    emit = _Printer(_text_stdout(), args.format or "line", lifecycle)
     stop = _Stop()
     with _signals_stop(stop), _open_tracer(args) as tracer:
         left = args.count
@@ -435,7 +482,14 @@ MODES: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 #: Options that only make sense in the events mode (not with --connections).
-_EVENTS_ONLY = (("count", "--count"), ("duration", "--duration"), ("program", "--program"))
+_EVENTS_ONLY = (
+    ("count", "--count"),
+    ("duration", "--duration"),
+    ("program", "--program"),
+    ("events", "--events"),
+    ("cgroup", "--cgroup"),
+    ("netns", "--netns"),
+)
 
 
 def select_mode(args: argparse.Namespace) -> str:
@@ -459,10 +513,18 @@ def _check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error("--format seed applies to events only, not to --connections")
     elif args.state:
         parser.error("--state applies only to --connections")
+    if args.format == "seed" and set(args.events or ("close",)) != {"close"}:
+        parser.error("--format seed shows close events only: use line or json with --events")
+    if args.cgroup_subtree and not args.cgroup:
+        parser.error("--cgroup-subtree needs --cgroup")
 
 
 class _Failure(Exception):
     """A mode could not do its work: the message says why (exit status 1)."""
+
+
+class _Usage(Exception):
+    """An argument argparse could not check (a path that is not a cgroup...): exit status 2."""
 
 
 def exit_status(exc: Exception) -> int:
@@ -490,6 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_broken_pipe()
         return EXIT_OK
+    except _Usage as exc:
+        print(f"tcpevent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (TracerError, _Failure) as exc:
         what = "cannot list connections: " if mode == "connections" else ""
         print(f"tcpevent: {what}{exc}", file=sys.stderr)

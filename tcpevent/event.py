@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import socket
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from tcpevent import abi
 __all__ = [
     "FAMILIES",
     "FAMILY_NAMES",
+    "Direction",
     "EventKind",
     "TcpEvent",
     "TcpState",
@@ -21,9 +23,14 @@ __all__ = [
     "family_of",
 ]
 
-#: Why an event was emitted: the connection closed, or a periodic sample of a
-#: live connection (``Tracer(snapshot_interval=...)``).
-EventKind = Literal["close", "snapshot"]
+#: Why an event was emitted: the connection closed; a periodic sample of a
+#: live connection (``Tracer(snapshot_interval=...)``); the active side's
+#: handshake completed (``connect``), or accept() handed the passive side out
+#: (``accept``) (``Tracer(events=...)``).
+EventKind = Literal["close", "snapshot", "connect", "accept"]
+#: Which side of the connection: the one that called connect(), the one
+#: accept() hands out, or not known (e.g. a snapshot, a custom program).
+Direction = Literal["outbound", "inbound", "unknown"]
 
 _NS = 1_000_000_000
 _ABI_TEXT = 128  # char task[128], SADDR[128], DADDR[128]
@@ -152,11 +159,17 @@ class TcpEvent:
     """
 
     __slots__ = (
+        "accept_wait_ns",
+        "cgroup_id",
         "daddr",
+        "direction",
         "dport",
+        "error",
         "family",
+        "handshake_ns",
         "kind",
         "lifetime_ns",
+        "netns",
         "pid",
         "retrans",
         "rtt_us",
@@ -207,7 +220,40 @@ class TcpEvent:
     state: TcpState
     """TCP state before the close (or the current one, for a snapshot)."""
     kind: EventKind
-    """``"close"`` or ``"snapshot"``."""
+    """``"close"``, ``"snapshot"``, ``"connect"`` or ``"accept"``."""
+    direction: Direction
+    """``"outbound"`` (it called connect()), ``"inbound"`` (accept() hands it
+    out) or ``"unknown"``."""
+    error: int
+    """The socket's pending error at a close, an ``errno`` value
+    (``errno.ECONNREFUSED``, ``ETIMEDOUT``, ``ECONNRESET``...); 0 for an
+    orderly close, and for other kinds. See :attr:`error_name`."""
+    handshake_ns: int
+    """SYN_SENT (or SYN_RECV) to ESTABLISHED, measured in the kernel; 0 when
+    not measured (only with connect or accept events: ``Tracer(events=)``)."""
+    accept_wait_ns: int
+    """Of an ``accept`` event: ESTABLISHED to accept() returning it, the time
+    it waited in the listen queue; else 0."""
+    cgroup_id: int
+    """The cgroup v2 id the socket was made in (an accepted socket: its
+    listener's); 0 if unknown. It equals the inode number of that cgroup's
+    directory."""
+    netns: int
+    """The inode number of the socket's network namespace (as
+    ``readlink /proc/PID/ns/net`` shows); 0 if unknown."""
+
+    @property
+    def error_name(self) -> str | None:
+        """:attr:`error` as its ``errno`` name (``"ECONNREFUSED"``); None for 0."""
+        if not self.error:
+            return None
+        return errno.errorcode.get(self.error, str(self.error))
+
+    @property
+    def failed(self) -> bool:
+        """A close of a connection that never reached ESTABLISHED: a connect()
+        that failed (refused, timed out, aborted) or a handshake not completed."""
+        return self.kind == "close" and self.state in (TcpState.SYN_SENT, TcpState.SYN_RECV)
 
     @property
     def time(self) -> datetime:
@@ -239,11 +285,14 @@ class TcpEvent:
         """The event as JSON-ready builtins: one key per field.
 
         ``family`` becomes ``"AF_INET"``/``"AF_INET6"``, ``state`` its name
-        (``"ESTABLISHED"``, ...), ``kind`` stays a ``str``.
+        (``"ESTABLISHED"``, ...), ``error`` its ``errno`` name
+        (``"ECONNREFUSED"``, None for 0); ``kind`` and ``direction`` stay
+        ``str``.
         """
         out = {name: getattr(self, name) for name in _FIELDS}
         out["family"] = family_name(self.family)
         out["state"] = TcpState(self.state).name
+        out["error"] = self.error_name
         return out
 
     @classmethod

@@ -44,6 +44,10 @@ _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _tls = threading.local()
 
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+#: A cgroup: its v2 id, or its path (under the cgroup v2 mount, or relative to it).
+CgroupArg = Union[int, str, "os.PathLike[str]"]
+#: A network namespace: its inode number, a path to it, or an ``ip netns`` name.
+NetnsArg = Union[int, str, "os.PathLike[str]"]
 
 
 def _take_buffer(count: int) -> Any:
@@ -95,6 +99,13 @@ def _check_max(max_events: int) -> int:
     return min(max_events, MAX_CALL_EVENTS)
 
 
+#: events= name -> TCPEVENT_EVENT_* bit.
+_EVENT_BITS = {
+    "close": lib.TCPEVENT_EVENT_CLOSE,
+    "connect": lib.TCPEVENT_EVENT_CONNECT,
+    "accept": lib.TCPEVENT_EVENT_ACCEPT,
+}
+
 _STATS_KNOWN = [name for name in STATS_FIELDS if name in TracerStats.__dataclass_fields__]
 
 
@@ -143,6 +154,18 @@ class Tracer:
     object (see docs/custom-programs.md), ``snapshot_interval`` the period in
     seconds of snapshot events of live connections (passed to the core).
 
+    Containers and namespaces (in the kernel, at the socket's birth, like the
+    filters above): ``cgroups`` (cgroup v2 ids or paths; with
+    ``cgroup_subtree=True`` also every cgroup below them) and ``netns``
+    (network namespaces: inode numbers, paths such as ``/proc/PID/ns/net``,
+    or ``ip netns`` names). A socket belongs to the cgroup and namespace it
+    was made in (docs/containers.md).
+
+    ``events``: which kinds of events to deliver, any of ``"close"`` (the
+    default), ``"connect"`` (the active side's handshake completed) and
+    ``"accept"`` (accept() handed the passive side out); with connect or
+    accept events, handshake times are measured (docs/lifecycle.md).
+
     ``accept_hooks=False`` leaves out the two ``accept()`` syscall hooks:
     while any syscall tracepoint is attached, every system call of every
     process on the host is slower (about 55 ns here; docs/performance.md).
@@ -171,6 +194,10 @@ class Tracer:
         max_sockets: int = DEFAULT_MAX_SOCKETS,
         snapshot_interval: float | None = None,
         accept_hooks: bool = True,
+        events: Iterable[str] = ("close",),
+        cgroups: CgroupArg | Iterable[CgroupArg] | None = None,
+        cgroup_subtree: bool = False,
+        netns: NetnsArg | Iterable[NetnsArg] | None = None,
     ) -> None:
         self._lock = threading.RLock()  # re-entrant: close() from a signal handler
         self._close_lock = threading.RLock()
@@ -190,6 +217,10 @@ class Tracer:
             snapshot_interval=snapshot_interval,
             program=program,
             accept_hooks=accept_hooks,
+            events=events,
+            cgroups=cgroups,
+            cgroup_subtree=cgroup_subtree,
+            netns=netns,
         )
         self._handle = self._open(self._options)
         self._closed = False
@@ -214,6 +245,17 @@ class Tracer:
         copts.family = o.family
         if not o.accept_hooks:
             copts.flags |= lib.TCPEVENT_OPT_NO_ACCEPT_HOOKS
+        if o.cgroup_subtree:
+            copts.flags |= lib.TCPEVENT_OPT_CGROUP_SUBTREE
+        copts.events = sum(_EVENT_BITS[kind] for kind in o.events)
+        if o.cgroups:
+            keep.append(ffi.new("uint64_t[]", o.cgroups))
+            copts.cgroups = keep[-1]
+            copts.n_cgroups = len(o.cgroups)
+        if o.netns:
+            keep.append(ffi.new("uint32_t[]", o.netns))
+            copts.netns = keep[-1]
+            copts.n_netns = len(o.netns)
         if o.pids:
             keep.append(ffi.new("uint32_t[]", o.pids))
             copts.pids = keep[-1]

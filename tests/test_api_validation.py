@@ -217,6 +217,12 @@ def make_event(**changes: Any) -> tcpevent.TcpEvent:
         "retrans": 1,
         "state": tcpevent.TcpState.FIN_WAIT1,
         "kind": "close",
+        "direction": "outbound",
+        "error": 0,
+        "handshake_ns": 41_000,
+        "accept_wait_ns": 0,
+        "cgroup_id": 4242,
+        "netns": 4026531840,
     }
     fields.update(changes)
     return tcpevent.TcpEvent(**fields)

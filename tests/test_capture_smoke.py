@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from accounting import assert_accounted
+from liveness import PROMPTLY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import run as bench
@@ -39,4 +40,5 @@ def test_churn_loses_nothing(binaries: tuple[Path, Path], config: str, time_wait
     produced = 2 * CONNECTIONS + result["churn"]["retries"]
     assert_accounted(t["target_events"], t["missed"], produced, t)
     assert (t["dropped_kernel"], t["dropped_queue"], t["untracked"]) == (0, 0, 0), t
-    assert 0 <= t["latency_p99_us"] < 50_000
+    # Delivered, not stuck: how soon is make bench's to measure.
+    assert 0 <= t["latency_p99_us"] < PROMPTLY * 1e6

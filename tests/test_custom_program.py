@@ -77,3 +77,29 @@ def test_custom_object_attributes_a_reset_passive_side(builtin_copy) -> None:
         events = tracer.collect(lambda evs: len(evs) >= 2, timeout=5)
     server = [e for e in events if e["sport"] == conn.server.port]
     assert len(server) == 1 and server[0]["pid"] == os.getpid()
+
+
+@pytest.mark.bpf
+def test_a_program_of_the_first_record_layout_still_works(compile_bpf) -> None:
+    """Records grow by appending: a program built with the first layout's
+    112-byte record is loaded, and its events read the newer fields as 0."""
+    program = compile_bpf(ROOT / "tests" / "bpf" / "v1_layout.bpf.c")
+    with NativeTracer(program=str(program)) as tracer:
+        conn = connection(client_sends=300, server_sends=200)
+        pair = {conn.client.port, conn.server.port}
+
+        def ours(evs: list[dict]) -> list[dict]:
+            return [e for e in evs if {e["sport"], e["dport"]} == pair]
+
+        events = ours(tracer.collect(lambda evs: len(ours(evs)) >= 2, timeout=5))
+        stats = tracer.stats()
+        warning = tracer.warnings()
+    assert warning == "" and stats["malformed"] == 0
+    assert len(events) == 2, events
+    for e in events:
+        assert e["kind"] == 0 and e["family"] == socket.AF_INET  # a close
+        assert e["saddr"] == e["daddr"] == "127.0.0.1"
+        assert e["pid"] in (0, os.getpid())
+        for newer in ("cgroup_id", "netns", "handshake_ns", "accept_wait_ns", "error"):
+            assert e[newer] == 0, (newer, e)
+        assert e["direction"] == 0
