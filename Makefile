@@ -10,7 +10,7 @@
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
-	pkg-config coreutils iproute2
+	pkg-config coreutils iproute2 nftables
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
 	pytest-timeout mypy ruff
 

@@ -41,6 +41,11 @@ def fdinfos(pid: int) -> Iterator[str]:
             continue
 
 
+def attached(pid: int) -> bool:
+    """The process holds BPF links: its tracer is attached."""
+    return any("link_id:" in info for info in fdinfos(pid))
+
+
 def prog_ids(fdinfo: str) -> set[int]:
     """The program ids an fdinfo text names (a program's, or a link's)."""
     return {int(line.split()[1]) for line in fdinfo.splitlines() if line.startswith("prog_id:")}

@@ -190,11 +190,6 @@ def test_version() -> None:
 # ---- with the kernel ------------------------------------------------------------------
 
 
-def attached(pid: int) -> bool:
-    """The process holds BPF links: its tracer is attached."""
-    return any("link_id:" in info for info in bpfutil.fdinfos(pid))
-
-
 def start(*args: str) -> subprocess.Popen[str]:
     """`python -m tcpevent ARGS`, returned once it is attached."""
     proc = subprocess.Popen(
@@ -203,7 +198,9 @@ def start(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    ok = netutil.wait_until(lambda: proc.poll() is not None or attached(proc.pid), timeout=10)
+    ok = netutil.wait_until(
+        lambda: proc.poll() is not None or bpfutil.attached(proc.pid), timeout=10
+    )
     assert ok and proc.poll() is None, proc.communicate()
     time.sleep(0.05)
     return proc
