@@ -11,8 +11,9 @@
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 LIB_SO ?= tcpevent/lib/libtcpEvent.so
+# mono-*: the C# example and its test (examples/csharp).
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
-	pkg-config coreutils iproute2
+	pkg-config coreutils iproute2 mono-mcs mono-runtime
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
 	pytest-timeout mypy ruff
 
