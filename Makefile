@@ -6,11 +6,14 @@
 #   make bench      the benchmark suite (docs/performance.md)
 #   make test-asan  the native library built with ASan/UBSan, tests again
 #   make install-lib [LIBDIR=/opt/RealTimeKql/lib]   where old clients look
+#                   (libtcpEvent.so, and libevent.so for C# [DllImport("event")])
 
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
+LIB_SO ?= tcpevent/lib/libtcpEvent.so
+# nftables: the lifecycle tests; mono-*: the C# example and its test.
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
-	pkg-config coreutils iproute2 nftables
+	pkg-config coreutils iproute2 nftables mono-mcs mono-runtime
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
 	pytest-timeout mypy ruff
 
@@ -81,9 +84,13 @@ test-asan: deps
 	echo "sanitizer reports: none but $$(ls reports | wc -l) contained te_trial crash(es)"; \
 	exit $$rc
 
+# libevent.so is the name C# clients load ([DllImport("event")]). It is also
+# the name of the unrelated libevent's development link: keep LIBDIR a
+# directory of its own, not /usr/lib or /usr/local/lib.
 install-lib: build
-	install -D -m 0755 tcpevent/lib/libtcpEvent.so $(LIBDIR)/libtcpEvent.so
-	@echo "installed $(LIBDIR)/libtcpEvent.so"
+	install -D -m 0755 $(LIB_SO) $(LIBDIR)/libtcpEvent.so
+	ln -sfn libtcpEvent.so $(LIBDIR)/libevent.so
+	@echo "installed $(LIBDIR)/libtcpEvent.so and $(LIBDIR)/libevent.so -> libtcpEvent.so"
 
 clean:
 	rm -rf build dist *.egg-info tcpevent/lib tcpevent/include tcpevent/_native*.so \

@@ -1,19 +1,23 @@
 // SPDX-License-Identifier: MIT
 /*
- * The original four calls, driving one default tracer.
+ * The original six calls, driving one default tracer.
  *
  * cleanup() may run in a signal handler that interrupted DequeuePerfEvent()
- * on the same thread (the original example does exactly that), so nothing
- * here takes a lock: the default tracer is published through an atomic
- * pointer, callers count themselves in `users`, and a retired tracer is
- * freed only once no caller can still hold it.
+ * or setupBPF() on the same thread (the original example does exactly
+ * that), so nothing here takes a lock: the default tracer is published
+ * through an atomic pointer, callers count themselves in `users`, and a
+ * retired tracer is freed only once no caller can still hold it. setupBPF()
+ * sleeps on a futex over the cleanup() generation, which cleanup() wakes
+ * with one system call (async-signal-safe).
  */
 #include <errno.h>
 #include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -23,7 +27,25 @@ static _Atomic(struct tcpevent *) current;
 static _Atomic unsigned int users;
 static _Atomic(struct tcpevent *) retired;	/* linked by ->retired_next */
 static _Atomic unsigned int cleanups;		/* cleanup() generation */
-static _Atomic int adding;
+static _Atomic unsigned int adding;		/* 1 while one call attaches */
+
+/* Sleep while *word == val (or until a wake-up, or a signal). */
+static void futex_wait(_Atomic unsigned int *word, unsigned int val)
+{
+	syscall(SYS_futex, (unsigned int *)word, FUTEX_WAIT_PRIVATE, val,
+		NULL, NULL, 0);
+}
+
+/* Wake every sleeper on word; only a system call, so fit for a signal
+ * handler (errno is kept for the code the handler interrupted). */
+static void futex_wake_all(_Atomic unsigned int *word)
+{
+	int saved = errno;
+
+	syscall(SYS_futex, (unsigned int *)word, FUTEX_WAKE_PRIVATE, INT_MAX,
+		NULL, NULL, 0);
+	errno = saved;
+}
 
 static void reap(void)
 {
@@ -101,21 +123,28 @@ static bool env_flag(const char *name)
 	return !is_blank(v) && strcmp(v, "0");
 }
 
-void AddProbe(const char *program)
+/*
+ * Attach the default tracer unless it is attached (then print `attached`)
+ * or cleanup() has been called since generation gen. 0: attached now or
+ * already; -EINPROGRESS: another call is attaching (nothing printed); else
+ * -errno, printed once and in tcpevent_last_error().
+ */
+static int attach(const char *program, const char *caller,
+		  const char *attached, unsigned int gen)
 {
 	struct tcpevent_options o;
 	struct tcpevent *t;
-	unsigned int gen;
+	int err = 0;
 
-	if (atomic_exchange(&adding, 1)) {
-		fprintf(stderr, "tcpevent: AddProbe: another AddProbe is in progress; this call changes nothing\n");
-		return;
-	}
+	if (atomic_exchange(&adding, 1))
+		return -EINPROGRESS;
+	if (atomic_load(&cleanups) != gen)
+		goto out;	/* cleanup() came after the call: it wins */
 	if (atomic_load(&current)) {
-		fprintf(stderr, "tcpevent: AddProbe: already attached; this call changes nothing\n");
+		fprintf(stderr, "tcpevent: %s: already attached; %s\n", caller,
+			attached);
 		goto out;
 	}
-	gen = atomic_load(&cleanups);
 	tcpevent_options_init(&o);
 	o.queue_size = env_u32("TCPEVENT_QUEUE_SIZE", 1);
 	o.snapshot_interval_ms = env_u32("TCPEVENT_SNAPSHOT_INTERVAL", 1000);
@@ -124,11 +153,12 @@ void AddProbe(const char *program)
 	if (!is_blank(program) && is_path(program)) {
 		o.program = program;
 	} else if (!is_blank(program)) {
-		fprintf(stderr, "tcpevent: AddProbe: the %zu bytes of program text are not compiled; loading the built-in CO-RE program, which produces the same events\n",
-			strlen(program));
+		fprintf(stderr, "tcpevent: %s: the %zu bytes of program text are not compiled; loading the built-in CO-RE program, which produces the same events\n",
+			caller, strlen(program));
 	}
-	if (tcpevent_open(&o, &t)) {
-		fprintf(stderr, "tcpevent: AddProbe failed: %s\n",
+	err = tcpevent_open(&o, &t);
+	if (err) {
+		fprintf(stderr, "tcpevent: %s failed: %s\n", caller,
 			tcpevent_last_error());
 		goto out;
 	}
@@ -143,6 +173,43 @@ void AddProbe(const char *program)
 	}
 out:
 	atomic_store(&adding, 0);
+	futex_wake_all(&adding);
+	return err;
+}
+
+void AddProbe(const char *program)
+{
+	if (attach(program, "AddProbe", "this call changes nothing",
+		   atomic_load(&cleanups)) == -EINPROGRESS)
+		fprintf(stderr, "tcpevent: AddProbe: another AddProbe or setupBPF is attaching; this call changes nothing\n");
+}
+
+/*
+ * The original's synchronous AddProbe: attach (or find the tracer attached),
+ * then serve until cleanup() is called, from any thread or a signal handler.
+ * A call that finds another attaching waits for it and then serves what it
+ * attached (or tries itself if that failed). Loading is never done twice.
+ */
+int setupBPF(const char *program)
+{
+	unsigned int gen = atomic_load(&cleanups);
+	int err;
+
+	while ((err = attach(program, "setupBPF",
+			     "serving that tracer until cleanup()", gen)) ==
+	       -EINPROGRESS)
+		futex_wait(&adding, 1);
+	if (err)
+		return err;
+	while (atomic_load(&cleanups) == gen)
+		futex_wait(&cleanups, gen);
+	return 0;
+}
+
+void printCharArray(const char *text)
+{
+	printf("Array: %s\n", text ? text : "(null)");
+	fflush(stdout);	/* the caller may be another runtime with its own buffers */
 }
 
 unsigned getStatus(void)
@@ -176,6 +243,7 @@ void cleanup(void)
 		retire(t);
 	else if (!atomic_load(&users))
 		reap();	/* e.g. what a fork child inherited */
+	futex_wake_all(&cleanups);	/* setupBPF() returns */
 }
 
 int tcpevent_default_stats(struct tcpevent_stats *stats)

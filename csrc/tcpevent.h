@@ -3,13 +3,14 @@
  * tcpevent.h - public API of libtcpEvent.so.
  *
  * Two layers:
- *  - the original ABI (AddProbe, getStatus, DequeuePerfEvent, cleanup and the
- *    packed struct tcp_event_t), byte-exact, driving one default tracer;
+ *  - the original ABI (AddProbe, setupBPF, getStatus, DequeuePerfEvent,
+ *    printCharArray, cleanup and the packed struct tcp_event_t), byte-exact,
+ *    driving one default tracer;
  *  - the extended, handle-based API (tcpevent_*), which the legacy calls and
  *    the Python package are built on.
  *
  * The original examples include common.h instead: the struct alone (they
- * declare the four calls themselves, as function pointers).
+ * declare the calls themselves, as function pointers).
  */
 #ifndef TCPEVENT_H
 #define TCPEVENT_H
@@ -30,11 +31,20 @@ extern "C" {
  * BCC source; it is not compiled) -> the built-in program; the path of a BPF
  * ELF object -> that object (see docs/custom-programs.md). Never exits. */
 void AddProbe(const char *program);
+/* The original's synchronous AddProbe: attach as AddProbe does (or find the
+ * tracer attached: it is never loaded twice), then block until cleanup() is
+ * called, from any thread or a signal handler, and return 0. On failure,
+ * return -errno at once (the reason on stderr and in tcpevent_last_error()
+ * of this thread). */
+int setupBPF(const char *program);
+/* Print "Array: <text>" and a newline on stdout, and flush it. */
+void printCharArray(const char *text);
 /* 0 until the probe is attached and events flow, 1 after. */
 unsigned getStatus(void);
 /* Block until an event; after cleanup(), return a zeroed struct at once. */
 struct tcp_event_t DequeuePerfEvent(void);
-/* Detach and free everything; wakes blocked callers. Idempotent. */
+/* Detach and free everything; wakes blocked callers (setupBPF returns).
+ * Idempotent; async-signal-safe. */
 void cleanup(void);
 
 /* ---- The extended API ------------------------------------------------- */

@@ -1,4 +1,4 @@
-"""The original C ABI through ctypes: ``struct tcp_event_t`` and the four calls.
+"""The original C ABI through ctypes: ``struct tcp_event_t`` and the six calls.
 
 Existing ctypes code keeps working against this package's ``libtcpEvent.so``
 by changing only the path it loads::
@@ -63,10 +63,14 @@ def library_path() -> Path:
 
 
 def load_library(path: str | Path | None = None) -> ctypes.CDLL:
-    """Load ``libtcpEvent.so`` with the four calls' argument and return types set."""
+    """Load ``libtcpEvent.so`` with the six calls' argument and return types set."""
     lib = ctypes.CDLL(str(path if path is not None else library_path()))
     lib.AddProbe.argtypes = [ctypes.c_char_p]
     lib.AddProbe.restype = None
+    lib.setupBPF.argtypes = [ctypes.c_char_p]  # blocks until cleanup()
+    lib.setupBPF.restype = ctypes.c_int
+    lib.printCharArray.argtypes = [ctypes.c_char_p]
+    lib.printCharArray.restype = None
     lib.getStatus.argtypes = []
     lib.getStatus.restype = ctypes.c_uint
     lib.DequeuePerfEvent.argtypes = []

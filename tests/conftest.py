@@ -108,6 +108,15 @@ def churn(build_c) -> Path:
 
 
 @pytest.fixture(scope="session")
+def legacy_driver(build_c) -> Path:
+    """tests/c/legacy_driver.c: the original calls, one scenario per run."""
+    path: Path = build_c(
+        ROOT / "tests" / "c" / "legacy_driver.c", "legacy_driver", "-ldl", "-pthread"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
 def reliability_driver(build_c) -> Path:
     """tests/c/reliability_driver.c: the legacy calls under stress."""
     path: Path = build_c(

@@ -13,7 +13,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from netutil import LOOPBACK
+from netutil import LOOPBACK, Connection, Endpoint
 
 
 @dataclass
@@ -24,6 +24,19 @@ class PeerInfo:
     listen_port: int
 
 
+def peer_connection(
+    family: int, client: PeerInfo, server: PeerInfo, client_sent: int, server_sent: int
+) -> Connection:
+    """The connection between two peers, as netutil describes one."""
+    return Connection(
+        family=family,
+        client=Endpoint(client.addr, client.port),
+        server=Endpoint(server.addr, server.port),
+        client_sent=client_sent,
+        server_sent=server_sent,
+    )
+
+
 class Peer:
     def __init__(
         self,
@@ -32,7 +45,11 @@ class Peer:
         comm: str,
         uid: int | None = None,
         connect_port: int = 0,
+        host: str | None = None,
     ) -> None:
+        """``host``: where the server listens and the client connects;
+        loopback of ``family`` by default (e.g. "::ffff:127.0.0.1" on
+        AF_INET6 for an IPv4-mapped connection)."""
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         self.pid = os.fork()
@@ -41,7 +58,8 @@ class Peer:
             try:
                 os.close(self._to_child)
                 os.close(self._from_child)
-                _child(role, family, comm, uid, connect_port, to_child_r, from_child_w)
+                host = host or LOOPBACK[family]
+                _child(role, family, comm, uid, host, connect_port, to_child_r, from_child_w)
                 code = 0
             finally:
                 os._exit(code)
@@ -74,7 +92,7 @@ class Peer:
 
 
 def _child(
-    role: str, family: int, comm: str, uid: int | None, port: int, rfd: int, wfd: int
+    role: str, family: int, comm: str, uid: int | None, host: str, port: int, rfd: int, wfd: int
 ) -> None:  # pragma: no cover - runs in the child
     with open("/proc/self/comm", "w") as f:
         f.write(comm)
@@ -88,7 +106,6 @@ def _child(
         writer.write(f"{text}\n")
         writer.flush()
 
-    host = LOOPBACK[family]
     if role == "server":
         ls = socket.socket(family)
         ls.bind((host, 0))
@@ -97,7 +114,8 @@ def _child(
         sock, _ = ls.accept()
         ls.close()
     else:
-        sock = socket.create_connection((host, port))
+        sock = socket.socket(family)
+        sock.connect((host, port))
     addr, lport = sock.getsockname()[:2]
     say(f"{addr} {lport}")
     for line in reader:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from netutil import Connection, connection
@@ -105,27 +106,49 @@ def own_comm() -> str:
         return f.read().strip()
 
 
-def check_pair(events: list[dict[str, Any]], conn: Connection, keys: dict[str, str]) -> None:
-    """Both ends of a connection this process made and closed, as reported.
+@dataclass(frozen=True)
+class Owner:
+    """Who a socket belongs to, as an event names it."""
+
+    pid: int
+    uid: int
+    comm: str
+
+
+def me() -> Owner:
+    return Owner(os.getpid(), os.getuid(), own_comm())
+
+
+def check_pair(
+    events: list[dict[str, Any]],
+    conn: Connection,
+    keys: dict[str, str],
+    owners: tuple[Owner, Owner] | None = None,
+    closed: tuple[int, int] | None = None,
+) -> None:
+    """Both ends of a connection, as reported: exactly one event each.
 
     ``keys`` names the fields in ``events``: pid, uid, task, saddr, sport,
-    daddr, dport, rx, tx, segs_out, segs_in, time.
+    daddr, dport, rx, tx, segs_out, segs_in, time. ``owners``: the client's
+    and the server's owner (default: this process for both). ``closed``:
+    the wall-clock ns before and after the closes; the event time must lie
+    within a second of that span (default: of now).
     """
     k = keys
     now = time.time_ns()
+    first, last = closed or (now, now)
+    client_owner, server_owner = owners or (me(), me())
     sides = [
-        (conn.client, conn.server, conn.client_sent, conn.server_sent),
-        (conn.server, conn.client, conn.server_sent, conn.client_sent),
+        (conn.client, conn.server, conn.client_sent, conn.server_sent, client_owner),
+        (conn.server, conn.client, conn.server_sent, conn.client_sent, server_owner),
     ]
-    for local, remote, sent, received in sides:
+    for local, remote, sent, received, owner in sides:
         matches = [
             e for e in events if e[k["sport"]] == local.port and e[k["dport"]] == remote.port
         ]
         assert len(matches) == 1, (local, remote, matches)
         e = matches[0]
-        assert e[k["pid"]] == os.getpid()
-        assert e[k["uid"]] == os.getuid()
-        assert e[k["task"]] == own_comm()
+        assert (e[k["pid"]], e[k["uid"]], e[k["task"]]) == (owner.pid, owner.uid, owner.comm)
         assert e[k["saddr"]] == local.addr
         assert e[k["daddr"]] == remote.addr
         # bytes_acked counts the SYN and the FIN; bytes_received the FIN.
@@ -133,4 +156,4 @@ def check_pair(events: list[dict[str, Any]], conn: Connection, keys: dict[str, s
         assert received <= e[k["rx"]] <= received + 2
         assert e[k["segs_out"]] > 0
         assert e[k["segs_in"]] > 0
-        assert abs(e[k["time"]] - now) < 1_000_000_000
+        assert first - 1_000_000_000 < e[k["time"]] < last + 1_000_000_000

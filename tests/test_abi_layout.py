@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tcpevent import abi
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_c_layout_matches_contract(build_c, csrc: Path) -> None:
     exe = build_c(Path(__file__).parent / "c" / "layout.c", "layout")
@@ -34,14 +36,46 @@ def test_contract_offsets_are_packed() -> None:
     assert abi.OFFSETS["DADDR"] + 128 == 430
 
 
-def test_only_the_api_is_exported(libpath: Path) -> None:
+LEGACY = {"AddProbe", "setupBPF", "DequeuePerfEvent", "printCharArray", "cleanup", "getStatus"}
+
+
+def exported(path: Path) -> dict[str, str]:
+    """Every symbol the library defines in its dynamic table, with its nm type."""
     out = subprocess.run(
-        ["nm", "-D", "--defined-only", str(libpath)], check=True, capture_output=True, text=True
+        ["nm", "-D", "--defined-only", str(path)], check=True, capture_output=True, text=True
     ).stdout
-    symbols = {line.split()[-1] for line in out.splitlines() if line.split()[1] in "TDBR"}
-    legacy = {"AddProbe", "getStatus", "DequeuePerfEvent", "cleanup"}
-    assert legacy <= symbols
-    assert all(s in legacy or s.startswith("tcpevent_") for s in symbols), symbols
+    return {line.split()[-1]: line.split()[-2] for line in out.splitlines() if line.strip()}
+
+
+def check_exports(path: Path) -> None:
+    """Exactly the original six calls and the tcpevent_* API, all functions."""
+    symbols = exported(path)
+    assert {s for s in symbols if not s.startswith("tcpevent_")} == LEGACY, symbols
+    assert {"tcpevent_open", "tcpevent_last_error", "tcpevent_free"} <= set(symbols)
+    assert set(symbols.values()) == {"T"}, symbols
+
+
+def test_only_the_api_is_exported(libpath: Path) -> None:
+    check_exports(libpath)
+
+
+def test_install_lib_installs_the_api_and_the_csharp_name(libpath: Path, tmp_path: Path) -> None:
+    """`make install-lib`: libtcpEvent.so, and libevent.so (the name C#'s
+    [DllImport("event")] loads) as a relative symlink to it. `-o build`:
+    the library under test is installed as built, not rebuilt."""
+    libdir = tmp_path / "lib"
+    subprocess.run(
+        ["make", "-s", "-o", "build", "install-lib", f"LIBDIR={libdir}", f"LIB_SO={libpath}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    installed = libdir / "libtcpEvent.so"
+    assert installed.read_bytes() == libpath.read_bytes()
+    assert os.readlink(libdir / "libevent.so") == "libtcpEvent.so"
+    assert sorted(p.name for p in libdir.iterdir()) == ["libevent.so", "libtcpEvent.so"]
+    check_exports(installed)
+    check_exports(libdir / "libevent.so")
 
 
 def test_library_needs_only_libc_libbpf_libelf_zlib(libpath: Path) -> None:

@@ -1,4 +1,4 @@
-"""The four original calls under every awkward use: bad programs, repeated
+"""The original calls under every awkward use: bad programs, repeated
 and out-of-order calls, cleanup() from a signal handler, many consumers.
 
 Each scenario runs in its own process (tests/c/legacy_driver.c, or a
@@ -26,8 +26,8 @@ BCC_TEXT = "int kprobe__tcp_set_state(struct pt_regs *ctx) { return 0; }\n"
 
 
 @pytest.fixture(scope="module")
-def driver(build_c) -> Path:
-    return build_c(HERE / "c" / "legacy_driver.c", "legacy_driver", "-ldl")
+def driver(legacy_driver: Path) -> Path:
+    return legacy_driver
 
 
 def run(driver: Path, libpath: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,6 +75,14 @@ def test_non_bpf_file_is_an_error_and_attaches_nothing(driver, libpath, tmp_path
     assert "AddProbe failed" in proc.stderr
     assert "not a valid BPF ELF object" in proc.stderr
     assert str(bogus) in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "text, first", [("hello, world", "Array: hello, world"), (None, "Array: (null)")]
+)
+def test_print_char_array_prints_as_the_original(driver, libpath, text, first) -> None:
+    proc = run(driver, libpath, "print", *([] if text is None else [text]))
+    assert proc.stdout.splitlines() == [first, "Array: ", "DONE"]
 
 
 @pytest.mark.bpf

@@ -226,13 +226,16 @@ SANITIZED_RUNS = [
     ("legacy_driver", ["addprobe-twice", "/nonexistent.o"]),
     ("legacy_driver", ["cleanup-first"]),
     ("legacy_driver", ["cleanup-twice"]),
+    ("legacy_driver", ["setupbpf"]),
+    ("legacy_driver", ["setupbpf-race"]),
+    ("legacy_driver", ["addprobe-setupbpf"]),
 ]
 
 
 @pytest.fixture(scope="module")
 def sanitized_drivers(build_c: Any) -> dict[str, Path]:
     return {
-        name: build_c(HERE / "c" / f"{name}.c", f"{name}_san", "-ldl", *SAN_FLAGS)
+        name: build_c(HERE / "c" / f"{name}.c", f"{name}_san", "-ldl", "-pthread", *SAN_FLAGS)
         for name in ("reliability_driver", "legacy_driver")
     }
 

@@ -1,11 +1,13 @@
 /*
- * Drives the four original calls through dlopen, one scenario per run, for
- * the tests: each prints what happened; none may crash or exit early.
+ * Drives the original calls through dlopen, one scenario per run, for the
+ * tests: each prints what happened; none may crash or exit early.
  *
  *   legacy_driver LIB SCENARIO [ARG]
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +16,13 @@
 
 #include "common.h"
 
-static void (*AddProbe)(const char *);
-static unsigned (*getStatus)(void);
-static struct tcp_event_t (*DequeuePerfEvent)(void);
-static void (*cleanup_fn)(void);
+static tcpevent_AddProbe_fn *AddProbe;
+static tcpevent_setupBPF_fn *setupBPF;
+static tcpevent_getStatus_fn *getStatus;
+static tcpevent_DequeuePerfEvent_fn *DequeuePerfEvent;
+static tcpevent_printCharArray_fn *printCharArray;
+static tcpevent_cleanup_fn *cleanup_fn;
+static const char *(*last_error)(void);
 
 static double now(void)
 {
@@ -37,6 +42,59 @@ static void on_sigint(int sig)
 static int wait_ready(void)
 {
 	return getStatus();
+}
+
+/* Poll getStatus() until attached (setupBPF() does not return then). */
+static int wait_attached(void)
+{
+	for (int i = 0; i < 600 && !getStatus(); i++)
+		usleep(50000);
+	return getStatus();
+}
+
+/* A thread serving through setupBPF(ARG) until cleanup(). */
+struct server {
+	pthread_t thread;
+	const char *program;
+	int rc;
+	atomic_int returned;
+};
+
+static void *serve(void *arg)
+{
+	struct server *s = arg;
+
+	s->rc = setupBPF(s->program);
+	atomic_store(&s->returned, 1);
+	return NULL;
+}
+
+static void start_server(struct server *s, const char *program)
+{
+	s->program = program;
+	atomic_store(&s->returned, 0);
+	pthread_create(&s->thread, NULL, serve, s);
+}
+
+/* cleanup(), then how long until every server's setupBPF() returned. */
+static void cleanup_and_join(struct server *servers, int n)
+{
+	double t0 = now();
+
+	cleanup_fn();
+	for (int i = 0; i < n; i++)
+		pthread_join(servers[i].thread, NULL);
+	printf("RETURNED seconds=%.3f", now() - t0);
+	for (int i = 0; i < n; i++)
+		printf(" rc%d=%d", i, servers[i].rc);
+	printf("\n");
+}
+
+/* Let the test look at us (bpfutil) before we go on. */
+static void pause_for_test(const char *label)
+{
+	printf("%s\n", label);
+	getchar();
 }
 
 /* Dequeue once, printing whether it returned at once with a zeroed event. */
@@ -63,9 +121,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	AddProbe = dlsym(lib, "AddProbe");
+	setupBPF = dlsym(lib, "setupBPF");
 	getStatus = dlsym(lib, "getStatus");
 	DequeuePerfEvent = dlsym(lib, "DequeuePerfEvent");
+	printCharArray = dlsym(lib, "printCharArray");
 	cleanup_fn = dlsym(lib, "cleanup");
+	last_error = dlsym(lib, "tcpevent_last_error");
+	if (!AddProbe || !setupBPF || !getStatus || !DequeuePerfEvent ||
+	    !printCharArray || !cleanup_fn || !last_error) {
+		fprintf(stderr, "dlsym: %s\n", dlerror());
+		return 2;
+	}
 
 	if (!strcmp(scenario, "addprobe")) {	/* ARG: NULL if absent */
 		AddProbe(arg);
@@ -106,6 +172,68 @@ int main(int argc, char **argv)
 		printf("RETURNED status=%u\n", getStatus());
 		dequeue_zeroed("after-cleanup");
 		getchar();	/* the test inspects us, then lets us go */
+	} else if (!strcmp(scenario, "setupbpf")) {
+		/* setupBPF(ARG) on a thread; cleanup() from this one. */
+		struct server s;
+
+		start_server(&s, arg);
+		printf("status=%u\n", wait_attached());
+		usleep(300000);
+		printf("blocking=%d\n", !atomic_load(&s.returned));
+		pause_for_test("READY");
+		cleanup_and_join(&s, 1);
+		printf("status=%u\n", getStatus());
+		dequeue_zeroed("after-cleanup");
+		pause_for_test("CLEANED");
+	} else if (!strcmp(scenario, "setupbpf-fail")) {
+		/* On this thread: returning at all means it did not serve. */
+		double t0 = now();
+		int rc = setupBPF(arg);
+
+		printf("rc=%d seconds=%.3f status=%u\n", rc, now() - t0, getStatus());
+		printf("error=%s\n", last_error());
+	} else if (!strcmp(scenario, "setupbpf-sigint")) {
+		/* setupBPF() on the main thread, which the SIGINT handler's
+		 * cleanup() interrupts (the library's own threads block signals). */
+		int rc;
+
+		signal(SIGINT, on_sigint);
+		printf("READY\n");
+		rc = setupBPF(NULL);
+		printf("RETURNED rc=%d status=%u\n", rc, getStatus());
+	} else if (!strcmp(scenario, "addprobe-setupbpf")) {
+		/* AddProbe's tracer, then two setupBPF() serving it, and an
+		 * AddProbe that changes nothing. */
+		struct server s[2];
+
+		AddProbe(NULL);
+		printf("status=%u\n", wait_ready());
+		pause_for_test("ATTACHED");
+		start_server(&s[0], arg);
+		start_server(&s[1], NULL);
+		AddProbe(NULL);
+		usleep(300000);
+		printf("blocking=%d\n", !atomic_load(&s[0].returned) &&
+		       !atomic_load(&s[1].returned));
+		pause_for_test("READY");
+		cleanup_and_join(s, 2);
+		printf("status=%u\n", getStatus());
+	} else if (!strcmp(scenario, "setupbpf-race")) {
+		/* Two setupBPF() at once: one loads, the other serves it. */
+		struct server s[2];
+
+		start_server(&s[0], NULL);
+		start_server(&s[1], arg);
+		printf("status=%u\n", wait_attached());
+		usleep(300000);
+		printf("blocking=%d\n", !atomic_load(&s[0].returned) &&
+		       !atomic_load(&s[1].returned));
+		pause_for_test("READY");
+		cleanup_and_join(s, 2);
+		printf("status=%u\n", getStatus());
+	} else if (!strcmp(scenario, "print")) {
+		printCharArray(arg);
+		printCharArray("");
 	} else {
 		fprintf(stderr, "unknown scenario %s\n", scenario);
 		return 2;
