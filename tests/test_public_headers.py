@@ -29,7 +29,7 @@ def declared_functions(include: Path) -> set[str]:
         marker = re.match(r'# \d+ "([^"]+)"', line)
         if marker:
             keep = Path(marker.group(1)).parent == include
-        elif keep:
+        elif keep and not line.startswith("#"):  # pragmas stay in the output
             ours.append(line)
     code = "\n".join(ours)
     code = re.sub(r"\)\s*\{[^{}]*\}", ");", code)  # an inline body: that is a definition
