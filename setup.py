@@ -32,31 +32,26 @@ LIB_NAME = "libtcpEvent.so"
 #: Installed with the package (tcpevent/include/): exactly the public API.
 HEADERS = ["tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "tcpevent_conn.h"]
 
-#: What cffi sees of the C API. The structs, enums and integer constants are
-#: taken from the headers themselves (:func:`header_cdef`), so that a field
-#: is declared in one place only; the functions the package calls are listed
-#: here (cffi's API mode compiles against the header, which catches a
-#: signature that differs).
-FUNCTIONS = """
-struct tcpevent;
-void tcpevent_options_init(struct tcpevent_options *opts);
-int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out);
-int tcpevent_dequeue(struct tcpevent *t, struct tcpevent_event *ev, int timeout_ms);
-int tcpevent_dequeue_batch(struct tcpevent *t, struct tcpevent_event *evs,
-                           unsigned int max, int timeout_ms);
-int tcpevent_fd(struct tcpevent *t);
-int tcpevent_status(struct tcpevent *t);
-int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *stats);
-const char *tcpevent_warnings(struct tcpevent *t);
-void tcpevent_close(struct tcpevent *t);
-void tcpevent_free(struct tcpevent *t);
-const char *tcpevent_last_error(void);
-
-void tcpevent_conn_query_init(struct tcpevent_conn_query *q);
-int tcpevent_connections(const struct tcpevent_conn_query *q,
-                         struct tcpevent_conn **out, size_t *count);
-void tcpevent_connections_free(struct tcpevent_conn *conns, size_t count);
-"""
+#: What cffi sees of the C API: the structs, enums and integer constants
+#: of the headers, and the prototypes of the functions the package calls,
+#: all taken from the headers themselves (:func:`header_cdef`), so that
+#: nothing is declared twice.
+FUNCTIONS = [
+    "tcpevent_options_init",
+    "tcpevent_open",
+    "tcpevent_dequeue",
+    "tcpevent_dequeue_batch",
+    "tcpevent_fd",
+    "tcpevent_status",
+    "tcpevent_stats",
+    "tcpevent_warnings",
+    "tcpevent_close",
+    "tcpevent_free",
+    "tcpevent_last_error",
+    "tcpevent_conn_query_init",
+    "tcpevent_connections",
+    "tcpevent_connections_free",
+]
 
 #: The headers cffi's declarations come from, in dependency order. The
 #: record header's struct is the BPF program's (kernel types): only its
@@ -65,11 +60,13 @@ CDEF_HEADERS = ["tcpevent_record.h", "tcpevent.h", "tcpevent_conn.h"]
 
 
 def header_cdef(header: Path) -> str:
-    """The enums, structs and integer constants of a C header, as cdef text.
+    """The enums, structs, integer constants and :data:`FUNCTIONS` of a C
+    header, as cdef text.
 
     Structs and enums are copied whole (array sizes named by a constant
     become ``[...]``: the compiler fills them in); every object-like
-    ``#define TCPEVENT_*`` that is not a string becomes ``#define NAME ...``.
+    ``#define TCPEVENT_*`` that is not a string becomes ``#define NAME ...``;
+    a function's prototype is copied as it is.
     """
     text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
     text = re.sub(r"\\\n", " ", text)  # join continued lines
@@ -82,6 +79,12 @@ def header_cdef(header: Path) -> str:
     for m in re.finditer(r"^#define (TCPEVENT_\w+)[ \t]+(\S.*)$", text, flags=re.M):
         if not m.group(2).startswith('"') and not m.group(1).endswith("_H"):
             out.append(f"#define {m.group(1)} ...")
+    if re.search(r"^struct tcpevent;$", text, flags=re.M):
+        out.append("struct tcpevent;")  # the opaque handle
+    for name in FUNCTIONS:
+        m = re.search(rf"^[^;{{}}#]*\b{name}\([^;]*\);", text, flags=re.M)
+        if m:
+            out.append(m.group(0).strip())
     return "\n".join(out) + "\n"
 
 
@@ -183,7 +186,11 @@ class BuildNative(build_ext):
 
 def make_ffi() -> FFI:
     ffi = FFI()
-    ffi.cdef("".join(header_cdef(CSRC / name) for name in CDEF_HEADERS) + FUNCTIONS)
+    cdef = "".join(header_cdef(CSRC / name) for name in CDEF_HEADERS)
+    missing = [name for name in FUNCTIONS if f" {name}(" not in cdef and f"*{name}(" not in cdef]
+    if missing:
+        raise RuntimeError(f"no prototype of {missing} in {CDEF_HEADERS}")
+    ffi.cdef(cdef)
     ffi.set_source(
         "tcpevent._native",
         "".join(f'#include "{name}"\n' for name in CDEF_HEADERS),

@@ -2,12 +2,14 @@
 
 The same protocol as ``consumer.c`` (see benchmarks/run.py)::
 
-    py_consumer.py --mode batch|single [--hold] [--queue-size N]
+    py_consumer.py --mode batch|single [--hold] [--queue-size N] [--events KINDS]
 
 Prints ``READY`` once attached, then reads commands on stdin: ``pid N``
 (count that process's events; answers ``PID N``), ``go`` (with ``--hold``:
 start draining, to measure raw dequeue throughput), ``stop`` (drain until
-200 ms pass without an event, print one JSON object, exit).
+200 ms pass without an event, print one JSON object, exit). With
+``--events connect,accept,close``, the target's close events are counted as
+always and its connect and accept events apart, with their handshake times.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Counter:
         self.total = 0
         self.targeted = 0
         self.latency: dict[int, int] = {}
+        self.lifecycle = 0  # the target's connect and accept events
+        self.handshake: dict[int, int] = {}  # of its connect events, by bucket
         self.first = 0.0
         self.last_target = 0.0
         self.last_event = time.monotonic()
@@ -44,9 +48,15 @@ class Counter:
         now_ns = time.time_ns()
         self.total += len(events)
         pid = self.target_pid
-        ours = [ev for ev in events if ev.pid == pid]
+        ours = [ev for ev in events if ev.pid == pid and ev.kind == "close"]
         self.targeted += len(ours)
-        if len(ours) != len(events) and len(self.others) < 10:
+        for ev in events:
+            if ev.pid == pid and ev.kind != "close":
+                self.lifecycle += 1
+                if ev.kind == "connect":
+                    bucket = ev.handshake_ns // (LATENCY_BUCKET_US * 1000)
+                    self.handshake[bucket] = self.handshake.get(bucket, 0) + 1
+        if len(ours) + self.lifecycle == 0 and events and len(self.others) < 10:
             self.others += [
                 f"pid={ev.pid} task={ev.task} {ev.sport}->{ev.dport} {ev.state.name}"
                 for ev in events
@@ -59,13 +69,14 @@ class Counter:
         if ours:
             self.last_target = self.last_event
 
-    def percentile(self, p: float) -> float:
-        n = sum(self.latency.values())
+    def percentile(self, p: float, histogram: dict[int, int] | None = None) -> float:
+        hist = self.latency if histogram is None else histogram
+        n = sum(hist.values())
         if not n:
             return -1.0
         want, seen = int(p * n), 0
-        for bucket in sorted(self.latency):
-            seen += self.latency[bucket]
+        for bucket in sorted(hist):
+            seen += hist[bucket]
             if seen > want:
                 return float(bucket * LATENCY_BUCKET_US)
         return -1.0
@@ -76,6 +87,7 @@ def main() -> int:
     parser.add_argument("--mode", choices=["batch", "single"], default="batch")
     parser.add_argument("--hold", action="store_true")
     parser.add_argument("--queue-size", type=int, default=tcpevent.DEFAULT_QUEUE_SIZE)
+    parser.add_argument("--events", default="close", help="kinds, comma-separated")
     args = parser.parse_args()
 
     counter = Counter()
@@ -84,7 +96,7 @@ def main() -> int:
     if not args.hold:
         go.set()
 
-    with tcpevent.Tracer(queue_size=args.queue_size) as tracer:
+    with tcpevent.Tracer(queue_size=args.queue_size, events=args.events.split(",")) as tracer:
 
         def drain() -> None:
             go.wait()
@@ -128,6 +140,8 @@ def main() -> int:
                 "drain_seconds": max(counter.last_target - counter.first, 0.0),
                 "latency_p50_us": counter.percentile(0.5),
                 "latency_p99_us": counter.percentile(0.99),
+                "lifecycle_events": counter.lifecycle,
+                "handshake_p99_us": counter.percentile(0.99, counter.handshake),
                 "cpu_user": usage.ru_utime - start.ru_utime,
                 "cpu_sys": usage.ru_stime - start.ru_stime,
                 "maxrss_kb": usage.ru_maxrss,

@@ -62,6 +62,7 @@ RESULTS = HERE / "results"
 BPFTRACE_ONELINER = "tracepoint:sock:inet_sock_set_state { @hits = count(); }"
 SYSCALLS = BUILD / "syscalls"
 NO_HOOKS = "C, no accept hooks"  # a churn row only: it dequeues like "C consumer"
+ALL_EVENTS = "Python, all events"  # a churn row only: connect, accept and close events
 
 
 def build() -> tuple[Path, Path]:
@@ -240,6 +241,9 @@ def configurations(consumer: Path, queue_size: int | None = None) -> dict[str, T
             {**env, "TCPEVENT_NO_ACCEPT_HOOKS": "1"},
         ),
         "Python batch": Tracer("Python batch", [*py, "--mode", "batch", *qs]),
+        ALL_EVENTS: Tracer(
+            ALL_EVENTS, [*py, "--mode", "batch", "--events", "connect,accept,close", *qs]
+        ),
         "Python single": Tracer("Python single", [*py, "--mode", "single", *qs]),
     }
     if shutil.which("bpftrace"):
@@ -290,6 +294,9 @@ def summarize(runs: dict[str, list[dict[str, Any]]], connections: int) -> list[d
             row["latency_p50_us"] = statistics.median(t["latency_p50_us"] for t in tracers)
             row["latency_p99_us"] = statistics.median(t["latency_p99_us"] for t in tracers)
             row["maxrss_kb"] = max(t["maxrss_kb"] for t in tracers)
+            if "lifecycle_events" in tracers[0] and name == ALL_EVENTS:
+                row["lifecycle"] = [t["lifecycle_events"] for t in tracers]
+                row["handshake_p99_us"] = max(t["handshake_p99_us"] for t in tracers)
         rows.append(row)
     return rows
 
@@ -299,7 +306,7 @@ def dequeue_throughput(churn: Path, consumer: Path, connections: int) -> list[di
     queue = 1 << (2 * connections + 4096).bit_length()
     rows = []
     for name, tracer in configurations(consumer, queue).items():
-        if tracer is None or isinstance(tracer, Bpftrace) or name == NO_HOOKS:
+        if tracer is None or isinstance(tracer, Bpftrace) or name in (NO_HOOKS, ALL_EVENTS):
             continue
         tracer.cmd.append("--hold")
         tracer.start()
@@ -319,7 +326,7 @@ def latency_at_rate(churn: Path, consumer: Path, rate: int, seconds: int) -> lis
     rows = []
     args = ["-n", str(rate * seconds), "-t", "2", "-r", str(rate)]
     for name, tracer in configurations(consumer).items():
-        if tracer is None or isinstance(tracer, Bpftrace) or name == NO_HOOKS:
+        if tracer is None or isinstance(tracer, Bpftrace) or name in (NO_HOOKS, ALL_EVENTS):
             continue
         result = run_churn(churn, args, tracer, time_wait=True)
         res = result["tracer"]

@@ -46,6 +46,12 @@ def _row(section: str, config: str, key: str) -> Callable[[dict[str, Any]], floa
     return get
 
 
+def _ratio(report: dict[str, Any], regime: str, a: str, b: str) -> float | None:
+    """Row a's churn rate over row b's, in one regime of one run."""
+    ra, rb = _row(regime, a, "rate")(report), _row(regime, b, "rate")(report)
+    return ra / rb if ra is not None and rb else None
+
+
 def _lost(regime: str) -> Callable[[dict[str, Any]], float | None]:
     """Events of the churn neither delivered nor counted, over every run."""
 
@@ -62,6 +68,17 @@ def _lost(regime: str) -> Callable[[dict[str, Any]], float | None]:
     return get
 
 
+def _lifecycle_lost(report: dict[str, Any]) -> float | None:
+    """connect + accept events of the churn missing, beyond what missed counts."""
+    for row in report.get("no TIME_WAIT", {}).get("rows", []):
+        if "lifecycle" in row:
+            want = 2 * report["connections"]
+            return float(
+                sum(max(0, want - got - d) for got, d in zip(row["lifecycle"], row["dropped"]))
+            )
+    return None
+
+
 TARGETS = (
     Target(
         "no-TIME_WAIT churn ratio, C consumer", _row("no TIME_WAIT", "C consumer", "ratio"), 0.85
@@ -72,8 +89,21 @@ TARGETS = (
         0.75,
     ),
     Target("default churn ratio, C consumer", _row("default", "C consumer", "ratio"), 0.95),
+    Target(
+        "no-TIME_WAIT churn ratio, Python with connect+accept+close / close only",
+        lambda r: _ratio(r, "no TIME_WAIT", "Python, all events", "Python batch"),
+        0.9,
+    ),
+    Target(
+        "loopback handshake p99, connect events",
+        _row("no TIME_WAIT", "Python, all events", "handshake_p99_us"),
+        5000,
+        higher_is_better=False,
+        unit=" us",
+    ),
     Target("events lost uncounted, default", _lost("default"), 0, higher_is_better=False),
     Target("events lost uncounted, no TIME_WAIT", _lost("no TIME_WAIT"), 0, higher_is_better=False),
+    Target("connect+accept events lost uncounted", _lifecycle_lost, 0, higher_is_better=False),
     Target(
         "Python conversion",
         lambda r: r.get("conversion", {}).get("events_per_cpu_s"),

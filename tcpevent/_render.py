@@ -14,14 +14,18 @@ Connections (``--connections``): a table like ``ss -tip``, or JSON lines.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
+from tcpevent._convert import ZERO_EVENT
 from tcpevent.connections import Connection
-from tcpevent.event import TcpEvent
+from tcpevent.event import TcpEvent, TcpState
 
 __all__ = [
     "EVENT_FORMATS",
+    "EXAMPLE_EVENT",
     "LIFECYCLE_FORMATS",
     "LIFECYCLE_HEADER",
     "LINE_HEADER",
@@ -46,6 +50,29 @@ _BLOCK = (
     "Destination: {daddr}:{dport}\n"
     "Event time: {time}\n"
     "---\n"
+)
+
+
+#: The event of the original documentation's example output (an ssh
+#: connection over IPv6; the fields the original has no place for: 0).
+EXAMPLE_EVENT: TcpEvent = replace(
+    ZERO_EVENT,
+    time_ns=1628184562000000000,
+    pid=1177932,
+    uid=1000,
+    rx_bytes=2988,
+    tx_bytes=3301,
+    segs_out=20,
+    segs_in=18,
+    family=socket.AF_INET6,
+    sport=58532,
+    dport=22,
+    task="ssh",
+    saddr="2001:aaa:fff:eee:ccc:a627:f45f:9c0c",
+    daddr="2601:xxx:yyy:zzz:aaa:db60:46cd:971c",
+    state=TcpState.ESTABLISHED,
+    direction="outbound",
+    lifetime_ns=5_417_300_000,
 )
 
 

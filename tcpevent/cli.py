@@ -26,14 +26,12 @@ import io
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
 import types
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -42,13 +40,14 @@ from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
 from tcpevent._options import EVENT_KINDS
 from tcpevent._render import (
     EVENT_FORMATS,
+    EXAMPLE_EVENT,
     LIFECYCLE_FORMATS,
     format_connection_json,
     format_connections_table,
 )
 from tcpevent.connections import connections, parse_states
 from tcpevent.errors import TracerError, TracerPermissionError
-from tcpevent.event import TcpEvent, TcpState
+from tcpevent.event import TcpEvent
 from tcpevent.tracer import Tracer
 
 __all__ = ["DEFAULT_LIB_DIR", "MODES", "build_parser", "exit_status", "main"]
@@ -114,30 +113,10 @@ def _seconds(text: str) -> float:
 
 
 def _help_example() -> str:
-    """Each ``--format`` applied to one made-up event, for ``--help``."""
-    from tcpevent._convert import ZERO_EVENT
-
-    ev = replace(
-        ZERO_EVENT,
-        time_ns=1_628_184_562_512_000_000,
-        pid=1177932,
-        uid=1000,
-        rx_bytes=2988,
-        tx_bytes=3301,
-        segs_out=20,
-        segs_in=18,
-        family=socket.AF_INET,
-        sport=58532,
-        dport=22,
-        task="ssh",
-        saddr="192.168.1.20",
-        daddr="192.168.1.1",
-        lifetime_ns=5_417_300_000,
-        state=TcpState.FIN_WAIT2,
-    )
+    """Each ``--format`` applied to the original documentation's example event."""
     parts = []
     for name, (header, render) in EVENT_FORMATS.items():
-        text = header + render(ev)
+        text = header + render(EXAMPLE_EVENT)
         parts.append(f"--format {name}:\n" + "".join("  " + line for line in text.splitlines(True)))
     return "examples of the event formats (one event):\n" + "\n".join(parts)
 

@@ -26,7 +26,7 @@ from typing import Any, Union
 from tcpevent import _core
 from tcpevent._options import FamilyArg, _id_list, parse_family
 from tcpevent.errors import error_from_code
-from tcpevent.event import TcpState, endpoint, family_name
+from tcpevent.event import Endpoints, TcpState, family_name
 
 __all__ = [
     "ACCECN_LAYOUT",
@@ -353,7 +353,7 @@ class SocketMemory:
 
 
 @dataclass(frozen=True)
-class Connection:
+class Connection(Endpoints):
     """One live TCP socket, as sock_diag reports it now. Immutable.
 
     ``pid``/``task`` are 0 and ``""`` when the owner is unknown (not asked
@@ -447,16 +447,6 @@ class Connection:
     """Socket memory, None if not sent."""
     info: TcpInfo | None
     """The full ``tcp_info``; None if not sent (mini-sockets, ``LISTEN`` on old kernels)."""
-
-    @property
-    def local(self) -> str:
-        """``"addr:port"``, IPv6 in brackets (``"[::1]:8080"``)."""
-        return endpoint(self.family, self.saddr, self.sport)
-
-    @property
-    def peer(self) -> str:
-        """``"addr:port"`` of the remote end, IPv6 in brackets."""
-        return endpoint(self.family, self.daddr, self.dport)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready builtins: ``family`` as ``"AF_INET"``/``"AF_INET6"``,

@@ -15,6 +15,7 @@ __all__ = [
     "FAMILIES",
     "FAMILY_NAMES",
     "Direction",
+    "Endpoints",
     "EventKind",
     "TcpEvent",
     "TcpState",
@@ -148,8 +149,31 @@ def _c_string(text: str, size: int) -> bytes:
     return text.encode("utf-8", "surrogateescape")[: size - 1]
 
 
+class Endpoints:
+    """``local`` and ``peer`` of a socket: ``"addr:port"``, an IPv6 address
+    in brackets (``"[::1]:8080"``). For the dataclasses that have ``family``,
+    ``saddr``/``sport`` (this end) and ``daddr``/``dport`` (the remote one)."""
+
+    __slots__ = ()
+    family: int
+    saddr: str
+    sport: int
+    daddr: str
+    dport: int
+
+    @property
+    def local(self) -> str:
+        """``"addr:port"`` of this end."""
+        return endpoint(self.family, self.saddr, self.sport)
+
+    @property
+    def peer(self) -> str:
+        """``"addr:port"`` of the remote end."""
+        return endpoint(self.family, self.daddr, self.dport)
+
+
 @dataclass(frozen=True)
-class TcpEvent:
+class TcpEvent(Endpoints):
     """One TCP connection event, immutable.
 
     The first 13 fields are those of the original ``struct tcp_event_t``
@@ -270,16 +294,6 @@ class TcpEvent:
     def destination(self) -> str:
         """``"daddr:dport"``, as the original example prints it."""
         return f"{self.daddr}:{self.dport}"
-
-    @property
-    def local(self) -> str:
-        """``"addr:port"`` of this end, IPv6 in brackets (``"[::1]:8080"``)."""
-        return endpoint(self.family, self.saddr, self.sport)
-
-    @property
-    def peer(self) -> str:
-        """``"addr:port"`` of the remote end, IPv6 in brackets."""
-        return endpoint(self.family, self.daddr, self.dport)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-ready builtins: one key per field.
