@@ -168,7 +168,7 @@ class Tracer:
 
     ``accept_hooks=False`` leaves out the two ``accept()`` syscall hooks:
     while any syscall tracepoint is attached, every system call of every
-    process on the host is slower (about 55 ns here; docs/performance.md).
+    process on the host is slower (docs/performance.md says by how much).
     The price: a passive connection that ends in softirq (reset by its peer)
     before its process closed or shut it down has no owner (``pid`` 0).
 
