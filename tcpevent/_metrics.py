@@ -12,17 +12,17 @@ the life of the process (counters stay monotonic for ``rate()``), and
 every event is counted exactly once, folded or not: the sum over all label
 sets is exact.
 
-The fields that only some versions of :class:`~tcpevent.TcpEvent` carry
-(``direction``, ``container_id``, and the lifecycle's ``error``,
-``handshake_ns``, ``accept_wait_ns`` with its ``connect``/``accept`` events)
-are read in :func:`direction_of`, :func:`container_of` and
-:data:`LIFECYCLE` only.
+Connect and accept events (the tracer is opened with ``events={"connect",
+"accept", "close"}``) update the handshake and accept-wait histograms; a
+close of a connection that never reached ESTABLISHED also counts in
+``tcpevent_connect_failures_total``, by its error. Everything an event
+gives the labels is read in :func:`connection_labels` (the container id,
+which events do not carry yet, in :func:`container_of` alone).
 """
 
 from __future__ import annotations
 
 import bisect
-import errno
 import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,12 +32,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from tcpevent.event import TcpEvent, TcpState
+from tcpevent.event import TcpEvent
 
 __all__ = [
     "DEFAULT_MAX_SERIES",
+    "EVENT_KINDS",
     "LABELS",
-    "LIFECYCLE",
     "OTHER",
     "EventMetrics",
     "SeriesBudget",
@@ -54,10 +54,9 @@ PEER_LABEL = "peer"
 #: Length of the short container id (as ``docker ps`` shows it).
 SHORT_ID = 12
 
-_FIELDS = frozenset(TcpEvent.__dataclass_fields__)
-#: Whether events carry the connection lifecycle: ``connect`` and ``accept``
-#: events, ``handshake_ns``, ``accept_wait_ns`` and the ``error`` at close.
-LIFECYCLE = {"error", "handshake_ns", "accept_wait_ns"} <= _FIELDS
+#: The kinds of events the metrics are made of (``Tracer(events=...)``).
+EVENT_KINDS = frozenset({"connect", "accept", "close"})
+_DIRECTIONS = frozenset({"outbound", "inbound"})
 
 _FAMILY_LABEL = {int(socket.AF_INET): "ipv4", int(socket.AF_INET6): "ipv6"}
 _NS = 1e9
@@ -66,17 +65,11 @@ _NS = 1e9
 # ---- labels ---------------------------------------------------------------------
 
 
-def direction_of(ev: TcpEvent) -> str:
-    """``"outbound"`` (this side called connect()), ``"inbound"`` (accepted),
-    or ``"unknown"``, also for events that do not say."""
-    direction = getattr(ev, "direction", None)
-    return direction if direction in ("outbound", "inbound") else "unknown"
-
-
 def container_of(ev: TcpEvent) -> str:
-    """The short (12 hex digits) id of the socket's container, ``""`` if none."""
+    """The short (12 hex digits) id of the socket's container, ``""`` if none
+    (also while events do not carry ``container_id``)."""
     container_id = getattr(ev, "container_id", None)
-    return container_id[:SHORT_ID] if container_id else ""
+    return container_id[:SHORT_ID] if isinstance(container_id, str) else ""
 
 
 def service_port(direction: str, sport: int, dport: int) -> int:
@@ -94,7 +87,7 @@ def service_port(direction: str, sport: int, dport: int) -> int:
 def connection_labels(ev: TcpEvent, peer: bool = False) -> tuple[str, ...]:
     """The label values of ``ev``, in the order of :data:`LABELS` (and
     ``peer``, the remote address, when ``peer`` is true)."""
-    direction = direction_of(ev)
+    direction = ev.direction if ev.direction in _DIRECTIONS else "unknown"
     family = _FAMILY_LABEL.get(int(ev.family)) or str(int(ev.family))
     labels = (
         direction,
@@ -104,11 +97,6 @@ def connection_labels(ev: TcpEvent, peer: bool = False) -> tuple[str, ...]:
         container_of(ev),
     )
     return (*labels, ev.daddr) if peer else labels
-
-
-def error_label(error: int) -> str:
-    """An errno as its name (``"ECONNREFUSED"``), or its number if it has none."""
-    return errno.errorcode.get(error, str(error))
 
 
 # ---- metric definitions -------------------------------------------------------------
@@ -178,12 +166,13 @@ CLOSES = GroupSpec(
         ),
     ),
 )
-#: Connects that failed (a close in SYN_SENT), by error.
+#: Connections that never reached ESTABLISHED, by error.
 FAILURES = GroupSpec(
     counters=(
         Counter(
             "tcpevent_connect_failures_total",
-            "Connects that failed (closed in SYN_SENT), by the socket's error.",
+            "Connections closed before their handshake completed (a failed connect(): "
+            "closed in SYN_SENT; or SYN_RECV), by the socket's error.",
         ),
     ),
     extra_labels=("error",),
@@ -324,32 +313,27 @@ class EventMetrics(Collector):
     label sets); ``label_peer`` adds the ``peer`` label (the remote address).
     """
 
+    GROUPS = (CLOSES, FAILURES, HANDSHAKES, ACCEPT_WAITS)
+
     def __init__(self, max_series: int = DEFAULT_MAX_SERIES, label_peer: bool = False) -> None:
         self._lock = threading.Lock()
         self._peer = label_peer
         self.budget = SeriesBudget(max_series)
         labels = (*LABELS, PEER_LABEL) if label_peer else LABELS
-        self._closes = Group(CLOSES, labels, self.budget)
-        self._groups = [self._closes]
-        self._failures: Group | None = None
-        self._handshakes: Group | None = None
-        self._accept_waits: Group | None = None
-        if LIFECYCLE:
-            self._failures = Group(FAILURES, labels, self.budget)
-            self._handshakes = Group(HANDSHAKES, labels, self.budget)
-            self._accept_waits = Group(ACCEPT_WAITS, labels, self.budget)
-            self._groups += [self._failures, self._handshakes, self._accept_waits]
+        self._closes, self._failures, self._handshakes, self._accept_waits = self._groups = [
+            Group(spec, labels, self.budget) for spec in self.GROUPS
+        ]
         self.folded = 0
         """Events counted under ``__other__`` for want of budget."""
 
-    @staticmethod
-    def minimum_series() -> int:
+    @classmethod
+    def minimum_series(cls) -> int:
         """The smallest budget: the ``__other__`` label set of every group."""
-        groups = [CLOSES, FAILURES, HANDSHAKES, ACCEPT_WAITS] if LIFECYCLE else [CLOSES]
-        return sum(g.series for g in groups)
+        return sum(g.series for g in cls.GROUPS)
 
     def observe(self, events: Iterable[TcpEvent]) -> None:
-        """Count ``events``: closes, and connects and accepts where events carry them."""
+        """Count ``events``: closes, connects and accepts (snapshots describe
+        connections still open: their close counts them)."""
         with self._lock:
             for ev in events:
                 if self._observe(ev, connection_labels(ev, self._peer)):
@@ -364,15 +348,12 @@ class EventMetrics(Collector):
                 (1, ev.rx_bytes, ev.tx_bytes, ev.retrans),
                 (_seconds(ev.lifetime_ns), _seconds(ev.rtt_us * 1000)),
             )
-            if self._failures is not None and ev.state == TcpState.SYN_SENT:
-                error = error_label(getattr(ev, "error", 0))
-                folded |= self._failures.add((*key, error), (1,), ())
-        elif ev.kind in ("connect", "accept") and self._handshakes is not None:
-            folded = self._handshakes.add(key, (), (_seconds(getattr(ev, "handshake_ns", 0)),))
-            if ev.kind == "accept" and self._accept_waits is not None:
-                wait = _seconds(getattr(ev, "accept_wait_ns", 0))
-                folded |= self._accept_waits.add(key, (), (wait,))
-        # Snapshots describe connections still open: their close counts them.
+            if ev.failed:
+                folded |= self._failures.add((*key, ev.error_name or ""), (1,), ())
+        elif ev.kind in ("connect", "accept"):
+            folded = self._handshakes.add(key, (), (_seconds(ev.handshake_ns),))
+            if ev.kind == "accept":
+                folded |= self._accept_waits.add(key, (), (_seconds(ev.accept_wait_ns),))
         return folded
 
     def collect(self) -> Iterator[Metric]:

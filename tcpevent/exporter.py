@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 
 from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
 from tcpevent._health import HealthCollector
-from tcpevent._metrics import DEFAULT_MAX_SERIES, LIFECYCLE, OTHER, EventMetrics
+from tcpevent._metrics import DEFAULT_MAX_SERIES, EVENT_KINDS, OTHER, EventMetrics
 from tcpevent.cli import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -195,9 +195,8 @@ def _serve_http(where: Listen, registry: CollectorRegistry) -> tuple[Any, Listen
 
 
 def _open_tracer(args: argparse.Namespace) -> Tracer:
-    options: dict[str, Any] = {}
-    if LIFECYCLE:
-        options["events"] = {"connect", "accept", "close"}
+    # Accept events come from the accept() hooks: none without them.
+    kinds = EVENT_KINDS if args.accept_hooks else EVENT_KINDS - {"accept"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         tracer = Tracer(
@@ -206,7 +205,7 @@ def _open_tracer(args: argparse.Namespace) -> Tracer:
             family=args.family,
             queue_size=args.queue_size,
             accept_hooks=args.accept_hooks,
-            **options,
+            events=kinds,
         )
     for warning in caught:
         print(f"{warning.message}", file=sys.stderr)

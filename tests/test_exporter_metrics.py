@@ -5,13 +5,14 @@ is checked is what prometheus_client serves (its text format, parsed back)."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import socket
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tcpevent import TcpEvent, TracerStats, __version__
+from tcpevent import TcpEvent, TcpState, TracerStats, __version__
 from tcpevent._convert import ZERO_EVENT
 from tcpevent._health import HealthCollector
 from tcpevent._metrics import (
@@ -26,7 +27,6 @@ from tcpevent.exporter import Listen, parse_listen
 
 PER_LABEL_SET = CLOSES.series
 FIELDS = set(TcpEvent.__dataclass_fields__)
-DIRECTION_KNOWN = "direction" in FIELDS
 
 
 def event(**fields: object) -> TcpEvent:
@@ -44,6 +44,8 @@ def event(**fields: object) -> TcpEvent:
         "lifetime_ns": 2_000_000,
         "rtt_us": 50,
         "kind": "close",
+        "direction": "outbound",
+        "state": TcpState.FIN_WAIT2,
     }
     wanted = {**base, **fields}
     return dataclasses.replace(ZERO_EVENT, **{k: v for k, v in wanted.items() if k in FIELDS})
@@ -76,7 +78,7 @@ def test_service_port_is_the_listening_side() -> None:
 
 
 def test_labels_of_an_event() -> None:
-    ev = event(
+    inbound = event(
         family=socket.AF_INET6,
         saddr="::1",
         daddr="::2",
@@ -84,16 +86,16 @@ def test_labels_of_an_event() -> None:
         dport=50000,
         direction="inbound",
     )
-    if DIRECTION_KNOWN:
-        assert connection_labels(ev) == ("inbound", "8080", "curl", "ipv6", "")
-        out = event(sport=50000, dport=8080, direction="outbound")
-        assert connection_labels(out)[:2] == ("outbound", "8080")
-    else:
-        # Events that do not say which side connected: the lower port.
-        assert connection_labels(ev) == ("unknown", "8080", "curl", "ipv6", "")
-    assert connection_labels(ev, peer=True)[1:] == ("8080", "curl", "ipv6", "", "::2")
+    assert connection_labels(inbound) == ("inbound", "8080", "curl", "ipv6", "")
+    assert connection_labels(inbound, peer=True) == ("inbound", "8080", "curl", "ipv6", "", "::2")
+    outbound = event(sport=50000, dport=8080, direction="outbound")
+    assert connection_labels(outbound) == ("outbound", "8080", "curl", "ipv4", "")
+    # Direction unknown (e.g. a custom program): the lower port.
+    assert connection_labels(event(sport=50000, dport=8080, direction="unknown"))[:2] == (
+        "unknown",
+        "8080",
+    )
     assert connection_labels(event(task=""))[2] == ""
-    assert connection_labels(event())[3] == "ipv4"
 
 
 # ---- counting and the budget -------------------------------------------------------------------
@@ -137,8 +139,8 @@ def test_histograms_bucket_at_their_bounds_and_skip_unknown_values() -> None:
 
 
 def test_budget_folds_new_label_sets_and_keeps_sums_exact() -> None:
-    # Room for __other__ and two label sets.
-    m = EventMetrics(max_series=3 * PER_LABEL_SET)
+    # Room for the __other__ label sets and two label sets of closes.
+    m = EventMetrics(max_series=EventMetrics.minimum_series() + 2 * PER_LABEL_SET)
     events = [event(dport=1000 + i % 10, rx_bytes=i) for i in range(100)]
     m.observe(events[:50])
     first = values(m, "tcpevent_connections_closed_total")
@@ -167,6 +169,40 @@ def test_the_smallest_budget_folds_everything() -> None:
     m.observe([event(dport=p) for p in range(1, 6)])
     other = (OTHER,) * len(LABELS)
     assert values(m, "tcpevent_connections_closed_total") == {other: 5}
+
+
+def test_connects_accepts_and_failures() -> None:
+    m = EventMetrics()
+    m.observe(
+        [
+            event(kind="connect", handshake_ns=40_000),
+            event(
+                kind="accept",
+                direction="inbound",
+                sport=443,
+                dport=45000,
+                handshake_ns=5_000,
+                accept_wait_ns=300_000_000,
+            ),
+            event(state=TcpState.SYN_SENT, error=errno.ECONNREFUSED, rx_bytes=0, tx_bytes=0),
+            event(state=TcpState.SYN_SENT, error=0, rx_bytes=0, tx_bytes=0),
+            event(),  # an orderly close: no failure
+        ]
+    )
+    out = ("outbound", "443", "curl", "ipv4", "")
+    inb = ("inbound", "443", "curl", "ipv4", "")
+    got = {(n, tuple(lab.get(k, "") for k in (*LABELS, "error"))): v for n, lab, v in samples(m)}
+    assert got[("tcpevent_handshake_seconds_count", (*out, ""))] == 1
+    assert got[("tcpevent_handshake_seconds_sum", (*out, ""))] == pytest.approx(40e-6)
+    assert got[("tcpevent_handshake_seconds_count", (*inb, ""))] == 1
+    assert got[("tcpevent_accept_wait_seconds_count", (*inb, ""))] == 1
+    assert got[("tcpevent_accept_wait_seconds_sum", (*inb, ""))] == pytest.approx(0.3)
+    assert ("tcpevent_accept_wait_seconds_count", (*out, "")) not in got
+    # Connects and accepts are not closes; the failed connects are.
+    assert values(m, "tcpevent_connections_closed_total") == {out: 3}
+    assert got[("tcpevent_connect_failures_total", (*out, "ECONNREFUSED"))] == 1
+    assert got[("tcpevent_connect_failures_total", (*out, ""))] == 1
+    assert sum(v for (n, _), v in got.items() if n == "tcpevent_connect_failures_total") == 2
 
 
 def test_peer_label_only_when_asked() -> None:
