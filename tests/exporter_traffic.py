@@ -10,6 +10,8 @@ process names itself (its comm) COMM, prints ``ready``, and:
 - ``connect COMM PORT IN OUT N``: after a line ``go``, makes N connections
   to PORT, IPv4 and IPv6 alternately, each sending IN bytes, reading OUT
   bytes and closing first; prints ``done N``;
+- ``refused COMM PORT N``: after ``go``, N connects to PORT, where nothing
+  listens, IPv4 and IPv6 alternately: each refused; prints ``done N``;
 - ``budget COMM LISTEN_BASE LISTENERS CLIENT_BASE PER_LISTENER``: after
   ``go``, for each of LISTENERS ports from LISTEN_BASE in turn, listens on
   127.0.0.1 and makes PER_LISTENER connections to it, each from a local
@@ -74,6 +76,20 @@ def connect(port: int, size_in: int, size_out: int, n: int) -> None:
     say(f"done {n}")
 
 
+def refused(port: int, n: int) -> None:
+    say("ready")
+    assert sys.stdin.readline().strip() == "go"
+    for i in range(n):
+        family = socket.AF_INET if i % 2 == 0 else socket.AF_INET6
+        with socket.socket(family) as s:
+            try:
+                s.connect((LOOPBACK[family], port))
+            except ConnectionRefusedError:
+                continue
+        raise AssertionError(f"a connect to {port} was not refused")
+    say(f"done {n}")
+
+
 def budget(listen_base: int, listeners: int, client_base: int, per_listener: int) -> None:
     say("ready")
     assert sys.stdin.readline().strip() == "go"
@@ -106,6 +122,8 @@ def main(argv: list[str]) -> None:
         serve(args)
     elif role == "connect":
         connect(*map(int, args))
+    elif role == "refused":
+        refused(*map(int, args))
     elif role == "budget":
         budget(*map(int, args))
     else:

@@ -8,9 +8,10 @@ from processes of known pids and command names (tests/exporter_traffic.py),
 and each exporter is filtered to those pids: the tracer sees the whole
 host, other suites' connections never reach these metrics.
 
-Each connection has two ends on loopback, and each end is one close event:
-a connection counts twice, once per end (``outbound`` and ``inbound`` once
-events carry their direction; both ``unknown`` before).
+Each connection has two ends on loopback, and each end is one close event
+(and one connect or accept event): a connection counts twice, once
+``outbound`` (the end that called connect()) and once ``inbound`` (the end
+accept() handed out).
 """
 
 from __future__ import annotations
@@ -35,19 +36,12 @@ from accounting import LOST_MAX
 from prometheus_client.parser import text_string_to_metric_families
 from promutil import SCRAPES_TIMEOUT, Exporter, Prometheus
 
-from tcpevent import TcpEvent
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TRAFFIC = HERE / "exporter_traffic.py"
 UNIT = ROOT / "examples" / "systemd" / "tcpevent-exporter.service"
 DOCS = ROOT / "docs" / "exporter.md"
 NOBODY = 65534
-
-#: Events say which side connected: the ends split into outbound and inbound.
-DIRECTION_KNOWN = "direction" in TcpEvent.__dataclass_fields__
-#: Events carry connects, accepts and close errors: the lifecycle metrics exist.
-LIFECYCLE = {"error", "handshake_ns", "accept_wait_ns"} <= set(TcpEvent.__dataclass_fields__)
 
 #: The metrics whose series the budget bounds (each label set's series).
 BUDGETED = (
@@ -223,12 +217,15 @@ def assert_counts(
 
 
 def assert_sum_exact(prometheus: Prometheus, sel: str) -> None:
-    """The sum over all label sets, ``__other__`` included, is every event
-    the tracer read: all of them closes, none dropped, none still queued."""
+    """The sums over all label sets, ``__other__`` included, are every event
+    the tracer read: each close in the closes, each connect and accept in
+    the handshakes; none dropped, none still queued."""
     assert prometheus.scalar(f"sum(tcpevent_events_dropped_total{sel})") == 0
     assert prometheus.scalar(f"tcpevent_queue_depth{sel}") == 0
     events = prometheus.scalar(f"tcpevent_events_total{sel}")
-    assert prometheus.scalar(f"sum(tcpevent_connections_closed_total{sel})") == events
+    closes = prometheus.scalar(f"sum(tcpevent_connections_closed_total{sel})")
+    opens = prometheus.scalar(f"sum(tcpevent_handshake_seconds_count{sel})")
+    assert closes + opens == events, (closes, opens, events)
 
 
 def promql_examples() -> list[str]:
@@ -280,6 +277,8 @@ def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
 
 
 PORT_A, PORT_B = 8080, 5432
+#: Where nothing listens: every connect there is refused.
+PORT_REFUSED, REFUSED = 9099, 4
 #: Per service port: connections, bytes each client sends, bytes the server sends back.
 TRAFFIC_PLAN = {PORT_A: (12, 1000, 3000), PORT_B: (8, 300, 20000)}
 #: bytes_acked counts the SYN and the FIN, bytes_received the FIN: per end.
@@ -288,81 +287,71 @@ ALLOWANCE = 2
 
 @pytest.mark.bpf
 def test_prometheus_counts_known_traffic_exactly(prometheus: Prometheus, netns: str) -> None:
-    """Two commands connect to two service ports over IPv4 and IPv6; what
-    Prometheus stores is exactly that traffic."""
+    """Two commands connect to two service ports over IPv4 and IPv6, a third
+    is refused by a third port; what Prometheus stores is exactly that."""
     roles: list[Role] = []
     exporter = None
     try:
-        server = Role(
-            netns, "serve", "te-exp-srv", *(f"{p}:{c}:{s}" for p, (_, c, s) in TRAFFIC_PLAN.items())
-        )
+        specs = [f"{port}:{sent}:{back}" for port, (_, sent, back) in TRAFFIC_PLAN.items()]
+        server = Role(netns, "serve", "te-exp-srv", *specs)
         roles.append(server)
         clients = {
             port: Role(netns, "connect", comm, port, sent, back, n)
             for comm, (port, (n, sent, back)) in zip(("te-exp-a", "te-exp-b"), TRAFFIC_PLAN.items())
         }
         roles += clients.values()
-        pids = [str(r.pid) for r in roles]
-        exporter = Exporter(
-            [*(a for p in pids for a in ("--pid", p)), "--port", str(PORT_A), "--port", str(PORT_B)]
-        )
+        refused = Role(netns, "refused", "te-exp-refused", PORT_REFUSED, REFUSED)
+        roles.append(refused)
+        filters = [*(a for r in roles for a in ("--pid", str(r.pid)))]
+        filters += [a for p in (PORT_A, PORT_B, PORT_REFUSED) for a in ("--port", str(p))]
+        exporter = Exporter(filters)
         prometheus.add_target("counts", exporter.hostport)
-        for client in clients.values():
-            client.go()
+        for role in (*clients.values(), refused):
+            role.go()
         for port, client in clients.items():
             assert client.done() == TRAFFIC_PLAN[port][0]
-        ends = 2 * sum(n for n, _, _ in TRAFFIC_PLAN.values())
+        assert refused.done() == REFUSED
+        ends = 2 * sum(n for n, _, _ in TRAFFIC_PLAN.values()) + REFUSED
         lost = ends - wait_for_closes(exporter, ends).total
         prometheus.wait_scrapes("counts", time.time())
 
         sel = '{test="counts"}'
         assert prometheus.scalar(f"up{sel}") == 1
         assert_sum_exact(prometheus, sel)
+        closed = f"tcpevent_connections_closed_total{sel}"
+
+        # Each connection once outbound (the client's end), once inbound
+        # (the server's); a refused connect has its outbound end only.
         by_port = prometheus.by(
-            f"sum by (service_port, direction) (tcpevent_connections_closed_total{sel})",
-            "service_port",
-            "direction",
+            f"sum by (service_port, direction) ({closed})", "service_port", "direction"
         )
-        if DIRECTION_KNOWN:
-            expected = {
-                (str(p), d): n
-                for p, (n, _, _) in TRAFFIC_PLAN.items()
-                for d in ("outbound", "inbound")
-            }
-        else:
-            expected = {(str(p), "unknown"): 2 * n for p, (n, _, _) in TRAFFIC_PLAN.items()}
+        expected = {(str(PORT_REFUSED), "outbound"): REFUSED}
+        for port, (n, _, _) in TRAFFIC_PLAN.items():
+            expected[(str(port), "outbound")] = expected[(str(port), "inbound")] = n
         assert_counts(by_port, expected, lost)
 
         # Each command's own ends, under its own name.
-        by_comm = prometheus.by(
-            f"sum by (comm, service_port) (tcpevent_connections_closed_total{sel})",
-            "comm",
-            "service_port",
-        )
-        expected_comm = {}
+        by_comm = prometheus.by(f"sum by (comm, service_port) ({closed})", "comm", "service_port")
+        expected = {(refused.comm, str(PORT_REFUSED)): REFUSED}
         for port, (n, _, _) in TRAFFIC_PLAN.items():
-            expected_comm[(clients[port].comm, str(port))] = n
-            expected_comm[(server.comm, str(port))] = n
-        assert_counts(by_comm, expected_comm, lost)
+            expected[(clients[port].comm, str(port))] = expected[(server.comm, str(port))] = n
+        assert_counts(by_comm, expected, lost)
 
-        # Half of each command's connections over each family.
-        by_family = prometheus.by(
-            f"sum by (family) (tcpevent_connections_closed_total{sel})", "family"
-        )
+        # Every command alternates IPv4 and IPv6.
+        by_family = prometheus.by(f"sum by (family) ({closed})", "family")
         assert_counts(by_family, {("ipv4",): ends // 2, ("ipv6",): ends // 2}, lost)
-        assert (
-            prometheus.query('tcpevent_connections_closed_total{test="counts",container!=""}') == []
-        )
+        assert prometheus.query(f'{closed.rstrip("}")},container!=""}}') == []
 
         # Bytes each way, per service port, within the SYN/FIN allowance per end.
         for metric in ("tcpevent_received_bytes_total", "tcpevent_sent_bytes_total"):
             got = prometheus.by(f"sum by (service_port) ({metric}{sel})", "service_port")
-            assert set(got) == {(str(p),) for p in TRAFFIC_PLAN}, (metric, got)
+            assert set(got) == {(str(p),) for p in (*TRAFFIC_PLAN, PORT_REFUSED)}, (metric, got)
             for port, (n, sent, back) in TRAFFIC_PLAN.items():
                 payload = n * (sent + back)
                 low = payload - lost * (max(sent, back) + ALLOWANCE)
                 assert low <= got[(str(port),)] <= payload + 2 * n * ALLOWANCE, (metric, port)
-        if DIRECTION_KNOWN and lost == 0:
+            assert got[(str(PORT_REFUSED),)] <= REFUSED * ALLOWANCE
+        if lost == 0:
             # The accepted end received what the client sent, and the other way round.
             rx = prometheus.by(
                 f"sum by (service_port, direction) (tcpevent_received_bytes_total{sel})",
@@ -375,22 +364,43 @@ def test_prometheus_counts_known_traffic_exactly(prometheus: Prometheus, netns: 
 
         # The duration histogram counts every close; its +Inf bucket too.
         counted = ends - lost
-        assert prometheus.scalar(f"sum(tcpevent_connection_duration_seconds_count{sel})") == counted
-        assert (
-            prometheus.scalar(
-                'sum(tcpevent_connection_duration_seconds_bucket{test="counts",le="+Inf"})'
-            )
-            == counted
-        )
+        durations = f"tcpevent_connection_duration_seconds_count{sel}"
+        assert prometheus.scalar(f"sum({durations})") == counted
+        inf = 'tcpevent_connection_duration_seconds_bucket{test="counts",le="+Inf"}'
+        assert prometheus.scalar(f"sum({inf})") == counted
         assert 0 < prometheus.scalar(f"sum(tcpevent_rtt_seconds_count{sel})") <= counted
+
+        # The lifecycle: a handshake for each end of each connection, an
+        # accept for each inbound end, a failure for each refused connect.
+        handshakes = prometheus.by(
+            f"sum by (service_port, direction) (tcpevent_handshake_seconds_count{sel})",
+            "service_port",
+            "direction",
+        )
+        expected = {}
+        for port, (n, _, _) in TRAFFIC_PLAN.items():
+            expected[(str(port), "outbound")] = expected[(str(port), "inbound")] = n
+        assert_counts(handshakes, expected, lost)
+        waits = prometheus.by(
+            f"sum by (service_port, direction) (tcpevent_accept_wait_seconds_count{sel})",
+            "service_port",
+            "direction",
+        )
+        expected = {(str(port), "inbound"): n for port, (n, _, _) in TRAFFIC_PLAN.items()}
+        assert_counts(waits, expected, lost)
+        failures = prometheus.by(
+            f"sum by (error, service_port, direction) (tcpevent_connect_failures_total{sel})",
+            "error",
+            "service_port",
+            "direction",
+        )
+        expected = {("ECONNREFUSED", str(PORT_REFUSED), "outbound"): REFUSED}
+        assert_counts(failures, expected, lost)
         assert prometheus.scalar(f"tcpevent_series_folded_total{sel}") == 0
 
-        # Every PromQL example of docs/exporter.md runs, and those about
-        # metrics that exist now find them.
+        # Every PromQL example of docs/exporter.md runs and finds something.
         for expr in promql_examples():
-            result = prometheus.query(expr)
-            if "connect_failures" not in expr or LIFECYCLE:
-                assert result, f"no result for the documented query {expr!r}"
+            assert prometheus.query(expr), f"no result for the documented query {expr!r}"
     finally:
         prometheus.remove_target("counts")
         status = exporter.stop() if exporter is not None else 0
@@ -441,15 +451,16 @@ def test_budget_bounds_series_and_keeps_the_sum_exact(prometheus: Prometheus, ne
         assert prometheus.scalar(f"sum(tcpevent_connections_closed_total{sel})") == counted
         durations = prometheus.scalar(f"sum(tcpevent_connection_duration_seconds_count{sel})")
         assert durations == counted
+        # A connect or accept event for each end too.
+        opens = prometheus.scalar(f"sum(tcpevent_handshake_seconds_count{sel})")
+        assert 2 * connections - LOST_MAX <= opens <= 2 * connections
         closed = "tcpevent_connections_closed_total"
         other = 'test="budget",service_port="__other__",comm="__other__",direction="__other__"'
         assert prometheus.scalar(f"sum({closed}{{{other}}})") > 0
-        if DIRECTION_KNOWN:
-            by_direction = prometheus.by(
-                f'sum by (direction) ({closed}{{test="budget",direction!="__other__"}})',
-                "direction",
-            )
-            assert set(by_direction) <= {("outbound",), ("inbound",)}
+        by_direction = prometheus.by(
+            f'sum by (direction) ({closed}{{test="budget",direction!="__other__"}})', "direction"
+        )
+        assert set(by_direction) == {("outbound",), ("inbound",)}
 
         # The label sets that fit name service ports, never a client's port.
         ports = prometheus.by(
