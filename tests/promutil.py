@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVING_RE = re.compile(r"serving http://(\S+)/metrics")
 #: Liveness bound for anything that should happen within a few scrapes.
 SCRAPES_TIMEOUT = 30.0
@@ -37,6 +36,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _without_preload() -> dict[str, str]:
+    """The environment minus LD_PRELOAD: ``make test-asan`` preloads the
+    sanitizer runtime for our library, not for a Go server."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
 
 def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -83,6 +88,7 @@ class Prometheus:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=workdir,
+                    env=_without_preload(),
                 )
             if self._wait_ready():
                 return
@@ -180,13 +186,12 @@ class Prometheus:
 
 
 class Exporter:
-    """``python -m tcpevent exporter ARGS`` on a free loopback port.
-
-    ``prefix`` goes before the interpreter (e.g. ``setpriv ...``).
+    """``python -m tcpevent exporter ARGS`` on a free loopback port, with
+    the package the tests import (the environment and working directory
+    are inherited). ``prefix`` goes before the interpreter (``setpriv ...``).
     """
 
     def __init__(self, args: Sequence[str], prefix: Sequence[str] = ()) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
             [
                 *prefix,
@@ -196,7 +201,6 @@ class Exporter:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
         )
         self.pid = self.proc.pid
         self._lines: list[str] = []

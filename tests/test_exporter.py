@@ -269,7 +269,6 @@ def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
 
@@ -578,12 +577,7 @@ def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
 def test_help_and_the_events_mode_are_unchanged() -> None:
     r = run_exporter("--help")
     assert r.returncode == 0 and "--max-series" in r.stdout and "--listen" in r.stdout
-    r = subprocess.run(
-        [sys.executable, "-m", "tcpevent", "--help"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    r = subprocess.run([sys.executable, "-m", "tcpevent", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "tcpevent exporter --help" in r.stdout
     assert "--max-series" not in r.stdout
 
