@@ -117,7 +117,12 @@ class Role:
             text=True,
         )
         self.pid = self.proc.pid  # ip netns exec execs in place
-        assert self._line() == "ready"
+        try:
+            assert self._line() == "ready"
+        except BaseException:
+            self.proc.kill()
+            self.stop()
+            raise
 
     def _line(self) -> str:
         assert self.proc.stdout is not None
@@ -496,10 +501,13 @@ def test_exporter_as_nobody_with_the_units_capabilities(prometheus: Prometheus, 
         *("--inh-caps", spec, "--ambient-caps", spec),
     ]
     made = 6
-    server = Role(netns, "serve", "te-exp-srv", f"{PORT_A}:100:200")
-    client = Role(netns, "connect", "te-exp-cli", PORT_A, 100, 200, made)
+    roles: list[Role] = []
     exporter = None
     try:
+        server = Role(netns, "serve", "te-exp-srv", f"{PORT_A}:100:200")
+        roles.append(server)
+        client = Role(netns, "connect", "te-exp-cli", PORT_A, 100, 200, made)
+        roles.append(client)
         exporter = Exporter(["--pid", str(server.pid), "--pid", str(client.pid)], prefix=prefix)
         status = proc_status(exporter.pid)
         assert status["Uid"].split() == [str(NOBODY)] * 4
@@ -523,8 +531,8 @@ def test_exporter_as_nobody_with_the_units_capabilities(prometheus: Prometheus, 
     finally:
         prometheus.remove_target("privileges")
         code = exporter.stop(signal.SIGINT) if exporter is not None else 0
-        client.stop()
-        server.stop()
+        for role in roles:
+            role.stop()
     assert code == 0, exporter.stderr()
     # Full attribution: nothing degraded, nothing to warn about.
     assert exporter.stderr().strip().splitlines()[1:] == [], exporter.stderr()
