@@ -582,6 +582,18 @@ def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_without_prometheus_client_it_says_what_to_install() -> None:
+    hide = (
+        "import sys; sys.modules['prometheus_client'] = None; "
+        "from tcpevent.cli import main; sys.exit(main(['exporter']))"
+    )
+    r = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r
+    assert r.stderr == (
+        "tcpevent exporter: needs prometheus_client: pip install 'tcpevent[prometheus]'\n"
+    )
+
+
 def test_help_and_the_events_mode_are_unchanged() -> None:
     r = run_exporter("--help")
     assert r.returncode == 0 and "--max-series" in r.stdout and "--listen" in r.stdout
