@@ -11,11 +11,15 @@
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 LIB_SO ?= tcpevent/lib/libtcpEvent.so
-# nftables: the lifecycle tests; mono-*: the C# example and its test.
+# nftables: the lifecycle tests; mono-*: the C# example and its test;
+# util-linux (setpriv) and systemd (systemd-analyze): the exporter's tests.
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
-	pkg-config coreutils iproute2 nftables mono-mcs mono-runtime
+	pkg-config coreutils iproute2 nftables mono-mcs mono-runtime util-linux systemd
+# Without their recommends: the Prometheus server the exporter's tests scrape
+# with (not its node exporter).
+APT_LEAN_PACKAGES := prometheus
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
-	pytest-timeout mypy ruff
+	pytest-timeout mypy ruff prometheus_client
 
 .PHONY: all deps build run test lint bench test-asan install-lib clean
 
@@ -30,8 +34,16 @@ deps:
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@$(PYTHON) -c "import setuptools, wheel, cffi, pytest, pytest_mock, pytest_timeout, mypy" \
-		2>/dev/null || $(PYTHON) -m pip install -q $(PIP_PACKAGES)
+	@missing=$$(for p in $(APT_LEAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@$(PYTHON) -c "import setuptools, wheel, cffi, pytest, pytest_mock, pytest_timeout, mypy, \
+		prometheus_client" 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_PACKAGES)
 	@command -v ruff >/dev/null || $(PYTHON) -m pip install -q ruff
 
 build: deps

@@ -10,6 +10,10 @@ Modes (one per run; each is a function ``(args) -> exit status`` in
   their ``tcp_info``, as a table (like ``ss -tip``) or JSON lines; no BPF;
 - ``install-lib``: copy the packaged ``libtcpEvent.so`` for C clients.
 
+``tcpevent exporter ...`` is a subcommand with arguments of its own, the
+Prometheus exporter (:mod:`tcpevent.exporter`): :func:`main` hands it
+everything after the word ``exporter`` before parsing anything.
+
 How things are printed is :mod:`tcpevent._render`'s job.
 
 Exit status: 0 on success, including the end by SIGINT/SIGTERM, ``--count``,
@@ -138,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
             "CAP_DAC_READ_SEARCH; --connections needs no privilege (but shows the owners\n"
             "only of the processes it may inspect).\n"
             "Exit status: 0 ok (also on SIGINT/SIGTERM), 1 the tracer could not start,\n"
-            "2 bad arguments, 77 not privileged."
+            "2 bad arguments, 77 not privileged.\n"
+            "The Prometheus exporter: tcpevent exporter --help."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -520,8 +525,26 @@ def _quiet_broken_pipe() -> None:
         os.close(devnull)
 
 
+def _run_exporter(argv: Sequence[str]) -> int:
+    """``tcpevent exporter ARGS``: the exporter parses ``ARGS`` itself."""
+    try:
+        from tcpevent import exporter
+    except ModuleNotFoundError as exc:
+        if exc.name != "prometheus_client":
+            raise
+        print(
+            "tcpevent exporter: needs prometheus_client: pip install 'tcpevent[prometheus]'",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return exporter.main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tcpevent``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["exporter"]:
+        return _run_exporter(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_mode(parser, args)

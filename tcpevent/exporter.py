@@ -1,0 +1,260 @@
+"""``tcpevent exporter``: a Prometheus exporter of the host's TCP connections.
+
+It runs a :class:`~tcpevent.Tracer` and serves ``/metrics`` (prometheus_client,
+the optional extra ``tcpevent[prometheus]``) on ``--listen ADDR:PORT``,
+127.0.0.1:9477 unless another address is spelled out. The connection
+metrics and their series budget are :mod:`tcpevent._metrics`, the tracer's
+health :mod:`tcpevent._health`; see docs/exporter.md.
+
+Exit status: 0 when stopped by SIGINT or SIGTERM; 1 when it cannot listen
+or the tracer cannot start; 2 for bad arguments; 77 when the privileges to
+load BPF are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+
+from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent._health import HealthCollector
+from tcpevent._metrics import DEFAULT_MAX_SERIES, EVENT_KINDS, OTHER, EventMetrics
+from tcpevent.cli import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    _bounded_int,
+    _signals_stop,
+    _Stop,
+    exit_status,
+)
+from tcpevent.errors import TracerError
+from tcpevent.stats import TracerStats
+from tcpevent.tracer import Tracer
+
+__all__ = ["DEFAULT_LISTEN", "Listen", "build_parser", "main", "parse_listen"]
+
+#: Where metrics are served unless --listen says otherwise: loopback only.
+DEFAULT_PORT = 9477
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_LISTEN = f"{DEFAULT_ADDRESS}:{DEFAULT_PORT}"
+#: Longest wait between two checks for a signal.
+POLL_INTERVAL = 0.1
+BATCH = 1024
+
+
+@dataclass(frozen=True)
+class Listen:
+    """An address and port to serve on."""
+
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+def parse_listen(text: str) -> Listen:
+    """``ADDR:PORT``, ``[IPV6]:PORT``, or ``PORT`` / ``:PORT`` for 127.0.0.1.
+
+    The address is an IP address (no name is resolved); port 0 takes any
+    free port. ``ValueError`` says what is wrong.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        address, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"not [ADDRESS]:PORT: {text!r}")
+    elif ":" not in text:
+        address, port = "", text
+    else:
+        address, _, port = text.rpartition(":")
+        if ":" in address:
+            raise ValueError(f"an IPv6 address goes in brackets, as in [::1]:{port}: {text!r}")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not a port number (0 to 65535): {port!r} in {text!r}")
+    if not address:
+        return Listen(DEFAULT_ADDRESS, int(port))
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"not an IP address: {address!r} in {text!r}") from None
+    if ip.version == 6 and "[" not in text:
+        raise ValueError(f"an IPv6 address goes in brackets, as in [::1]:{port}: {text!r}")
+    return Listen(str(ip), int(port))
+
+
+def _listen_arg(text: str) -> Listen:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tcpevent exporter``."""
+    parser = argparse.ArgumentParser(
+        prog="tcpevent exporter",
+        description=(
+            "Serve Prometheus metrics of the host's TCP connections: connections closed,\n"
+            "bytes each way, retransmits, duration and RTT histograms, by direction,\n"
+            "service port, command, family and container; and the tracer's own health."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Metrics are served on loopback unless another address is given: exposing\n"
+            "them (e.g. --listen 0.0.0.0:9477) is a choice to spell out.\n"
+            "Tracing needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH.\n"
+            "Exit status: 0 stopped by SIGINT/SIGTERM, 1 cannot listen or trace,\n"
+            "2 bad arguments, 77 not privileged. See docs/exporter.md."
+        ),
+    )
+    serving = parser.add_argument_group("serving")
+    serving.add_argument(
+        "--listen",
+        "-l",
+        type=_listen_arg,
+        default=Listen(DEFAULT_ADDRESS, DEFAULT_PORT),
+        metavar="ADDR:PORT",
+        help=f"where to serve /metrics (default: {DEFAULT_LISTEN}); PORT alone means "
+        "127.0.0.1; IPv6 in brackets ([::1]:9477); port 0: any free port",
+    )
+    serving.add_argument(
+        "--max-series",
+        type=_bounded_int("max series", 1, 2**31 - 1),
+        default=DEFAULT_MAX_SERIES,
+        metavar="N",
+        help="at most N series of connection metrics (default: %(default)s); events of "
+        f"new label sets beyond it are counted under the label set {OTHER}",
+    )
+    serving.add_argument(
+        "--label-peer",
+        action="store_true",
+        help="add the label peer (the remote address): one more label set per peer",
+    )
+    filters = parser.add_argument_group("filters (combined with AND)")
+    filters.add_argument(
+        "--pid",
+        "-p",
+        action="append",
+        type=_bounded_int("pid", 1, 2**32 - 1),
+        metavar="PID",
+        help="only connections owned by this process (repeatable)",
+    )
+    filters.add_argument(
+        "--port",
+        "-P",
+        action="append",
+        type=_bounded_int("port", 1, 65535),
+        metavar="PORT",
+        help="only connections with this local or remote port (repeatable)",
+    )
+    family = filters.add_mutually_exclusive_group()
+    family.add_argument(
+        "-4", "--ipv4", dest="family", action="store_const", const="ipv4", help="only IPv4"
+    )
+    family.add_argument(
+        "-6", "--ipv6", dest="family", action="store_const", const="ipv6", help="only IPv6"
+    )
+    tuning = parser.add_argument_group("tracer")
+    tuning.add_argument(
+        "--queue-size",
+        type=_bounded_int("queue size", 1, MAX_QUEUE_SIZE),
+        metavar="N",
+        default=DEFAULT_QUEUE_SIZE,
+        help="events buffered in user space (default: %(default)s)",
+    )
+    tuning.add_argument(
+        "--no-accept-hooks",
+        dest="accept_hooks",
+        action="store_false",
+        help="leave out the accept() syscall hooks (see tcpevent --help)",
+    )
+    return parser
+
+
+class ListenError(Exception):
+    """The metrics cannot be served where asked (exit status 1)."""
+
+
+def _serve_http(where: Listen, registry: CollectorRegistry) -> tuple[Any, Listen]:
+    """Start serving ``registry``; the server and where it listens."""
+    try:
+        server, _thread = start_http_server(where.port, where.address, registry)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {where}: {reason}") from None
+    return server, Listen(where.address, int(server.server_address[1]))
+
+
+def _open_tracer(args: argparse.Namespace) -> Tracer:
+    # Accept events come from the accept() hooks: none without them.
+    kinds = EVENT_KINDS if args.accept_hooks else EVENT_KINDS - {"accept"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        tracer = Tracer(
+            pids=args.pid,
+            ports=args.port,
+            family=args.family,
+            queue_size=args.queue_size,
+            accept_hooks=args.accept_hooks,
+            events=kinds,
+        )
+    for warning in caught:
+        print(f"{warning.message}", file=sys.stderr)
+    return tracer
+
+
+def run(args: argparse.Namespace, metrics: EventMetrics) -> int:
+    """Serve until SIGINT or SIGTERM."""
+    from tcpevent import __version__
+
+    tracer: Tracer | None = None
+
+    def stats() -> TracerStats | None:
+        return tracer.stats if tracer is not None else None
+
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    registry.register(HealthCollector(stats, __version__))
+    ProcessCollector(registry=registry)
+    stop = _Stop()
+    with _signals_stop(stop):
+        # Listen first: a port in use is found before anything is loaded.
+        server, where = _serve_http(args.listen, registry)
+        try:
+            tracer = _open_tracer(args)
+            with tracer:
+                print(
+                    f"tcpevent exporter: serving http://{where}/metrics",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                while not stop:
+                    metrics.observe(tracer.dequeue_batch(BATCH, timeout=POLL_INTERVAL))
+        finally:
+            server.shutdown()
+            server.server_close()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tcpevent exporter`` (the arguments after ``exporter``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        metrics = EventMetrics(args.max_series, label_peer=args.label_peer)
+    except ValueError as exc:
+        parser.error(f"--max-series {args.max_series} is too small: {exc}")
+    try:
+        return run(args, metrics)
+    except (TracerError, ListenError) as exc:
+        print(f"tcpevent exporter: {exc}", file=sys.stderr)
+        return exit_status(exc) if isinstance(exc, TracerError) else EXIT_FAILURE
