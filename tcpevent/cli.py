@@ -29,18 +29,26 @@ import contextlib
 import io
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
-import types
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, TextIO
 
 from tcpevent import abi
-from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent._cmdline import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Stop,
+    UsageError,
+    add_tracer_arguments,
+    bounded_int,
+    check_tracer_arguments,
+    exit_status,
+    open_tracer,
+    signals_stop,
+)
 from tcpevent._options import EVENT_KINDS
 from tcpevent._render import (
     EVENT_FORMATS,
@@ -50,9 +58,8 @@ from tcpevent._render import (
     format_connections_table,
 )
 from tcpevent.connections import connections, parse_states
-from tcpevent.errors import TracerError, TracerPermissionError
+from tcpevent.errors import TracerError
 from tcpevent.event import TcpEvent
-from tcpevent.tracer import Tracer
 
 __all__ = ["DEFAULT_LIB_DIR", "MODES", "build_parser", "exit_status", "main"]
 
@@ -60,32 +67,11 @@ __all__ = ["DEFAULT_LIB_DIR", "MODES", "build_parser", "exit_status", "main"]
 DEFAULT_LIB_DIR = "/opt/RealTimeKql/lib"
 LIB_NAME = "libtcpEvent.so"
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_NOPERM = 77  # sysexits.h EX_NOPERM
-
 #: Longest wait between two checks for a signal or the end of --duration.
 POLL_INTERVAL = 0.1
 BATCH = 256
 
 # ---- argument parsing --------------------------------------------------------
-
-
-def _bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, not {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be between {low} and {high}, not {value}"
-            )
-        return value
-
-    parse.__name__ = name
-    return parse
 
 
 def _state(text: str) -> str:
@@ -166,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--count",
         "-n",
-        type=_bounded_int("count", 1, 2**63 - 1),
+        type=bounded_int("count", 1, 2**63 - 1),
         metavar="N",
         help="exit after N events",
     )
@@ -177,49 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="exit after this many seconds",
     )
-    filters = parser.add_argument_group("filters (combined with AND)")
-    filters.add_argument(
-        "--pid",
-        "-p",
-        action="append",
-        type=_bounded_int("pid", 1, 2**32 - 1),
-        metavar="PID",
-        help="only connections owned by this process (repeatable)",
-    )
-    filters.add_argument(
-        "--port",
-        "-P",
-        action="append",
-        type=_bounded_int("port", 1, 65535),
-        metavar="PORT",
-        help="only connections with this local or remote port (repeatable)",
-    )
-    family = filters.add_mutually_exclusive_group()
-    family.add_argument(
-        "-4", "--ipv4", dest="family", action="store_const", const="ipv4", help="only IPv4"
-    )
-    family.add_argument(
-        "-6", "--ipv6", dest="family", action="store_const", const="ipv6", help="only IPv6"
-    )
-    filters.add_argument(
-        "--cgroup",
-        action="append",
-        metavar="PATH",
-        help="only sockets made in this cgroup v2 (a path under the cgroup v2 mount, or "
-        "relative to it; repeatable)",
-    )
-    filters.add_argument(
-        "--cgroup-subtree",
-        action="store_true",
-        help="with --cgroup: also the cgroups below it",
-    )
-    filters.add_argument(
-        "--netns",
-        action="append",
-        metavar="NAME|PATH|INODE",
-        help="only sockets of this network namespace: an `ip netns` name, a path such "
-        "as /proc/PID/ns/net, or its inode number (repeatable)",
-    )
     out.add_argument(
         "--events",
         type=_event_kinds,
@@ -228,23 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         "active side's handshake completed), accept (accept() handed the passive side "
         "out); with connect or accept, handshake and accept-queue times are measured",
     )
-    tuning = parser.add_argument_group("tracer")
-    tuning.add_argument(
-        "--queue-size",
-        type=_bounded_int("queue size", 1, MAX_QUEUE_SIZE),
-        metavar="N",
-        help="events buffered in user space (default: %(default)s)",
-        default=DEFAULT_QUEUE_SIZE,
-    )
-    tuning.add_argument(
-        "--no-accept-hooks",
-        dest="accept_hooks",
-        action="store_false",
-        help="leave out the accept() syscall hooks: no cost on other processes' system "
-        "calls, but a passive connection reset by its peer before its process closed "
-        "it has no owner",
-    )
-    tuning.add_argument(
+    add_tracer_arguments(parser)
+    parser.add_argument(
         "--program",
         metavar="PATH",
         help="a custom BPF object instead of the built-in program",
@@ -279,52 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- the events mode ----------------------------------------------------------
-
-
-class _Stop:
-    """Set by SIGINT/SIGTERM: the main loop ends at its next check."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-
-    def __bool__(self) -> bool:
-        return self.signum != 0
-
-    def handler(self, signum: int, frame: types.FrameType | None) -> None:
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _signals_stop(stop: _Stop) -> Iterator[None]:
-    previous = {sig: signal.signal(sig, stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _open_tracer(args: argparse.Namespace) -> Tracer:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        try:
-            tracer = Tracer(
-                pids=args.pid,
-                ports=args.port,
-                family=args.family,
-                queue_size=args.queue_size,
-                program=args.program,
-                accept_hooks=args.accept_hooks,
-                events=args.events or ("close",),
-                cgroups=args.cgroup,
-                cgroup_subtree=args.cgroup_subtree,
-                netns=args.netns,
-            )
-        except (ValueError, TypeError) as exc:  # a --cgroup or --netns that is not one
-            raise _Usage(str(exc)) from None
-    for warning in caught:
-        print(f"{warning.message}", file=sys.stderr)
-    return tracer
 
 
 class _Printer:
@@ -362,8 +244,9 @@ def run_events(args: argparse.Namespace) -> int:
     """Print events until a signal, ``--count`` or ``--duration``."""
     lifecycle = set(args.events or ("close",)) != {"close"}
     emit = _Printer(_text_stdout(), args.format or "line", lifecycle)
-    stop = _Stop()
-    with _signals_stop(stop), _open_tracer(args) as tracer:
+    stop = Stop()
+    tracer = open_tracer(args, args.events or ("close",), args.program)
+    with signals_stop(stop), tracer:
         left = args.count
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop and (left is None or left > 0):
@@ -499,22 +382,11 @@ def _check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--state applies only to --connections")
     if args.format == "seed" and set(args.events or ("close",)) != {"close"}:
         parser.error("--format seed shows close events only: use line or json with --events")
-    if args.cgroup_subtree and not args.cgroup:
-        parser.error("--cgroup-subtree needs --cgroup")
+    check_tracer_arguments(parser, args)
 
 
 class _Failure(Exception):
     """A mode could not do its work: the message says why (exit status 1)."""
-
-
-class _Usage(Exception):
-    """An argument argparse could not check (a path that is not a cgroup...): exit status 2."""
-
-
-def exit_status(exc: Exception) -> int:
-    """The exit status of a run that ``exc`` ended: 77 (``EX_NOPERM``) when
-    privileges are missing, else 1."""
-    return EXIT_NOPERM if isinstance(exc, TracerPermissionError) else EXIT_FAILURE
 
 
 def _quiet_broken_pipe() -> None:
@@ -554,10 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_broken_pipe()
         return EXIT_OK
-    except _Usage as exc:
-        print(f"tcpevent: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (TracerError, _Failure) as exc:
+    except (TracerError, UsageError, _Failure) as exc:
         what = "cannot list connections: " if mode == "connections" else ""
         print(f"tcpevent: {what}{exc}", file=sys.stderr)
         return exit_status(exc)

@@ -16,24 +16,26 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
-from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
-from tcpevent._health import HealthCollector
-from tcpevent._metrics import DEFAULT_MAX_SERIES, EVENT_KINDS, OTHER, EventMetrics
-from tcpevent.cli import (
+from tcpevent._cmdline import (
     EXIT_FAILURE,
     EXIT_OK,
-    _bounded_int,
-    _signals_stop,
-    _Stop,
+    Stop,
+    UsageError,
+    add_tracer_arguments,
+    bounded_int,
+    check_tracer_arguments,
     exit_status,
+    open_tracer,
+    signals_stop,
 )
+from tcpevent._health import HealthCollector
+from tcpevent._metrics import DEFAULT_MAX_SERIES, EVENT_KINDS, OTHER, EventMetrics
 from tcpevent.errors import TracerError
 from tcpevent.stats import TracerStats
 from tcpevent.tracer import Tracer
@@ -128,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serving.add_argument(
         "--max-series",
-        type=_bounded_int("max series", 1, 2**31 - 1),
+        type=bounded_int("max series", 1, 2**31 - 1),
         default=DEFAULT_MAX_SERIES,
         metavar="N",
         help="at most N series of connection metrics (default: %(default)s); events of "
@@ -139,44 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the label peer (the remote address): one more label set per peer",
     )
-    filters = parser.add_argument_group("filters (combined with AND)")
-    filters.add_argument(
-        "--pid",
-        "-p",
-        action="append",
-        type=_bounded_int("pid", 1, 2**32 - 1),
-        metavar="PID",
-        help="only connections owned by this process (repeatable)",
-    )
-    filters.add_argument(
-        "--port",
-        "-P",
-        action="append",
-        type=_bounded_int("port", 1, 65535),
-        metavar="PORT",
-        help="only connections with this local or remote port (repeatable)",
-    )
-    family = filters.add_mutually_exclusive_group()
-    family.add_argument(
-        "-4", "--ipv4", dest="family", action="store_const", const="ipv4", help="only IPv4"
-    )
-    family.add_argument(
-        "-6", "--ipv6", dest="family", action="store_const", const="ipv6", help="only IPv6"
-    )
-    tuning = parser.add_argument_group("tracer")
-    tuning.add_argument(
-        "--queue-size",
-        type=_bounded_int("queue size", 1, MAX_QUEUE_SIZE),
-        metavar="N",
-        default=DEFAULT_QUEUE_SIZE,
-        help="events buffered in user space (default: %(default)s)",
-    )
-    tuning.add_argument(
-        "--no-accept-hooks",
-        dest="accept_hooks",
-        action="store_false",
-        help="leave out the accept() syscall hooks (see tcpevent --help)",
-    )
+    add_tracer_arguments(parser)
     return parser
 
 
@@ -196,20 +161,7 @@ def _serve_http(where: Listen, registry: CollectorRegistry) -> tuple[Any, Listen
 
 def _open_tracer(args: argparse.Namespace) -> Tracer:
     # Accept events come from the accept() hooks: none without them.
-    kinds = EVENT_KINDS if args.accept_hooks else EVENT_KINDS - {"accept"}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        tracer = Tracer(
-            pids=args.pid,
-            ports=args.port,
-            family=args.family,
-            queue_size=args.queue_size,
-            accept_hooks=args.accept_hooks,
-            events=kinds,
-        )
-    for warning in caught:
-        print(f"{warning.message}", file=sys.stderr)
-    return tracer
+    return open_tracer(args, EVENT_KINDS if args.accept_hooks else EVENT_KINDS - {"accept"})
 
 
 def run(args: argparse.Namespace, metrics: EventMetrics) -> int:
@@ -225,8 +177,8 @@ def run(args: argparse.Namespace, metrics: EventMetrics) -> int:
     registry.register(metrics)
     registry.register(HealthCollector(stats, __version__))
     ProcessCollector(registry=registry)
-    stop = _Stop()
-    with _signals_stop(stop):
+    stop = Stop()
+    with signals_stop(stop):
         # Listen first: a port in use is found before anything is loaded.
         server, where = _serve_http(args.listen, registry)
         try:
@@ -249,12 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tcpevent exporter`` (the arguments after ``exporter``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_tracer_arguments(parser, args)
     try:
         metrics = EventMetrics(args.max_series, label_peer=args.label_peer)
     except ValueError as exc:
         parser.error(f"--max-series {args.max_series} is too small: {exc}")
     try:
         return run(args, metrics)
-    except (TracerError, ListenError) as exc:
+    except (TracerError, UsageError, ListenError) as exc:
         print(f"tcpevent exporter: {exc}", file=sys.stderr)
-        return exit_status(exc) if isinstance(exc, TracerError) else EXIT_FAILURE
+        return EXIT_FAILURE if isinstance(exc, ListenError) else exit_status(exc)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from connutil import Held, own_comm, stable
 
-from tcpevent import TcpState, _render, cli
+from tcpevent import TcpState, _cmdline, _render, cli
 from tcpevent.connections import Connection, SocketMemory, TcpInfo
 
 TITLES = ["State", "Local", "Peer", "Process", "RTT/var", "ms", "Cwnd", "Sent", "Acked"]
@@ -253,8 +253,8 @@ def test_failure_exit_status(
         raise TracerError(22, "connections: malformed sock_diag reply")
 
     monkeypatch.setattr(cli, "connections", denied)
-    assert cli.main(["--connections"]) == cli.EXIT_NOPERM
+    assert cli.main(["--connections"]) == _cmdline.EXIT_NOPERM
     assert "not allowed" in capsys.readouterr().err
     monkeypatch.setattr(cli, "connections", broken)
-    assert cli.main(["--connections", "--json"]) == cli.EXIT_FAILURE
+    assert cli.main(["--connections", "--json"]) == _cmdline.EXIT_FAILURE
     assert "malformed sock_diag reply" in capsys.readouterr().err

@@ -1,0 +1,186 @@
+"""What the ``tcpevent`` command and ``tcpevent exporter`` share: exit
+statuses, argument types, the tracer's options and how it is opened, and
+stopping on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import types
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+
+from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent.errors import TracerPermissionError
+from tcpevent.tracer import Tracer
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_NOPERM",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Stop",
+    "UsageError",
+    "add_tracer_arguments",
+    "bounded_int",
+    "exit_status",
+    "open_tracer",
+    "signals_stop",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOPERM = 77  # sysexits.h EX_NOPERM
+
+
+class UsageError(Exception):
+    """An argument argparse could not check (a path that is not a cgroup...): exit status 2."""
+
+
+def exit_status(exc: Exception) -> int:
+    """The exit status of a run that ``exc`` ended: 77 (``EX_NOPERM``) when
+    privileges are missing, 2 for a bad argument, else 1."""
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return EXIT_NOPERM if isinstance(exc, TracerPermissionError) else EXIT_FAILURE
+
+
+def bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a decimal integer in ``low..high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be between {low} and {high}, not {value}"
+            )
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def add_tracer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The filters and the tracer's options, as both commands take them."""
+    filters = parser.add_argument_group("filters (combined with AND)")
+    filters.add_argument(
+        "--pid",
+        "-p",
+        action="append",
+        type=bounded_int("pid", 1, 2**32 - 1),
+        metavar="PID",
+        help="only connections owned by this process (repeatable)",
+    )
+    filters.add_argument(
+        "--port",
+        "-P",
+        action="append",
+        type=bounded_int("port", 1, 65535),
+        metavar="PORT",
+        help="only connections with this local or remote port (repeatable)",
+    )
+    family = filters.add_mutually_exclusive_group()
+    family.add_argument(
+        "-4", "--ipv4", dest="family", action="store_const", const="ipv4", help="only IPv4"
+    )
+    family.add_argument(
+        "-6", "--ipv6", dest="family", action="store_const", const="ipv6", help="only IPv6"
+    )
+    filters.add_argument(
+        "--cgroup",
+        action="append",
+        metavar="PATH",
+        help="only sockets made in this cgroup v2 (a path under the cgroup v2 mount, or "
+        "relative to it; repeatable)",
+    )
+    filters.add_argument(
+        "--cgroup-subtree",
+        action="store_true",
+        help="with --cgroup: also the cgroups below it",
+    )
+    filters.add_argument(
+        "--netns",
+        action="append",
+        metavar="NAME|PATH|INODE",
+        help="only sockets of this network namespace: an `ip netns` name, a path such "
+        "as /proc/PID/ns/net, or its inode number (repeatable)",
+    )
+    tuning = parser.add_argument_group("tracer")
+    tuning.add_argument(
+        "--queue-size",
+        type=bounded_int("queue size", 1, MAX_QUEUE_SIZE),
+        metavar="N",
+        help="events buffered in user space (default: %(default)s)",
+        default=DEFAULT_QUEUE_SIZE,
+    )
+    tuning.add_argument(
+        "--no-accept-hooks",
+        dest="accept_hooks",
+        action="store_false",
+        help="leave out the accept() syscall hooks: no cost on other processes' system "
+        "calls, but a passive connection reset by its peer before its process closed "
+        "it has no owner",
+    )
+
+
+def check_tracer_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options of add_tracer_arguments() that do not go together (exit status 2)."""
+    if args.cgroup_subtree and not args.cgroup:
+        parser.error("--cgroup-subtree needs --cgroup")
+
+
+def open_tracer(
+    args: argparse.Namespace, events: Iterable[str], program: str | None = None
+) -> Tracer:
+    """A Tracer with the options of add_tracer_arguments(); its warnings go to
+    stderr, an argument it refuses is a UsageError."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            tracer = Tracer(
+                pids=args.pid,
+                ports=args.port,
+                family=args.family,
+                queue_size=args.queue_size,
+                program=program,
+                accept_hooks=args.accept_hooks,
+                events=events,
+                cgroups=args.cgroup,
+                cgroup_subtree=args.cgroup_subtree,
+                netns=args.netns,
+            )
+        except (ValueError, TypeError) as exc:  # a --cgroup or --netns that is not one
+            raise UsageError(str(exc)) from None
+    for warning in caught:
+        print(f"{warning.message}", file=sys.stderr)
+    return tracer
+
+
+class Stop:
+    """Set by SIGINT/SIGTERM: a main loop ends at its next check."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def __bool__(self) -> bool:
+        return self.signum != 0
+
+    def handler(self, signum: int, frame: types.FrameType | None) -> None:
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_stop(stop: Stop) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` while in the block."""
+    previous = {sig: signal.signal(sig, stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
