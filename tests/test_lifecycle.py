@@ -334,9 +334,13 @@ def test_the_command_line_shows_the_lifecycle() -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert wait_until(lambda p=proc: p.poll() is not None or bpfutil.attached(p.pid))
-        conn = connection()
-        out, err = proc.communicate(timeout=10 * PROMPTLY)
+        try:
+            assert wait_until(lambda p=proc: p.poll() is not None or bpfutil.attached(p.pid))
+            conn = connection()
+            out, err = proc.communicate(timeout=10 * PROMPTLY)
+        finally:
+            proc.kill()
+            proc.wait()
         assert proc.returncode == 0, err
         if fmt == "json":
             lines = [json.loads(line) for line in out.splitlines()]
