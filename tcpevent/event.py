@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from tcpevent import abi
+from tcpevent.cgroups import cgroup_path
+from tcpevent.containers import container_id_of, pod_uid_of
 
 __all__ = [
     "FAMILIES",
@@ -267,6 +269,28 @@ class TcpEvent(Endpoints):
     ``readlink /proc/PID/ns/net`` shows); 0 if unknown."""
 
     @property
+    def cgroup(self) -> str | None:
+        """The path of :attr:`cgroup_id` under the cgroup v2 mount
+        (``"/libpod_parent/libpod-<id>"``; ``"/"`` for the root), or None if
+        unknown: 0, or a cgroup removed before any event of it was looked
+        up. Resolved on first access and cached per id for the process
+        (:func:`tcpevent.cgroups.cgroup_path`); docs/containers.md."""
+        return cgroup_path(self.cgroup_id)
+
+    @property
+    def container_id(self) -> str | None:
+        """The 64-hex id of the container the socket was made in, read from
+        :attr:`cgroup` (docker, containerd, CRI-O, podman, systemd scopes);
+        None outside containers (:mod:`tcpevent.containers`)."""
+        return container_id_of(cgroup_path(self.cgroup_id))
+
+    @property
+    def pod_uid(self) -> str | None:
+        """The uid of the Kubernetes pod the socket was made in, read from
+        :attr:`cgroup` (kubelet's ``kubepods`` cgroups), with dashes; or None."""
+        return pod_uid_of(cgroup_path(self.cgroup_id))
+
+    @property
     def error_name(self) -> str | None:
         """:attr:`error` as its ``errno`` name (``"ECONNREFUSED"``); None for 0."""
         if not self.error:
@@ -295,18 +319,24 @@ class TcpEvent(Endpoints):
         """``"daddr:dport"``, as the original example prints it."""
         return f"{self.daddr}:{self.dport}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, resolve: bool = False) -> dict[str, Any]:
         """The event as JSON-ready builtins: one key per field.
 
         ``family`` becomes ``"AF_INET"``/``"AF_INET6"``, ``state`` its name
         (``"ESTABLISHED"``, ...), ``error`` its ``errno`` name
         (``"ECONNREFUSED"``, None for 0); ``kind`` and ``direction`` stay
-        ``str``.
+        ``str``. ``resolve=True`` adds :attr:`cgroup`, :attr:`container_id`
+        and :attr:`pod_uid` (looked up, then cached: see :attr:`cgroup`).
         """
         out = {name: getattr(self, name) for name in _FIELDS}
         out["family"] = family_name(self.family)
         out["state"] = TcpState(self.state).name
         out["error"] = self.error_name
+        if resolve:
+            path = cgroup_path(self.cgroup_id)
+            out["cgroup"] = path
+            out["container_id"] = container_id_of(path)
+            out["pod_uid"] = pod_uid_of(path)
         return out
 
     @classmethod
