@@ -161,7 +161,7 @@ class CgroupResolver:
                 if final:
                     self._remember(cgroup_id, found)
                     return found
-            return self._bycgroup_dirs(cgroup_id)
+            return self._by_walk(cgroup_id)
 
     def _remember(self, cgroup_id: int, path: str | None) -> None:
         self._cache[cgroup_id] = path
@@ -177,25 +177,43 @@ class CgroupResolver:
             return absolute[len(mount.rstrip("/")) :]
         return None  # outside our view of the hierarchy (another cgroup namespace)
 
-    def _by_handle(self, cgroup_id: int) -> tuple[str | None, bool]:
-        """(path, True) or (None, True) if the kernel says there is no such
-        cgroup; (None, False) if handles cannot be used (then: walk)."""
-        assert self._libc is not None and self.mount is not None
-        if self._mount_fd < 0:
-            try:
-                self._mount_fd = os.open(self.mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError:
-                self.method = "walk"
-                return None, False
+    def _open_by_handle(self, cgroup_id: int) -> tuple[int, int]:
+        """(fd, 0) of cgroup ``cgroup_id``'s directory opened by its kernfs
+        file handle, or (-1, errno)."""
+        assert self._libc is not None
         handle = ctypes.create_string_buffer(_HANDLE.pack(8, _FILEID_KERNFS, cgroup_id))
         fd = self._libc.open_by_handle_at(
             self._mount_fd, handle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
         )
+        return (fd, 0) if fd >= 0 else (-1, ctypes.get_errno())
+
+    def _handles_work(self) -> bool:
+        """Open the mount, and check once that the kernel finds its root by
+        handle: a kernel without kernfs handles of this type (before 5.5)
+        would answer ESTALE for every cgroup, as if none existed."""
+        assert self.mount is not None
+        try:
+            self._mount_fd = os.open(self.mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            root = os.fstat(self._mount_fd).st_ino
+        except OSError:
+            return False
+        fd, _ = self._open_by_handle(root)
         if fd < 0:
-            err = ctypes.get_errno()
+            return False  # EPERM (no CAP_DAC_READ_SEARCH), ESTALE, EOPNOTSUPP...
+        os.close(fd)
+        return True
+
+    def _by_handle(self, cgroup_id: int) -> tuple[str | None, bool]:
+        """(path, True), or (None, True) if the kernel says there is no such
+        cgroup; (None, False) if handles cannot be used (then: walk)."""
+        if self._mount_fd < 0 and not self._handles_work():
+            self.method = "walk"
+            return None, False
+        fd, err = self._open_by_handle(cgroup_id)
+        if fd < 0:
             if err in (errno.ESTALE, errno.ENOENT, errno.ENOTDIR):
                 return None, True
-            self.method = "walk"  # EPERM (no CAP_DAC_READ_SEARCH), EOPNOTSUPP...
+            self.method = "walk"
             return None, False
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
@@ -206,7 +224,7 @@ class CgroupResolver:
         target = target.removesuffix(_DELETED)  # removed since: its last name
         return self._relative(target), True
 
-    def _bycgroup_dirs(self, cgroup_id: int) -> str | None:
+    def _by_walk(self, cgroup_id: int) -> str | None:
         now = time.monotonic()
         if now - self._last_walk < self.walk_interval:
             return None  # not there at the last walk, made less than walk_interval ago
