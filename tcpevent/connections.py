@@ -26,8 +26,7 @@ from typing import Any, Union
 
 from tcpevent import _core
 from tcpevent._options import FamilyArg, _id_list, parse_family
-from tcpevent.cgroups import cgroup_path
-from tcpevent.containers import container_id_of, pod_uid_of
+from tcpevent.containers import CgroupNames
 from tcpevent.errors import error_from_code
 from tcpevent.event import Endpoints, TcpState, family_name
 from tcpevent.netns import netns_path
@@ -357,7 +356,7 @@ class SocketMemory:
 
 
 @dataclass(frozen=True)
-class Connection(Endpoints):
+class Connection(Endpoints, CgroupNames):
     """One live TCP socket, as sock_diag reports it now. Immutable.
 
     ``pid``/``task`` are 0 and ``""`` when the owner is unknown (not asked
@@ -452,22 +451,6 @@ class Connection(Endpoints):
     info: TcpInfo | None
     """The full ``tcp_info``; None if not sent (mini-sockets, ``LISTEN`` on old kernels)."""
 
-    @property
-    def cgroup(self) -> str | None:
-        """The path of :attr:`cgroup_id` under the cgroup v2 mount, or None
-        (as ``TcpEvent.cgroup``; docs/containers.md)."""
-        return cgroup_path(self.cgroup_id or 0)
-
-    @property
-    def container_id(self) -> str | None:
-        """The 64-hex id of the container the socket was made in, or None."""
-        return container_id_of(cgroup_path(self.cgroup_id or 0))
-
-    @property
-    def pod_uid(self) -> str | None:
-        """The uid of the Kubernetes pod the socket was made in, or None."""
-        return pod_uid_of(cgroup_path(self.cgroup_id or 0))
-
     def to_dict(self, resolve: bool = False) -> dict[str, Any]:
         """JSON-ready builtins: ``family`` as ``"AF_INET"``/``"AF_INET6"``,
         ``state`` as its name, ``skmem`` and ``info`` as nested dicts (or None).
@@ -479,10 +462,7 @@ class Connection(Endpoints):
         out["skmem"] = None if self.skmem is None else self.skmem.to_dict()
         out["info"] = None if self.info is None else self.info.to_dict()
         if resolve:
-            path = cgroup_path(self.cgroup_id or 0)
-            out["cgroup"] = path
-            out["container_id"] = container_id_of(path)
-            out["pod_uid"] = pod_uid_of(path)
+            out.update(self.cgroup_names())
         return out
 
     def __reduce__(self) -> tuple[type[Connection], tuple[Any, ...]]:

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from tcpevent.cgroups import CACHE_SIZE, cgroup2_mount, cgroup_dirs
+from tcpevent.cgroups import CACHE_SIZE, cgroup2_mount, cgroup_dirs, cgroup_path
 
 __all__ = [
+    "CgroupNames",
     "ContainerCgroups",
     "container_id_of",
     "find_container",
@@ -159,3 +160,39 @@ def find_container(id_or_prefix: str, mount: str | Path | None = None) -> Contai
     paths.sort()
     outermost = [p for p in paths if not any(p.startswith(q + "/") for q in paths)]
     return ContainerCgroups(full, tuple(outermost))
+
+
+class CgroupNames:
+    """``cgroup``, ``container_id`` and ``pod_uid`` of a socket, read from
+    its ``cgroup_id`` on access (``TcpEvent``, ``Connection``). Nothing is
+    stored: every answer comes from the process-wide caches
+    (:func:`tcpevent.cgroups.cgroup_path` and this module's)."""
+
+    __slots__ = ()
+    cgroup_id: int | None
+
+    @property
+    def cgroup(self) -> str | None:
+        """The path of ``cgroup_id`` under the cgroup v2 mount
+        (``"/libpod_parent/libpod-<id>"``; ``"/"`` for the root), or None if
+        unknown: 0, or a cgroup removed before any of its sockets was looked
+        up. Resolved on first access, then cached per id (docs/containers.md)."""
+        return cgroup_path(self.cgroup_id or 0)
+
+    @property
+    def container_id(self) -> str | None:
+        """The 64-hex id of the container the socket was made in, read from
+        :attr:`cgroup` (docker, containerd, CRI-O, podman, systemd scopes);
+        None outside containers."""
+        return container_id_of(self.cgroup)
+
+    @property
+    def pod_uid(self) -> str | None:
+        """The uid of the Kubernetes pod the socket was made in, read from
+        :attr:`cgroup` (the kubelet's ``kubepods`` cgroups), with dashes; or None."""
+        return pod_uid_of(self.cgroup)
+
+    def cgroup_names(self) -> dict[str, str | None]:
+        """``{"cgroup": ..., "container_id": ..., "pod_uid": ...}``."""
+        path = self.cgroup
+        return {"cgroup": path, "container_id": container_id_of(path), "pod_uid": pod_uid_of(path)}

@@ -10,8 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from tcpevent import abi
-from tcpevent.cgroups import cgroup_path
-from tcpevent.containers import container_id_of, pod_uid_of
+from tcpevent.containers import CgroupNames
 
 __all__ = [
     "FAMILIES",
@@ -175,7 +174,7 @@ class Endpoints:
 
 
 @dataclass(frozen=True)
-class TcpEvent(Endpoints):
+class TcpEvent(Endpoints, CgroupNames):
     """One TCP connection event, immutable.
 
     The first 13 fields are those of the original ``struct tcp_event_t``
@@ -269,28 +268,6 @@ class TcpEvent(Endpoints):
     ``readlink /proc/PID/ns/net`` shows); 0 if unknown."""
 
     @property
-    def cgroup(self) -> str | None:
-        """The path of :attr:`cgroup_id` under the cgroup v2 mount
-        (``"/libpod_parent/libpod-<id>"``; ``"/"`` for the root), or None if
-        unknown: 0, or a cgroup removed before any event of it was looked
-        up. Resolved on first access and cached per id for the process
-        (:func:`tcpevent.cgroups.cgroup_path`); docs/containers.md."""
-        return cgroup_path(self.cgroup_id)
-
-    @property
-    def container_id(self) -> str | None:
-        """The 64-hex id of the container the socket was made in, read from
-        :attr:`cgroup` (docker, containerd, CRI-O, podman, systemd scopes);
-        None outside containers (:mod:`tcpevent.containers`)."""
-        return container_id_of(cgroup_path(self.cgroup_id))
-
-    @property
-    def pod_uid(self) -> str | None:
-        """The uid of the Kubernetes pod the socket was made in, read from
-        :attr:`cgroup` (kubelet's ``kubepods`` cgroups), with dashes; or None."""
-        return pod_uid_of(cgroup_path(self.cgroup_id))
-
-    @property
     def error_name(self) -> str | None:
         """:attr:`error` as its ``errno`` name (``"ECONNREFUSED"``); None for 0."""
         if not self.error:
@@ -333,10 +310,7 @@ class TcpEvent(Endpoints):
         out["state"] = TcpState(self.state).name
         out["error"] = self.error_name
         if resolve:
-            path = cgroup_path(self.cgroup_id)
-            out["cgroup"] = path
-            out["container_id"] = container_id_of(path)
-            out["pod_uid"] = pod_uid_of(path)
+            out.update(self.cgroup_names())
         return out
 
     @classmethod
