@@ -11,6 +11,7 @@ makes its socket; events are picked by that process's pid and ports.
 from __future__ import annotations
 
 import errno
+import pickle
 import secrets
 import socket
 import time
@@ -195,6 +196,11 @@ def test_kubelet_cgroups_give_pod_uid_and_container_id(top: Cgroup) -> None:
     d = client.to_dict(resolve=True)
     assert (d["cgroup"], d["container_id"], d["pod_uid"]) == (cgroupfs.path, id_b, uid_b)
     assert d["cgroup_id"] == cgroupfs.id
+    # Resolved names are not state: pickling, equality and hashing are the fields'.
+    copy = pickle.loads(pickle.dumps(client))
+    assert copy == client and hash(copy) == hash(client) and copy != server
+    assert (copy.pod_uid, copy.container_id) == (uid_b, id_b)
+    assert not hasattr(client, "__dict__")
 
 
 # ---- the filters in the kernel --------------------------------------------------------------
