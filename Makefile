@@ -12,9 +12,13 @@ PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 LIB_SO ?= tcpevent/lib/libtcpEvent.so
 # nftables: the lifecycle tests; mono-*: the C# example and its test;
-# util-linux (setpriv) and systemd (systemd-analyze): the exporter's tests.
+# util-linux (setpriv) and systemd (systemd-analyze): the exporter's tests;
+# podman, runc and busybox-static: the container tests run a real container
+# (runc: crun refuses hybrid cgroup hosts; busybox-static: its root
+# filesystem, no image registry needed).
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
-	pkg-config coreutils iproute2 nftables mono-mcs mono-runtime util-linux systemd
+	pkg-config coreutils iproute2 nftables mono-mcs mono-runtime util-linux systemd \
+	podman runc busybox-static
 # Without their recommends: the Prometheus server the exporter's tests scrape
 # with (not its node exporter).
 APT_LEAN_PACKAGES := prometheus

@@ -18,8 +18,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -507,16 +511,84 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 
 /* ---- Netlink transport ------------------------------------------------ */
 
-static int nl_socket(void)
+/* A socket made in another network namespace, by a thread of its own. */
+struct netns_socket {
+	int netns_fd;
+	int fd;			/* the socket, or -1 */
+	int err;		/* errno of the step that failed */
+	int entered;		/* setns() succeeded */
+};
+
+static void *netns_socket_thread(void *arg)
+{
+	struct netns_socket *job = arg;
+
+	/* a network namespace is per thread: only this one enters it, and
+	 * it ends right after, so no other code ever runs in there */
+	if (setns(job->netns_fd, CLONE_NEWNET) < 0) {
+		job->err = errno;
+		return NULL;
+	}
+	job->entered = 1;
+	job->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC,
+			 NETLINK_SOCK_DIAG);
+	if (job->fd < 0)
+		job->err = errno;
+	return NULL;
+}
+
+static int netns_socket(const struct sockdiag_nl *nl)
+{
+	struct netns_socket job = { .netns_fd = nl->netns_fd, .fd = -1 };
+	sigset_t all, old;
+	pthread_t thread;
+	int r;
+
+	/* no signal handler of the host process may run in that thread */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&thread, NULL, netns_socket_thread, &job);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r)
+		return te_fail(-r,
+			"connections: cannot start a thread to enter network namespace %s: %s",
+			nl->netns, strerror(r));
+	pthread_join(thread, NULL);
+	if (job.fd >= 0)
+		return job.fd;
+	if (job.entered)
+		return te_fail(-job.err,
+			"cannot open a NETLINK_SOCK_DIAG socket in network namespace %s: %s",
+			nl->netns, strerror(job.err));
+	if (job.err == EINVAL)
+		return te_fail(-EINVAL,
+			"connections: %s is not a network namespace", nl->netns);
+	if (job.err == EPERM)
+		return te_fail(-EPERM,
+			"connections: entering network namespace %s needs CAP_SYS_ADMIN: %s",
+			nl->netns, strerror(job.err));
+	return te_fail(-job.err,
+		"connections: cannot enter network namespace %s: %s",
+		nl->netns, strerror(job.err));
+}
+
+static int nl_socket(const struct sockdiag_nl *nl)
 {
 	struct timeval tv = { .tv_sec = 5 };
 	int fd, one = 1;
 
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd < 0)
-		return te_fail(-errno,
-			"cannot open a NETLINK_SOCK_DIAG socket: %s",
-			strerror(errno));
+	if (nl->netns_fd >= 0) {
+		fd = netns_socket(nl);
+		if (fd < 0)
+			return fd;
+	} else {
+		fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC,
+			    NETLINK_SOCK_DIAG);
+		if (fd < 0)
+			return te_fail(-errno,
+				"cannot open a NETLINK_SOCK_DIAG socket: %s",
+				strerror(errno));
+	}
 	/* never hang the poller thread on a kernel that does not answer */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	/* best effort: error replies then say what was wrong */
@@ -526,7 +598,7 @@ static int nl_socket(void)
 
 int sockdiag_nl_open(struct sockdiag_nl *nl)
 {
-	nl->fd = nl_socket();
+	nl->fd = nl_socket(nl);
 	return nl->fd < 0 ? nl->fd : 0;
 }
 
@@ -598,9 +670,12 @@ void tcpevent_conn_query_init(struct tcpevent_conn_query *q)
 	q->size = sizeof(*q);
 }
 
+/* The query before netns was appended: still accepted. */
+#define QUERY_SIZE_V1	offsetof(struct tcpevent_conn_query, netns)
+
 static int check_query(const struct tcpevent_conn_query *q)
 {
-	if (q->size != sizeof(*q))
+	if (q->size != sizeof(*q) && q->size != QUERY_SIZE_V1)
 		return te_fail(-EINVAL,
 			"connections: query size %zu, expected %zu (use tcpevent_conn_query_init)",
 			q->size, sizeof(*q));
@@ -663,6 +738,24 @@ out_nomem:
 	return te_fail(-ENOMEM, "out of memory");
 }
 
+/* nl->netns_fd: the namespace at path (NULL: -1, the caller's). */
+static int open_netns(struct sockdiag_nl *nl, const char *path)
+{
+	nl->fd = -1;
+	nl->netns_fd = -1;
+	nl->netns = path;
+	if (!path)
+		return 0;
+	if (!*path)
+		return te_fail(-EINVAL,
+			"connections: the network namespace path is empty");
+	nl->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (nl->netns_fd < 0)
+		return te_fail(-errno, "connections: network namespace %s: %s",
+			       path, strerror(errno));
+	return 0;
+}
+
 int tcpevent_connections(const struct tcpevent_conn_query *uq,
 			 struct tcpevent_conn **out, size_t *count)
 {
@@ -677,27 +770,33 @@ int tcpevent_connections(const struct tcpevent_conn_query *uq,
 		return te_fail(-EINVAL, "connections: NULL output");
 	*out = NULL;
 	*count = 0;
+	tcpevent_conn_query_init(&q);
 	if (uq) {
 		r = check_query(uq);
 		if (r)
 			return r;
-		q = *uq;
-	} else {
-		tcpevent_conn_query_init(&q);
+		/* a caller's older, smaller query leaves the rest as init */
+		memcpy(&q, uq, uq->size);
+		q.size = sizeof(q);
 	}
 	states = q.states ? q.states : TCPEVENT_STATES_CONNECTED;
 	res.ports = q.ports;
 	res.n_ports = q.n_ports;
 
-	r = sockdiag_nl_open(&nl);
+	r = open_netns(&nl, q.netns);
 	if (r)
 		return r;
-	sockdiag_nl_io(&nl, &io);
-	if (q.family != AF_INET6)
-		r = sockdiag_dump(&io, AF_INET, states, &res);
-	if (!r && q.family != AF_INET)
-		r = sockdiag_dump(&io, AF_INET6, states, &res);
-	sockdiag_nl_close(&nl);
+	r = sockdiag_nl_open(&nl);
+	if (!r) {
+		sockdiag_nl_io(&nl, &io);
+		if (q.family != AF_INET6)
+			r = sockdiag_dump(&io, AF_INET, states, &res);
+		if (!r && q.family != AF_INET)
+			r = sockdiag_dump(&io, AF_INET6, states, &res);
+		sockdiag_nl_close(&nl);
+	}
+	if (nl.netns_fd >= 0)
+		close(nl.netns_fd);
 
 	if (!r && (q.with_process || q.with_cmdline || q.n_pids))
 		r = attribute(&res, &q);

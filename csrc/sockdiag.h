@@ -70,7 +70,11 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 /* The netlink transport: ctx is a struct sockdiag_nl. */
 struct sockdiag_nl {
 	int fd;
+	int netns_fd;		/* make the socket in this network namespace
+				 * (an nsfs fd); -1: the caller's */
+	const char *netns;	/* its path, for error messages */
 };
+/* Open nl->fd (in nl->netns_fd's namespace, if set). */
 int sockdiag_nl_open(struct sockdiag_nl *nl);
 void sockdiag_nl_close(struct sockdiag_nl *nl);
 void sockdiag_nl_io(struct sockdiag_nl *nl, struct sockdiag_io *io);

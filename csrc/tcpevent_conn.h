@@ -240,6 +240,12 @@ struct tcpevent_conn_query {
 	const uint32_t *pids;		/* processes; none: all (implies owners) */
 	int with_process;		/* fill pid and task */
 	int with_cmdline;		/* also cmdline (implies with_process) */
+	/* Appended: a caller's smaller struct (its size) leaves it NULL. */
+	const char *netns;		/* the sockets of this network namespace:
+					 * the path of its nsfs file
+					 * (/proc/PID/ns/net, /run/netns/NAME);
+					 * NULL: the caller's. Entering another
+					 * one needs CAP_SYS_ADMIN. */
 };
 
 /* Fill *q with the defaults: both families, TCPEVENT_STATES_CONNECTED, no
@@ -253,6 +259,11 @@ void tcpevent_conn_query_init(struct tcpevent_conn_query *q);
  * (-EINVAL bad query or malformed reply, -ENOMEM, -EAGAIN dump interrupted
  * too often, -ETIMEDOUT no reply within 5 s, or the kernel's error), with
  * *out NULL, *count 0 and the reason in tcpevent_last_error().
+ *
+ * Another network namespace (q->netns): the netlink socket is made inside
+ * it by a short-lived thread of ours (setns(), socket(), exit), so the
+ * calling thread never changes namespace. Owners are found as below:
+ * socket inodes are unique across namespaces.
  *
  * Owners: found by scanning /proc/<pid>/fd of every process (or only of
  * q->pids) for the wanted socket inodes, stopping once all are found. When

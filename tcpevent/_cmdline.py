@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent.containers import find_container
 from tcpevent.errors import TracerPermissionError
 from tcpevent.tracer import Tracer
 
@@ -25,6 +26,7 @@ __all__ = [
     "UsageError",
     "add_tracer_arguments",
     "bounded_int",
+    "container_cgroups",
     "exit_status",
     "open_tracer",
     "signals_stop",
@@ -105,6 +107,14 @@ def add_tracer_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --cgroup: also the cgroups below it",
     )
     filters.add_argument(
+        "--container",
+        action="append",
+        metavar="ID",
+        help="only sockets made in this container (docker, podman, containerd, CRI-O): "
+        "its id or a unique prefix of it, found among the cgroups of the running "
+        "containers, with the cgroups below (repeatable; not with --cgroup)",
+    )
+    filters.add_argument(
         "--netns",
         action="append",
         metavar="NAME|PATH|INODE",
@@ -131,8 +141,22 @@ def add_tracer_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_tracer_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Options of add_tracer_arguments() that do not go together (exit status 2)."""
+    if args.cgroup and args.container:
+        parser.error("--cgroup and --container cannot be combined: a socket is in one cgroup")
     if args.cgroup_subtree and not args.cgroup:
-        parser.error("--cgroup-subtree needs --cgroup")
+        parser.error("--cgroup-subtree needs --cgroup (--container always takes the cgroups below)")
+
+
+def container_cgroups(ids: Iterable[str]) -> list[str]:
+    """The cgroups of the containers ``--container`` names (full ids or
+    unique prefixes); a UsageError when one names no container or several."""
+    paths: list[str] = []
+    for given in ids:
+        try:
+            paths += find_container(given).paths
+        except (ValueError, LookupError) as exc:
+            raise UsageError(str(exc)) from None
+    return paths
 
 
 def open_tracer(
@@ -140,6 +164,9 @@ def open_tracer(
 ) -> Tracer:
     """A Tracer with the options of add_tracer_arguments(); its warnings go to
     stderr, an argument it refuses is a UsageError."""
+    cgroups, subtree = args.cgroup, args.cgroup_subtree
+    if args.container:
+        cgroups, subtree = container_cgroups(args.container), True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
@@ -151,8 +178,8 @@ def open_tracer(
                 program=program,
                 accept_hooks=args.accept_hooks,
                 events=events,
-                cgroups=args.cgroup,
-                cgroup_subtree=args.cgroup_subtree,
+                cgroups=cgroups,
+                cgroup_subtree=subtree,
                 netns=args.netns,
             )
         except (ValueError, TypeError) as exc:  # a --cgroup or --netns that is not one

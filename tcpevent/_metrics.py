@@ -16,8 +16,8 @@ Connect and accept events (the tracer is opened with ``events={"connect",
 "accept", "close"}``) update the handshake and accept-wait histograms; a
 close of a connection that never reached ESTABLISHED also counts in
 ``tcpevent_connect_failures_total``, by its error. Everything an event
-gives the labels is read in :func:`connection_labels` (the container id,
-which events do not carry yet, in :func:`container_of` alone).
+gives the labels is read in :func:`connection_labels` (the container id in
+:func:`container_of`, from ``TcpEvent.container_id``).
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ _NS = 1e9
 
 def container_of(ev: TcpEvent) -> str:
     """The short (12 hex digits) id of the socket's container, ``""`` if none
-    (also while events do not carry ``container_id``)."""
-    container_id = getattr(ev, "container_id", None)
-    return container_id[:SHORT_ID] if isinstance(container_id, str) else ""
+    (``TcpEvent.container_id``: resolved from its cgroup, then cached)."""
+    container_id = ev.container_id
+    return "" if container_id is None else container_id[:SHORT_ID]
 
 
 def service_port(direction: str, sport: int, dport: int) -> int:

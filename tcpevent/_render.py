@@ -4,9 +4,11 @@ Events, three ways (``--format``):
 
 - ``line`` (default): one aligned line per event under a header, like
   tcplife: local time, owner, both endpoints, KB each way, lifetime (with
-  connect and accept events, also the kind of event and what it measured);
+  connect and accept events, also the kind of event and what it measured),
+  and ``container=<12 hex>`` at the end for a socket made in a container;
 - ``seed``: the original C example's block, byte for byte;
-- ``json``: one compact JSON object per line (:meth:`TcpEvent.to_dict`).
+- ``json``: one compact JSON object per line (:meth:`TcpEvent.to_dict` with
+  ``resolve=True``: also ``cgroup``, ``container_id``, ``pod_uid``).
 
 Connections (``--connections``): a table like ``ss -tip``, or JSON lines.
 """
@@ -21,6 +23,7 @@ from dataclasses import replace
 
 from tcpevent._convert import ZERO_EVENT
 from tcpevent.connections import Connection
+from tcpevent.containers import short_id
 from tcpevent.event import TcpEvent, TcpState
 
 __all__ = [
@@ -95,8 +98,10 @@ def format_block(ev: TcpEvent) -> str:
 
 
 def format_json(ev: TcpEvent) -> str:
-    """One event as a compact JSON object and a newline (see ``TcpEvent.to_dict``)."""
-    return json.dumps(ev.to_dict(), separators=(",", ":")) + "\n"
+    """One event as a compact JSON object and a newline: every field
+    (``TcpEvent.to_dict``) and the resolved ``cgroup``, ``container_id``
+    and ``pod_uid``."""
+    return json.dumps(ev.to_dict(resolve=True), separators=(",", ":")) + "\n"
 
 
 # An IPv4 "address:port" fits its column; an IPv6 one widens its line only.
@@ -128,11 +133,19 @@ def _columns(ev: TcpEvent) -> tuple[object, ...]:
     )
 
 
+def _container(ev: TcpEvent) -> str:
+    """`` container=<12 hex>`` for a socket made in a container, else ``""``."""
+    found = ev.container_id
+    return "" if found is None else f" container={short_id(found)}"
+
+
 def format_line(ev: TcpEvent) -> str:
     """One event as a line under :data:`LINE_HEADER`: time, pid, command,
     local and remote ``addr:port`` (IPv6 in brackets), KB sent and received
-    (whole KiB, as tcplife), lifetime in ms; ``-`` for an unknown owner."""
-    return _LINE.format(_clock(ev.time_ns), *_columns(ev)) + "\n"
+    (whole KiB, as tcplife), lifetime in ms; ``-`` for an unknown owner.
+    A socket made in a container ends its line with ``container=`` and the
+    container's short id (12 hex digits, as ``docker ps`` shows it)."""
+    return _LINE.format(_clock(ev.time_ns), *_columns(ev)) + _container(ev) + "\n"
 
 
 def _detail(ev: TcpEvent) -> str:
@@ -152,8 +165,10 @@ def format_lifecycle_line(ev: TcpEvent) -> str:
     """One event as a line under :data:`LIFECYCLE_HEADER`: the ``line``
     columns with the kind of event after the time, and a last column of what
     it measured (``handshake 0.043 ms``, ``queued 300.151 ms``) or why the
-    connection ended (``ECONNREFUSED``; ``-`` for an orderly close)."""
-    return _LIFECYCLE.format(_clock(ev.time_ns), ev.kind, *_columns(ev), _detail(ev)) + "\n"
+    connection ended (``ECONNREFUSED``; ``-`` for an orderly close), and
+    ``container=<12 hex>`` as in :func:`format_line`."""
+    line = _LIFECYCLE.format(_clock(ev.time_ns), ev.kind, *_columns(ev), _detail(ev))
+    return line + _container(ev) + "\n"
 
 
 #: ``--format`` name -> (header, formatter), for close events only...
@@ -259,5 +274,7 @@ def format_connections_table(conns: Sequence[Connection]) -> str:
 
 
 def format_connection_json(c: Connection) -> str:
-    """One connection as a compact JSON object and a newline (``Connection.to_dict``)."""
-    return json.dumps(c.to_dict(), separators=(",", ":")) + "\n"
+    """One connection as a compact JSON object and a newline: every field
+    (``Connection.to_dict``) and the resolved ``cgroup``, ``container_id``
+    and ``pod_uid``."""
+    return json.dumps(c.to_dict(resolve=True), separators=(",", ":")) + "\n"

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the live TCP connections now with their tcp_info (RTT, cwnd, bytes, "
         "retransmissions), like `ss -tip`, or one JSON object each with --json; "
-        "takes --pid, --port, -4/-6 and --state; needs no BPF",
+        "takes --pid, --port, -4/-6, --state and --netns; needs no BPF",
     )
     modes.add_argument(
         "--state",
@@ -289,12 +289,18 @@ def run_events(args: argparse.Namespace) -> int:
 def run_connections(args: argparse.Namespace) -> int:
     """``--connections``: print the live connections once, then exit."""
     out = _text_stdout()
-    conns = connections(
-        family=args.family,
-        states=args.state,
-        pid=args.pid,
-        ports=args.port,
-    )
+    if args.netns and len(args.netns) > 1:
+        raise UsageError("--connections lists one network namespace: give --netns once")
+    try:
+        conns = connections(
+            family=args.family,
+            states=args.state,
+            pid=args.pid,
+            ports=args.port,
+            netns=args.netns[0] if args.netns else None,
+        )
+    except ValueError as exc:  # a --netns that is no namespace
+        raise UsageError(str(exc)) from None
     if args.format == "json":
         out.write("".join(format_connection_json(c) for c in conns))
     else:
@@ -355,7 +361,7 @@ _EVENTS_ONLY = (
     ("program", "--program"),
     ("events", "--events"),
     ("cgroup", "--cgroup"),
-    ("netns", "--netns"),
+    ("container", "--container"),
 )
 
 

@@ -18,6 +18,7 @@ The core's array of ``struct tcpevent_conn`` becomes these dataclasses in
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from typing import Any, Union
 
 from tcpevent import _core
 from tcpevent._options import FamilyArg, _id_list, parse_family
+from tcpevent.containers import CgroupNames
 from tcpevent.errors import error_from_code
 from tcpevent.event import Endpoints, TcpState, family_name
+from tcpevent.netns import netns_path
 
 __all__ = [
     "ACCECN_LAYOUT",
@@ -353,7 +356,7 @@ class SocketMemory:
 
 
 @dataclass(frozen=True)
-class Connection(Endpoints):
+class Connection(Endpoints, CgroupNames):
     """One live TCP socket, as sock_diag reports it now. Immutable.
 
     ``pid``/``task`` are 0 and ``""`` when the owner is unknown (not asked
@@ -448,14 +451,18 @@ class Connection(Endpoints):
     info: TcpInfo | None
     """The full ``tcp_info``; None if not sent (mini-sockets, ``LISTEN`` on old kernels)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, resolve: bool = False) -> dict[str, Any]:
         """JSON-ready builtins: ``family`` as ``"AF_INET"``/``"AF_INET6"``,
-        ``state`` as its name, ``skmem`` and ``info`` as nested dicts (or None)."""
+        ``state`` as its name, ``skmem`` and ``info`` as nested dicts (or None).
+        ``resolve=True`` adds :attr:`cgroup`, :attr:`container_id` and
+        :attr:`pod_uid`."""
         out: dict[str, Any] = {name: getattr(self, name) for name in _CONN_FIELDS}
         out["family"] = family_name(self.family)
         out["state"] = TcpState(self.state).name
         out["skmem"] = None if self.skmem is None else self.skmem.to_dict()
         out["info"] = None if self.info is None else self.info.to_dict()
+        if resolve:
+            out.update(self.cgroup_names())
         return out
 
     def __reduce__(self) -> tuple[type[Connection], tuple[Any, ...]]:
@@ -525,6 +532,7 @@ def connections(
     with_process: bool = True,
     ports: int | Iterable[int] | None = None,
     with_cmdline: bool = False,
+    netns: int | str | os.PathLike[str] | None = None,
 ) -> list[Connection]:
     """The host's TCP sockets now, with their ``tcp_info``, in kernel order.
 
@@ -537,7 +545,11 @@ def connections(
     - ``with_process``: find each socket's owner (``pid``, ``task``) by
       scanning ``/proc/<pid>/fd``; False skips that work (``pid`` 0);
     - ``ports``: only sockets whose local or remote port is one of these;
-    - ``with_cmdline``: also read the owner's command line.
+    - ``with_cmdline``: also read the owner's command line;
+    - ``netns``: the sockets of another network namespace (an ``ip netns``
+      name, a path such as ``/proc/PID/ns/net``, or its inode number)
+      instead of ours; entering it needs ``CAP_SYS_ADMIN``. An unknown one
+      is a ``ValueError``.
 
     Needs no privilege; owners are found only in processes whose
     ``/proc/<pid>/fd`` we may read (same user, or ``CAP_SYS_PTRACE`` with
@@ -569,6 +581,9 @@ def connections(
         q.n_pids = len(pids)
     q.with_process = 1 if (with_process or with_cmdline) else 0
     q.with_cmdline = 1 if with_cmdline else 0
+    if netns is not None:
+        keep.append(ffi.new("char[]", os.fsencode(netns_path(netns))))
+        q.netns = keep[-1]
 
     out = ffi.new("struct tcpevent_conn **")
     count = ffi.new("size_t *")

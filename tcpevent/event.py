@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from tcpevent import abi
+from tcpevent.containers import CgroupNames
 
 __all__ = [
     "FAMILIES",
@@ -173,7 +174,7 @@ class Endpoints:
 
 
 @dataclass(frozen=True)
-class TcpEvent(Endpoints):
+class TcpEvent(Endpoints, CgroupNames):
     """One TCP connection event, immutable.
 
     The first 13 fields are those of the original ``struct tcp_event_t``
@@ -295,18 +296,21 @@ class TcpEvent(Endpoints):
         """``"daddr:dport"``, as the original example prints it."""
         return f"{self.daddr}:{self.dport}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, resolve: bool = False) -> dict[str, Any]:
         """The event as JSON-ready builtins: one key per field.
 
         ``family`` becomes ``"AF_INET"``/``"AF_INET6"``, ``state`` its name
         (``"ESTABLISHED"``, ...), ``error`` its ``errno`` name
         (``"ECONNREFUSED"``, None for 0); ``kind`` and ``direction`` stay
-        ``str``.
+        ``str``. ``resolve=True`` adds :attr:`cgroup`, :attr:`container_id`
+        and :attr:`pod_uid` (looked up, then cached: see :attr:`cgroup`).
         """
         out = {name: getattr(self, name) for name in _FIELDS}
         out["family"] = family_name(self.family)
         out["state"] = TcpState(self.state).name
         out["error"] = self.error_name
+        if resolve:
+            out.update(self.cgroup_names())
         return out
 
     @classmethod

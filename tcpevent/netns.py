@@ -7,10 +7,11 @@ bind-mounts one at ``/run/netns/NAME``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 
-__all__ = ["RUN_NETNS", "netns_inode"]
+__all__ = ["RUN_NETNS", "netns_inode", "netns_path"]
 
 _NS_GET_NSTYPE = 0xB703  # ioctl of nsfs files (linux/nsfs.h): the namespace's type
 _CLONE_NEWNET = 0x40000000
@@ -53,3 +54,32 @@ def netns_inode(value: int | str | os.PathLike[str]) -> int:
     if kind != _CLONE_NEWNET:
         raise ValueError(f"network namespace {text!r}: {path} is not a network namespace")
     return inode
+
+
+def _holders() -> list[str]:
+    """Paths that may hold a network namespace: ``ip netns`` names, then
+    every process's ``/proc/PID/ns/net`` (ours first)."""
+    paths = ["/proc/self/ns/net"]
+    with contextlib.suppress(OSError):
+        paths += sorted(os.path.join(RUN_NETNS, n) for n in os.listdir(RUN_NETNS))
+    pids = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+    return paths + [f"/proc/{pid}/ns/net" for pid in pids]
+
+
+def netns_path(value: int | str | os.PathLike[str]) -> str:
+    """A path through which the network namespace ``value`` can be entered:
+    the path itself, ``/run/netns/NAME`` for an ``ip netns`` name, and for
+    an inode number the first ``/run/netns`` entry or process that holds
+    that namespace. Raises ``ValueError`` (``TypeError``) naming it when
+    there is no such namespace."""
+    inode = netns_inode(value)  # checks the path or name, and the type
+    if isinstance(value, int) or os.fspath(value).isdigit():
+        for path in _holders():
+            try:
+                if os.stat(path).st_ino == inode and netns_inode(path) == inode:
+                    return path
+            except (OSError, ValueError):
+                continue  # gone meanwhile, or not ours to see
+        raise ValueError(f"network namespace {inode}: no process and no {RUN_NETNS} entry holds it")
+    text = os.fspath(value)
+    return text if "/" in text else os.path.join(RUN_NETNS, text)

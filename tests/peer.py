@@ -2,8 +2,11 @@
 
 The peer is a fork of the test process (no exec: nothing on disk has to be
 readable by the uid it may switch to). It renames itself (its comm), can
-drop to another uid, and obeys one command at a time: "send N", "recv N",
-"wait-fin" (until the peer's FIN), "close", "reset" (close with RST).
+drop to another uid, first run ``enter()`` (e.g. to move into a cgroup or
+a network namespace), and obeys one command at a time: "send N", "recv N",
+"wait-fin" (until the peer's FIN), "wait-reset" (until the peer's RST),
+"close", "reset" (close with RST),
+"move DIR" (into the cgroup v2 directory DIR, keeping its socket).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netutil import LOOPBACK, Connection, Endpoint
@@ -46,6 +50,7 @@ class Peer:
         uid: int | None = None,
         connect_port: int = 0,
         host: str | None = None,
+        enter: Callable[[], None] | None = None,
     ) -> None:
         """``host``: where the server listens and the client connects;
         loopback of ``family`` by default (e.g. "::ffff:127.0.0.1" on
@@ -59,6 +64,8 @@ class Peer:
                 os.close(self._to_child)
                 os.close(self._from_child)
                 host = host or LOOPBACK[family]
+                if enter is not None:
+                    enter()
                 _child(role, family, comm, uid, host, connect_port, to_child_r, from_child_w)
                 code = 0
             finally:
@@ -128,9 +135,19 @@ def _child(
                 need -= len(sock.recv(need))
         elif cmd == "wait-fin":
             assert sock.recv(1) == b""
+        elif cmd == "wait-reset":
+            try:
+                sock.recv(1)
+            except ConnectionResetError:
+                pass
+            else:
+                raise AssertionError("no reset came")
         elif cmd == "reset":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
         elif cmd == "close":
             sock.close()
+        elif cmd == "move":
+            with open(os.path.join(arg[0], "cgroup.procs"), "w") as f:
+                f.write("0\n")
         say("ok")

@@ -68,7 +68,13 @@ def test_block_format_is_the_seeds() -> None:
 def test_json_format() -> None:
     line = _render.format_json(seed_event())
     assert line.endswith("\n") and line.count("\n") == 1
-    assert json.loads(line) == seed_event().to_dict()
+    d = json.loads(line)
+    assert d == seed_event().to_dict(resolve=True)
+    # The resolved names come on top of the fields (none for cgroup id 0).
+    assert {k: d.pop(k) for k in ("cgroup", "container_id", "pod_uid")} == dict.fromkeys(
+        ("cgroup", "container_id", "pod_uid")
+    )
+    assert d == seed_event().to_dict()
 
 
 def test_line_format_is_aligned_like_tcplife(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 from connutil import Held, own_comm, stable
+from nsutil import own_cgroup
 
 from tcpevent import TcpState, _cmdline, _render, cli
+from tcpevent.cgroups import cgroup2_mount
 from tcpevent.connections import Connection, SocketMemory, TcpInfo
 
 TITLES = ["State", "Local", "Peer", "Process", "RTT/var", "ms", "Cwnd", "Sent", "Acked"]
@@ -80,7 +82,12 @@ def test_json_lines_have_the_held_connection(
         assert info["rtt_us"] > 0 and info["snd_cwnd"] > 0
         assert set(info) == {f for f in TcpInfo.__dataclass_fields__}
         assert set(d["skmem"]) == set(SocketMemory.__dataclass_fields__)
-        assert set(d) == set(Connection.__dataclass_fields__)
+        resolved = {"cgroup", "container_id", "pod_uid"}
+        assert set(d) == set(Connection.__dataclass_fields__) | resolved
+        # This process made the socket: its cgroup v2 is the socket's.
+        assert d["cgroup"] == own_cgroup()
+        assert d["cgroup_id"] == os.stat(f"{cgroup2_mount()}{own_cgroup()}").st_ino
+        assert d["container_id"] is None and d["pod_uid"] is None
     assert got[(held.cport, held.port)]["info"]["bytes_received"] == 4000
     assert got[(held.port, held.cport)]["info"]["bytes_received"] == 1500
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import secrets
 import socket
 
 import pytest
+from nsutil import cgroup_root
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -96,6 +98,16 @@ def test_labels_of_an_event() -> None:
         "8080",
     )
     assert connection_labels(event(task=""))[2] == ""
+
+
+@pytest.mark.bpf  # making a cgroup needs root
+def test_container_label_is_the_short_id_of_the_sockets_container() -> None:
+    """A real cgroup named as docker names a container's: its events are labelled."""
+    cid = secrets.token_hex(32)
+    with cgroup_root() as top:
+        inside = top.child(f"docker-{cid}.scope")
+        assert connection_labels(event(cgroup_id=inside.id))[4] == cid[:12]
+        assert connection_labels(event(cgroup_id=top.id))[4] == ""
 
 
 # ---- counting and the budget -------------------------------------------------------------------
