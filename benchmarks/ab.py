@@ -5,7 +5,10 @@
 
 Each round runs, in turn, an untraced churn and one churn per NAME with the
 C consumer (benchmarks/consumer.c) attached through ``AddProbe(OBJECT)``
-(``NAME=`` with no object: the built-in program), 100,000 connections each
+(``NAME=`` with no object: the built-in program; ``NAME=@REV``: the
+built-in program's source as of git revision REV, compiled here, so that
+one invocation compares a change with what came before it: records of an
+older layout load too), 100,000 connections each
 in a fresh network namespace without TIME_WAIT, exactly as ``make bench``
 runs them. Prints each configuration's median rate and its ratio to the
 untraced median: compare ratios within one invocation only.
@@ -13,10 +16,34 @@ untraced median: compare ratios within one invocation only.
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import sysconfig
+import tempfile
+from pathlib import Path
 
 import run
+
+
+def object_of(rev: str, workdir: Path) -> str:
+    """The BPF object of csrc/tcpevent.bpf.c as of git revision ``rev``."""
+    src = workdir / rev.replace("/", "_")
+    src.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(run.ROOT), "archive", rev, "csrc"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    arch = sysconfig.get_config_var("MULTIARCH") or ""
+    clang = os.environ.get("BPF_CLANG") or shutil.which("clang") or "clang"
+    out = src / "tcpevent.bpf.o"
+    flags = ["-g", "-O2", "-target", "bpf", f"-I/usr/include/{arch}", f"-I{src / 'csrc'}"]
+    subprocess.run(
+        [clang, *flags, "-c", str(src / "csrc" / "tcpevent.bpf.c"), "-o", str(out)], check=True
+    )
+    return str(out)
 
 
 def main(argv: list[str]) -> int:
@@ -24,9 +51,12 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     churn, consumer = run.build()
+    workdir = Path(tempfile.mkdtemp(prefix="tcpevent-ab-"))
     configs: dict[str, run.Tracer | None] = {"untraced": None}
     for spec in argv[2:]:
         name, _, program = spec.partition("=")
+        if program.startswith("@"):
+            program = object_of(program[1:], workdir)
         env = {"CONSUMER_PROGRAM": program} if program else {}
         configs[name] = run.Tracer(name, [str(consumer), str(run.LIB)], env)
     rates: dict[str, list[float]] = {name: [] for name in configs}
@@ -39,6 +69,7 @@ def main(argv: list[str]) -> int:
         median = statistics.median(values)
         each = " ".join(f"{v:.0f}" for v in values)
         print(f"{name:14s} {median:9.0f} conn/s  ratio {median / base:.3f}   ({each})")
+    shutil.rmtree(workdir)
     return 0
 
 
