@@ -149,7 +149,10 @@ static __always_inline int on_birth(__u64 key, int newstate)
 {
 	struct sock *sk = KPTR(struct sock, key);
 	struct sock_owner o = {};
-	long err;
+	/* int, not long: before 6.4 the kernel's map operations returned int
+	 * and the verifier calls them directly, so the upper half of the
+	 * helper's 64-bit result is zero (-EEXIST reads 0xffffffef). */
+	int err;
 
 	if (KREAD_PROTOCOL(sk) != IPPROTO_TCP)
 		return 0;
