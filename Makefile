@@ -5,6 +5,7 @@
 #   make lint       ruff + mypy
 #   make bench      the benchmark suite (docs/performance.md)
 #   make test-asan  the native library built with ASan/UBSan, tests again
+#   make test-kernels  the real-kernel tests on Linux 6.1 and 6.12 in VMs
 #   make install-lib [LIBDIR=/opt/RealTimeKql/lib]   where old clients look
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
 	pytest-timeout mypy ruff
 
-.PHONY: all deps build run test lint bench test-asan install-lib clean
+.PHONY: all deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
 
 all: build
 
@@ -80,6 +81,27 @@ test-asan: deps
 	if [ -n "$$bad" ]; then cat $$bad; exit 1; fi; \
 	echo "sanitizer reports: none but $$(ls reports | wc -l) contained te_trial crash(es)"; \
 	exit $$rc
+
+# Debian's kernels (the newest package of each series, installed with
+# apt-get; docs/kernels.md), booted by virtme-ng under qemu with this
+# machine's filesystem; the tests run inside against the build above.
+# virtme-ng needs busybox for the initramfs that loads the kernels' 9p and
+# virtio modules.
+KERNEL_APT_PACKAGES := qemu-system-x86 busybox-static
+kernel-deps: deps
+	@missing=$$(for p in $(KERNEL_APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@$(PYTHON) -c "import virtme_ng" 2>/dev/null || $(PYTHON) -m pip install -q virtme-ng
+	$(PYTHON) tests/kernels/run.py install
+
+test-kernels: build kernel-deps
+	$(PYTHON) tests/kernels/run.py
 
 install-lib: build
 	install -D -m 0755 tcpevent/lib/libtcpEvent.so $(LIBDIR)/libtcpEvent.so
