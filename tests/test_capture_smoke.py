@@ -39,4 +39,7 @@ def test_churn_loses_nothing(binaries: tuple[Path, Path], config: str, time_wait
     produced = 2 * CONNECTIONS + result["churn"]["retries"]
     assert_accounted(t["target_events"], t["missed"], produced, t)
     assert (t["dropped_kernel"], t["dropped_queue"], t["untracked"]) == (0, 0, 0), t
-    assert 0 <= t["latency_p99_us"] < 50_000
+    # Close-to-dequeue: under the poller's 1 s idle tick (csrc/poller.c), so
+    # no event waited for the tick instead of a wake-up. How short it is
+    # depends on the machine: `make bench` measures that.
+    assert 0 <= t["latency_p99_us"] < 500_000
