@@ -145,7 +145,11 @@ def test_uncaught_ctrl_c_exits_promptly() -> None:
     start = time.monotonic()
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=5)
-    assert time.monotonic() - start < 0.5
+    # A wait blocked for good would hit the timeout above; a sliced one
+    # (WAIT_SLICE_MS) ends within the slice, then the interpreter exits,
+    # which alone takes about half a second on an emulated CPU
+    # (make test-kernels).
+    assert time.monotonic() - start < 2.0
     assert "KeyboardInterrupt" in err
     assert child.returncode != 0
 
