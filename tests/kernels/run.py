@@ -26,8 +26,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -278,24 +280,31 @@ def run_kernel(kernel: Kernel, pytest_args: list[str]) -> Result:
     log = outdir / "console.log"
     with open(log, "w") as f:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # vng and its qemu: one group to end
         )
         assert proc.stdout is not None
-        deadline = start + VM_TIMEOUT
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace")
-            f.write(line)
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            if time.monotonic() > deadline:
-                break
+        # A guest that hangs prints nothing more: the timer ends it.
+        timer = threading.Timer(VM_TIMEOUT, os.killpg, (proc.pid, signal.SIGKILL))
+        timer.start()
         try:
-            rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            rc = None
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace")
+                f.write(line)
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            rc: int | None = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:  # interrupted: the VM goes too
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     result.seconds = time.monotonic() - start
+    if result.seconds >= VM_TIMEOUT:
+        rc = None
     build = outdir / "build.txt"
     if build.exists():
         result.build = build.read_text().strip()
