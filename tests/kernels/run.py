@@ -300,7 +300,7 @@ def run_kernel(kernel: Kernel, pytest_args: list[str]) -> Result:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             # vng and its qemu: one process group to end. (Not a session of
-            # their own: without a controlling terminal the guest hangs.)
+            # their own: started so, the guest hung at boot, twice of two.)
             preexec_fn=os.setpgrp,
         )
         assert proc.stdout is not None
