@@ -1,14 +1,16 @@
 """Inside a test VM (tests/kernels/run.py), as root: the kernel's facts, then pytest.
 
-    guest.py OUTDIR PYTEST_ARGS...
+    guest.py OUTDIR
 
-Writes OUTDIR/build.txt (which build of the BPF program the library loaded
+Runs pytest with the arguments listed in OUTDIR/pytest-args.json. Writes
+OUTDIR/build.txt (which build of the BPF program the library loaded
 here: "default" or "portable", read from the loaded program's own
 instructions) and OUTDIR/junit.xml; exits with pytest's code.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -64,7 +66,7 @@ def main() -> int:
         "-p",
         "no:cacheprovider",
         f"--junitxml={outdir / 'junit.xml'}",
-        *sys.argv[2:],
+        *json.loads((outdir / "pytest-args.json").read_text()),
     ]
     return subprocess.run(cmd).returncode
 
