@@ -9,8 +9,8 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <linux/capability.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,6 +536,7 @@ void te_bpf_tick(struct te_bpf *b)
 static int attach_all(struct te_bpf *b)
 {
 	struct bpf_program *prog;
+	bool accept_warned = false;
 	int err;
 
 	bpf_object__for_each_program(prog, b->obj) {
@@ -555,8 +556,11 @@ static int attach_all(struct te_bpf *b)
 		/* The built-in program still works without the accept()
 		 * hooks; it only attributes fewer passive sockets. */
 		if (err && !b->custom && is_accept_program(prog)) {
-			add_warning(b, "passive-side attribution at accept() is off: %s",
-				    tcpevent_last_error());
+			/* Both hooks fail alike: one warning says it. */
+			if (!accept_warned)
+				add_warning(b, "passive-side attribution at accept() is off: %s",
+					    tcpevent_last_error());
+			accept_warned = true;
 			te_error_clear();
 			continue;
 		}
