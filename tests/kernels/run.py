@@ -60,9 +60,9 @@ KERNELS = [
 
 #: Run on every kernel: the seed client, the ctypes client, the Python API,
 #: the accounting (every close counted, once) and the privilege tests, then
-#: the rest of what a kernel can change. Left out (time: an emulated CPU
-#: is an order of magnitude slower): the soak and overload tests, the
-#: hostile custom objects, packaging and the pure-format tests.
+#: more of what a kernel can change. Left out for time (an emulated CPU is
+#: an order of magnitude slower): the soak and overload tests, the hostile
+#: custom objects, packaging and the pure-format tests.
 SUBSET = [
     "tests/test_monitor_example.py",
     "tests/test_ctypes_client.py",
@@ -79,14 +79,14 @@ SUBSET = [
     "tests/test_attribution.py",
     "tests/test_legacy_calls.py",
     "tests/test_abi_layout.py",
-    # What else differs between kernels: custom objects against both
-    # builds, sock_diag and tcp_info (live connections, snapshots), the CLI.
+    # Custom objects against each build the kernel loads; the CLI's live
+    # connections.
     "tests/test_custom_program.py",
-    "tests/test_connections.py",
-    "tests/test_snapshots.py",
-    "tests/test_sockdiag_c.py",
-    "tests/test_cli.py",
     "tests/test_cli_connections.py",
+    # Not yet: test_connections.py and test_sockdiag_c.py assert 6.18's
+    # whole struct tcp_info (6.1's is shorter: its newer fields are absent,
+    # and reported so), test_snapshots.py and test_cli.py give a child
+    # interpreter 2 s and 3 s to start and load (more on an emulated CPU).
 ]
 
 #: Left out inside the VM, each for a reason of the VM, not of the tracer.
