@@ -111,7 +111,7 @@ EXCLUDED = {
 MEMORY = "4G"
 CPUS = 2
 #: A VM that has not finished by then failed (generous: an emulated CPU
-#: runs this subset in about ten minutes, other work may share the host).
+#: runs this subset in 6 to 15 minutes, other work may share the host).
 VM_TIMEOUT = 45 * 60
 #: The guest's first line comes about half a minute after the boot starts.
 BOOT_TIMEOUT = 4 * 60
@@ -306,9 +306,7 @@ def run_kernel(kernel: Kernel, pytest_args: list[str]) -> Result:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            # vng and its qemu: one process group to end. (Not a session of
-            # their own: started so, the guest hung at boot, twice of two.)
-            preexec_fn=os.setpgrp,
+            preexec_fn=os.setpgrp,  # vng and its qemu: one group to end
         )
         assert proc.stdout is not None
         # A guest that hangs prints nothing more: the timers end it.
