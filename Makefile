@@ -5,6 +5,7 @@
 #   make lint       ruff + mypy
 #   make bench      the benchmark suite (docs/performance.md)
 #   make test-asan  the native library built with ASan/UBSan, tests again
+#   make test-kernels  the real-kernel tests on Linux 6.1 and 6.12 in VMs
 #   make install-lib [LIBDIR=/opt/RealTimeKql/lib]   where old clients look
 #                   (libtcpEvent.so, and libevent.so for C# [DllImport("event")])
 
@@ -25,27 +26,25 @@ APT_LEAN_PACKAGES := prometheus
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
 	pytest-timeout mypy ruff prometheus_client
 
-.PHONY: all deps build run test lint bench test-asan install-lib clean
+.PHONY: all deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
+
+# $(call apt_install,PACKAGES[,apt-get options]): those not installed yet.
+define apt_install
+@missing=$$(for p in $(1); do \
+	dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+done); \
+if [ -n "$$missing" ]; then \
+	echo "installing:$$missing"; \
+	apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing; \
+fi
+endef
 
 all: build
 
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
-	done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
-	@missing=$$(for p in $(APT_LEAN_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
-	done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(APT_PACKAGES))
+	$(call apt_install,$(APT_LEAN_PACKAGES),--no-install-recommends)
 	@$(PYTHON) -c "import setuptools, wheel, cffi, pytest, pytest_mock, pytest_timeout, mypy, \
 		prometheus_client" 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_PACKAGES)
 	@command -v ruff >/dev/null || $(PYTHON) -m pip install -q ruff
@@ -99,6 +98,20 @@ test-asan: deps
 	if [ -n "$$bad" ]; then cat $$bad; exit 1; fi; \
 	echo "sanitizer reports: none but $$(ls reports | wc -l) contained te_trial crash(es)"; \
 	exit $$rc
+
+# Debian's kernels (the newest package of each series, installed with
+# apt-get; docs/kernels.md), booted by virtme-ng under qemu with this
+# machine's filesystem; the tests run inside against the build above.
+# virtme-ng needs busybox for the initramfs that loads the kernels' 9p and
+# virtio modules.
+KERNEL_APT_PACKAGES := qemu-system-x86 busybox-static
+kernel-deps: deps
+	$(call apt_install,$(KERNEL_APT_PACKAGES),--no-install-recommends)
+	@$(PYTHON) -c "import virtme_ng" 2>/dev/null || $(PYTHON) -m pip install -q virtme-ng
+	$(PYTHON) tests/kernels/run.py install
+
+test-kernels: build kernel-deps
+	$(PYTHON) tests/kernels/run.py
 
 # libevent.so is the name C# clients load ([DllImport("event")]). It is also
 # the name of the unrelated libevent's development link: keep LIBDIR a

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +253,48 @@ static bool is_accept_program(const struct bpf_program *prog)
 			"tracepoint/syscalls/sys_exit_accept", 35);
 }
 
+/* What works less well than it could, one cause after another. */
+static void add_warning(struct te_bpf *b, const char *fmt, ...)
+{
+	size_t len = strlen(b->warning);
+	va_list ap;
+
+	if (len && len + 2 < sizeof(b->warning)) {
+		strcpy(b->warning + len, "; ");
+		len += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->warning + len, sizeof(b->warning) - len, fmt, ap);
+	va_end(ap);
+}
+
+/* tcpevent_sweep (tcpevent.bpf.c) is not for a hook: it is run from here. */
+static bool is_sweep_program(const struct bpf_program *prog)
+{
+	return !strcmp(bpf_program__name(prog), "tcpevent_sweep");
+}
+
+/*
+ * The sweep walks the socket table with bpf_for_each_map_elem() (Linux
+ * 5.13+). Where the kernel lacks it, the rest loads without it: a close the
+ * kernel never showed is then counted only when another socket takes its
+ * memory (docs/kernels.md).
+ */
+static void leave_out_unsupported_sweep(struct te_bpf *b)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, b->obj) {
+		if (!is_sweep_program(prog) ||
+		    libbpf_probe_bpf_helper(BPF_PROG_TYPE_RAW_TRACEPOINT,
+					    BPF_FUNC_for_each_map_elem,
+					    NULL) != 0)
+			continue;
+		bpf_program__set_autoload(prog, false);
+		add_warning(b, "closes the kernel never showed are counted only when their socket's memory is reused: this kernel has no bpf_for_each_map_elem() (Linux 5.13+) for the sweep");
+	}
+}
+
 static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		     const struct te_filter *f)
 {
@@ -278,6 +321,7 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		bpf_object__for_each_program(prog, b->obj)
 			if (is_accept_program(prog))
 				bpf_program__set_autoload(prog, false);
+	leave_out_unsupported_sweep(b);
 
 	events = bpf_object__find_map_by_name(b->obj, "events");
 	if (!events || bpf_map__type(events) != BPF_MAP_TYPE_RINGBUF)
@@ -380,6 +424,46 @@ static bool is_nested_program(const struct bpf_program *prog)
 	return !strcmp(bpf_program__name(prog), "tcpevent_state_nested");
 }
 
+/* Whether this process may read a classic tracepoint's id in tracefs. */
+static bool tracefs_id_readable(const struct bpf_program *prog)
+{
+	const char *tp = strchr(bpf_program__section_name(prog), '/');
+	char path[256];
+
+	if (!tp)
+		return false;
+	snprintf(path, sizeof(path), TRACEFS "/events%s/id", tp);
+	if (!faccessat(AT_FDCWD, path, R_OK, AT_EACCESS))
+		return true;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/tracing/events%s/id", tp);
+	return !faccessat(AT_FDCWD, path, R_OK, AT_EACCESS);
+}
+
+/*
+ * A classic tracepoint is attached through a perf event. Debian's and
+ * Ubuntu's kernels add a level 3 to kernel.perf_event_paranoid (their
+ * default) at which only CAP_SYS_ADMIN may open one: CAP_PERFMON is not
+ * enough there.
+ */
+static bool perf_events_locked(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[2] = {};
+	FILE *f = fopen("/proc/sys/kernel/perf_event_paranoid", "re");
+	int level = 0;
+
+	if (!f)
+		return false;
+	if (fscanf(f, "%d", &level) != 1)
+		level = 0;
+	fclose(f);
+	if (level <= 2 || syscall(SYS_capget, &hdr, data))
+		return false;
+	return !has_cap(data, CAP_SYS_ADMIN);
+}
+
 static int attach_program(struct te_bpf *b, struct bpf_program *prog)
 {
 	struct bpf_link *link;
@@ -401,6 +485,12 @@ static int attach_program(struct te_bpf *b, struct bpf_program *prog)
 			       "cannot attach BPF program %s to %s: no such hook in this kernel, or tracefs is not mounted at " TRACEFS,
 			       bpf_program__name(prog),
 			       bpf_program__section_name(prog));
+	if ((err == EACCES || err == EPERM) && tracefs_id_readable(prog) &&
+	    perf_events_locked())
+		return te_fail(err,
+			       "cannot attach BPF program %s to %s (%s): kernel.perf_event_paranoid is above 2, and this kernel (as Debian's and Ubuntu's do) then lets only CAP_SYS_ADMIN open the perf event a classic tracepoint needs; run it as root, add CAP_SYS_ADMIN, or allow it: sudo sysctl kernel.perf_event_paranoid=2",
+			       bpf_program__name(prog),
+			       bpf_program__section_name(prog), strerror(err));
 	if (err == EACCES || err == EPERM)
 		return te_fail(err,
 			       "cannot attach BPF program %s to %s (%s): classic tracepoints need read access to tracefs (CAP_DAC_READ_SEARCH); " PRIV_REMEDY,
@@ -444,12 +534,6 @@ static void watch_skips(struct te_bpf *b)
 	b->standby = NULL;
 }
 
-/* tcpevent_sweep (tcpevent.bpf.c) is not for a hook: it is run from here. */
-static bool is_sweep_program(const struct bpf_program *prog)
-{
-	return !strcmp(bpf_program__name(prog), "tcpevent_sweep");
-}
-
 /*
  * A sweep walks every bucket of the socket table: ~1 ms for the default
  * 65,536. Larger tables are swept less often, so that it stays near 0.1%
@@ -480,6 +564,7 @@ void te_bpf_tick(struct te_bpf *b)
 static int attach_all(struct te_bpf *b)
 {
 	struct bpf_program *prog;
+	bool accept_warned = false;
 	int err;
 
 	bpf_object__for_each_program(prog, b->obj) {
@@ -499,9 +584,11 @@ static int attach_all(struct te_bpf *b)
 		/* The built-in program still works without the accept()
 		 * hooks; it only attributes fewer passive sockets. */
 		if (err && !b->custom && is_accept_program(prog)) {
-			snprintf(b->warning, sizeof(b->warning),
-				 "passive-side attribution at accept() is off: %s",
-				 tcpevent_last_error());
+			/* Both hooks fail alike: one warning says it. */
+			if (!accept_warned)
+				add_warning(b, "passive-side attribution at accept() is off: %s",
+					    tcpevent_last_error());
+			accept_warned = true;
 			te_error_clear();
 			continue;
 		}
@@ -562,6 +649,7 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		bpf_object__close(b->obj);
 		b->obj = NULL;
 		b->portable = true;
+		b->warning[0] = '\0';
 		te_libbpf_capture_begin();
 		te_error_clear();
 		err = load_object(&args);

@@ -237,7 +237,10 @@ static __always_inline int on_birth(__u64 key, int newstate)
 {
 	struct sock *sk = KPTR(struct sock, key);
 	struct sock_owner o = {};
-	long err;
+	/* int, not long: before 6.4 the kernel's map operations returned int
+	 * and the verifier calls them directly, so the upper half of the
+	 * helper's 64-bit result is zero (-EEXIST reads 0xffffffef). */
+	int err;
 
 	if (KREAD_PROTOCOL(sk) != IPPROTO_TCP)
 		return 0;
@@ -480,7 +483,6 @@ int tcpevent_state_nested(struct bpf_raw_tracepoint_args *ctx)
 	return on_state(ctx);
 }
 
-#ifndef TCPEVENT_PORTABLE	/* bpf_for_each_map_elem() is 5.13+ */
 /*
  * A close we never saw leaves its entry behind. tcp_set_state() runs the
  * tracepoint before it stores the new state, and on_close() deletes the
@@ -513,7 +515,8 @@ static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 }
 
 /* Never attached: user space runs it (BPF_PROG_TEST_RUN), about once a
- * second (loader.c). */
+ * second, and does not load it where the kernel lacks
+ * bpf_for_each_map_elem() (before 5.13; loader.c). */
 SEC("raw_tracepoint/inet_sock_set_state")
 int tcpevent_sweep(void *ctx)
 {
@@ -522,7 +525,6 @@ int tcpevent_sweep(void *ctx)
 	bpf_for_each_map_elem(&sockets, sweep_entry, &now, 0);
 	return 0;
 }
-#endif
 
 /* The layout of a syscalls:sys_exit_* tracepoint record (tracefs format). */
 struct syscall_exit_args {

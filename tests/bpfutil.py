@@ -12,6 +12,28 @@ from typing import Any
 KINDS = {"bpf-prog": "prog_id", "bpf-map": "map_id", "bpf_link": "link_id"}
 
 
+def kernel_has_rdonly_cast() -> bool:
+    """Whether this kernel has the bpf_rdonly_cast() kfunc (Linux 6.2+), which
+    the built-in program's default build needs (csrc/kernel_read.h): its name
+    is among the strings of the kernel's BTF."""
+    with open("/sys/kernel/btf/vmlinux", "rb") as f:
+        return b"\0bpf_rdonly_cast\0" in f.read()
+
+
+def builds() -> list[str]:
+    """The builds of the built-in program this kernel can load: the default
+    one and the portable one, or the portable one only."""
+    return ["default", "portable"] if kernel_has_rdonly_cast() else ["portable"]
+
+
+def build_defines(build: str | None = None) -> list[str]:
+    """clang's -D flags for a build of the built-in program: ``build``, or
+    the one the library loads on this kernel."""
+    if build is None:
+        build = builds()[0]
+    return ["-DTCPEVENT_PORTABLE"] if build == "portable" else []
+
+
 def held_by(pid: int) -> dict[str, set[int]]:
     """The ids of the BPF programs, maps and links a process holds fds to."""
     held: dict[str, set[int]] = {key: set() for key in KINDS.values()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
@@ -27,6 +27,8 @@ class Connection:
     server: Endpoint  # the accepted side's local end
     client_sent: int
     server_sent: int
+    #: Wall clock when the connection was made: its close comes after.
+    made_ns: int = field(default_factory=time.time_ns)
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:

@@ -130,7 +130,7 @@ def test_legacy_environment_variable(libpath: Path, value: str) -> None:
 
 def test_cli_flag() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tcpevent", "--no-accept-hooks", "--duration", "5"],
+        [sys.executable, "-m", "tcpevent", "--no-accept-hooks", "--duration", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -138,7 +138,7 @@ def test_cli_flag() -> None:
     try:
         attached = wait_until(
             lambda: proc.poll() is not None or "tcpevent_state" in bpfutil.program_names(proc.pid),
-            timeout=10,
+            timeout=30,
         )
         assert attached and proc.poll() is None, proc.communicate()
         time.sleep(0.05)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import bpfutil
 import pytest
 from nativeutil import NativeTracer
 from netutil import connection, listener
@@ -30,13 +31,12 @@ KEYS = {
 }
 
 
-@pytest.fixture(scope="module", params=["default", "portable"])
+@pytest.fixture(scope="module", params=bpfutil.builds())
 def builtin_copy(compile_bpf, request) -> Path:
     """The built-in program's source, compiled by the test itself: the
-    default build, and the portable one the library falls back to on
-    kernels without bpf_rdonly_cast() (csrc/kernel_read.h)."""
-    defines = ["-DTCPEVENT_PORTABLE"] if request.param == "portable" else []
-    return compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c", *defines)
+    default build (where the kernel has bpf_rdonly_cast()), and the portable
+    one the library falls back to without it (csrc/kernel_read.h)."""
+    return compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c", *bpfutil.build_defines(request.param))
 
 
 @pytest.mark.bpf
