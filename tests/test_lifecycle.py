@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import bpfutil
 import pytest
+from cliutil import start
 from liveness import PROMPTLY
 from nativeutil import NativeTracer
 from netutil import connection, wait_until
@@ -326,16 +326,10 @@ def test_the_command_line_shows_the_lifecycle() -> None:
     """--events: JSON lines carry kind, handshake_ns, accept_wait_ns and the
     error by name; the line format says which event and what it measured."""
     me = str(os.getpid())
-    cmd = [sys.executable, "-m", "tcpevent", "--events", "connect,accept,close", "-p", me]
+    cmd = ["--events", "connect,accept,close", "-p", me]
     for fmt in ("json", "line"):
-        proc = subprocess.Popen(
-            [*cmd, "--format", fmt, "--count", "4"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start(*cmd, "--format", fmt, "--count", "4")
         try:
-            assert wait_until(lambda p=proc: p.poll() is not None or bpfutil.attached(p.pid))
             conn = connection()
             out, err = proc.communicate(timeout=10 * PROMPTLY)
         finally:
