@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare builds of the BPF program by the churn rate they leave.
 
-    python3 benchmarks/ab.py ROUNDS NAME=OBJECT [NAME=OBJECT ...]
+    python3 benchmarks/ab.py [--bpf-stats] ROUNDS NAME=OBJECT [NAME=OBJECT ...]
 
 Each round runs, in turn, an untraced churn and one churn per NAME with the
 C consumer (benchmarks/consumer.c) attached through ``AddProbe(OBJECT)``
@@ -12,10 +12,16 @@ older layout load too), 100,000 connections each
 in a fresh network namespace without TIME_WAIT, exactly as ``make bench``
 runs them. Prints each configuration's median rate and its ratio to the
 untraced median: compare ratios within one invocation only.
+
+With ``--bpf-stats``, the churn rates are not measured (the kernel's
+statistics slow every run a little); instead each configuration's churn
+runs with ``kernel.bpf_stats_enabled`` (restored after), and what is printed
+is each program's mean time per run, in ns, over the rounds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -46,7 +52,27 @@ def object_of(rev: str, workdir: Path) -> str:
     return str(out)
 
 
+def bpf_stats(churn: Path, tracer: run.Tracer) -> dict[str, float]:
+    """ns per run of each of our programs over one churn, from the kernel."""
+    with run.sysctl("kernel.bpf_stats_enabled", "1"), run.fresh_netns(time_wait=False) as prefix:
+        tracer.start()
+        subprocess.run(
+            [*prefix, str(churn), "-n", "100000", "-t", "2"], check=True, capture_output=True
+        )
+        out = subprocess.run(
+            ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+        tracer.finish()
+    return {
+        p["name"]: p["run_time_ns"] / p["run_cnt"]
+        for p in json.loads(out)
+        if p.get("name", "").startswith("tcpevent") and p.get("run_cnt")
+    }
+
+
 def main(argv: list[str]) -> int:
+    stats_mode = "--bpf-stats" in argv
+    argv = [a for a in argv if a != "--bpf-stats"]
     if len(argv) < 3 or not argv[1].isdigit():
         print(__doc__, file=sys.stderr)
         return 2
@@ -59,6 +85,20 @@ def main(argv: list[str]) -> int:
             program = object_of(program[1:], workdir)
         env = {"CONSUMER_PROGRAM": program} if program else {}
         configs[name] = run.Tracer(name, [str(consumer), str(run.LIB)], env)
+    if stats_mode:
+        per_run: dict[str, dict[str, list[float]]] = {}
+        for _ in range(int(argv[1])):
+            for name, tracer in configs.items():
+                if tracer is not None:
+                    for prog, ns in bpf_stats(churn, tracer).items():
+                        per_run.setdefault(name, {}).setdefault(prog, []).append(ns)
+        for name, progs in per_run.items():
+            for prog, values in progs.items():
+                each = " ".join(f"{v:.0f}" for v in values)
+                mean = statistics.mean(values)
+                print(f"{name:14s} {prog:24s} {mean:10.1f} ns/run   ({each})")
+        shutil.rmtree(workdir)
+        return 0
     rates: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(int(argv[1])):
         for name, tracer in configs.items():

@@ -28,7 +28,8 @@ LATENCY_SAMPLE = 16
 
 
 class Counter:
-    def __init__(self) -> None:
+    def __init__(self, lifecycle_kinds: bool = False) -> None:
+        self.lifecycle_kinds = lifecycle_kinds  # connect/accept events come too
         self.target_pid = -1
         self.total = 0
         self.targeted = 0
@@ -48,20 +49,22 @@ class Counter:
         now_ns = time.time_ns()
         self.total += len(events)
         pid = self.target_pid
-        ours = [ev for ev in events if ev.pid == pid and ev.kind == "close"]
-        self.targeted += len(ours)
-        for ev in events:
-            if ev.pid == pid and ev.kind != "close":
-                self.lifecycle += 1
-                if ev.kind == "connect":
-                    bucket = ev.handshake_ns // (LATENCY_BUCKET_US * 1000)
-                    self.handshake[bucket] = self.handshake.get(bucket, 0) + 1
-        if len(ours) + self.lifecycle == 0 and events and len(self.others) < 10:
+        ours = [ev for ev in events if ev.pid == pid]
+        if len(ours) != len(events) and len(self.others) < 10:
             self.others += [
                 f"pid={ev.pid} task={ev.task} {ev.sport}->{ev.dport} {ev.state.name}"
                 for ev in events
                 if ev.pid != pid
             ][: 10 - len(self.others)]
+        if self.lifecycle_kinds:
+            lifecycle = [ev for ev in ours if ev.kind != "close"]
+            ours = [ev for ev in ours if ev.kind == "close"]
+            self.lifecycle += len(lifecycle)
+            for ev in lifecycle:
+                if ev.kind == "connect":
+                    bucket = ev.handshake_ns // (LATENCY_BUCKET_US * 1000)
+                    self.handshake[bucket] = self.handshake.get(bucket, 0) + 1
+        self.targeted += len(ours)
         for ev in ours[::LATENCY_SAMPLE]:
             bucket = (now_ns - ev.time_ns) // (LATENCY_BUCKET_US * 1000)
             self.latency[bucket] = self.latency.get(bucket, 0) + 1
@@ -90,7 +93,7 @@ def main() -> int:
     parser.add_argument("--events", default="close", help="kinds, comma-separated")
     args = parser.parse_args()
 
-    counter = Counter()
+    counter = Counter(lifecycle_kinds=args.events != "close")
     go = threading.Event()
     stop = threading.Event()
     if not args.hold:

@@ -4,8 +4,10 @@ The hot path of the library. Reading the cffi structs field by field costs
 an attribute access per field and event; instead the whole array is read as
 one buffer with :meth:`struct.Struct.iter_unpack` (the layout comes from the
 C header: :data:`tcpevent._core.EVENT_LAYOUT`), and each event is built
-without running the frozen dataclass's ``__init__``: the slots' descriptors
-are set directly. The loop doing it is generated once, at import, from that
+without running the frozen dataclass's ``__init__``: it is made as an
+instance of a mutable twin of :class:`TcpEvent` (the same slots, so the same
+memory layout), whose plain attribute stores Python specializes, then given
+its real class. The loop doing it is generated once, at import, from that
 layout (as :mod:`dataclasses` generates ``__init__``), so a field added to
 the header needs no code here. Text fields repeat (a handful of addresses
 and command names), so their decoding is memoized.
@@ -61,10 +63,18 @@ _TEXT = "(cache.get({v}) or decode({v}))"
 _PLAIN = "{v}"
 
 
+#: TcpEvent's mutable twin: the same bases and slots, so an instance may take
+#: TcpEvent as its class once filled (never seen outside this module).
+_Twin: type = type(
+    "_TcpEventUnderConstruction", TcpEvent.__bases__, {"__slots__": TcpEvent.__slots__}
+)
+
+
 def _compile() -> Callable[[Any], list[TcpEvent]]:
     """The conversion loop for the rows of :data:`EVENT_FORMAT`, unrolled."""
     env: dict[str, Any] = {
         "new": object.__new__,
+        "twin": _Twin,
         "cls": TcpEvent,
         "families": FAMILIES,
         "family_of": family_of,
@@ -76,9 +86,8 @@ def _compile() -> Callable[[Any], list[TcpEvent]]:
     }
     body = []
     for i, leaf in enumerate(EVENT_LAYOUT):
-        env[f"set{i}"] = TcpEvent.__dict__[leaf.name].__set__
         expr = _DECODERS.get(leaf.name) or (_TEXT if leaf.code.endswith("s") else _PLAIN)
-        body.append(f"        set{i}(ev, {expr.format(v=f'v{i}')})")
+        body.append(f"        ev.{leaf.name} = {expr.format(v=f'v{i}')}")
     names = ", ".join(f"v{i}" for i in range(len(EVENT_LAYOUT)))
     binds = ", ".join(f"{name}={name}" for name in env)
     source = (
@@ -86,7 +95,8 @@ def _compile() -> Callable[[Any], list[TcpEvent]]:
         "    out = []\n"
         "    append = out.append\n"
         f"    for ({names},) in rows:\n"
-        "        ev = new(cls)\n" + "\n".join(body) + "\n"
+        "        ev = new(twin)\n" + "\n".join(body) + "\n"
+        "        ev.__class__ = cls\n"
         "        append(ev)\n"
         "    return out\n"
     )
