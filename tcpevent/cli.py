@@ -245,8 +245,10 @@ def run_events(args: argparse.Namespace) -> int:
     lifecycle = set(args.events or ("close",)) != {"close"}
     emit = _Printer(_text_stdout(), args.format or "line", lifecycle)
     stop = Stop()
-    tracer = open_tracer(args, args.events or ("close",), args.program)
-    with signals_stop(stop), tracer:
+    # The handlers go in before the program attaches: a signal that comes
+    # once it is attached (the moment a supervisor sees it) ends the run
+    # cleanly instead of killing the process.
+    with signals_stop(stop), open_tracer(args, args.events or ("close",), args.program) as tracer:
         left = args.count
         deadline = None if args.duration is None else time.monotonic() + args.duration
         while not stop and (left is None or left > 0):
