@@ -8,7 +8,8 @@ C consumer (benchmarks/consumer.c) attached through ``AddProbe(OBJECT)``
 (``NAME=`` with no object: the built-in program; ``NAME=@REV``: the
 built-in program's source as of git revision REV, compiled here, so that
 one invocation compares a change with what came before it: records of an
-older layout load too), 100,000 connections each
+older layout load too; ``NAME=lib@REV``: the whole library as of REV, built
+here, with its own built-in program), 100,000 connections each
 in a fresh network namespace without TIME_WAIT, exactly as ``make bench``
 runs them. Prints each configuration's median rate and its ratio to the
 untraced median: compare ratios within one invocation only.
@@ -52,6 +53,23 @@ def object_of(rev: str, workdir: Path) -> str:
     return str(out)
 
 
+def library_of(rev: str, workdir: Path) -> str:
+    """libtcpEvent.so as of git revision ``rev``, built in a copy of that tree."""
+    tree = workdir / ("lib-" + rev.replace("/", "_"))
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(run.ROOT), "archive", rev], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cwd=tree,
+        check=True,
+        capture_output=True,
+    )
+    return str(tree / "tcpevent" / "lib" / "libtcpEvent.so")
+
+
 def bpf_stats(churn: Path, tracer: run.Tracer) -> dict[str, float]:
     """ns per run of each of our programs over one churn, from the kernel."""
     with run.sysctl("kernel.bpf_stats_enabled", "1"), run.fresh_netns(time_wait=False) as prefix:
@@ -81,10 +99,13 @@ def main(argv: list[str]) -> int:
     configs: dict[str, run.Tracer | None] = {"untraced": None}
     for spec in argv[2:]:
         name, _, program = spec.partition("=")
-        if program.startswith("@"):
+        lib = str(run.LIB)
+        if program.startswith("lib@"):
+            lib, program = library_of(program[4:], workdir), ""
+        elif program.startswith("@"):
             program = object_of(program[1:], workdir)
         env = {"CONSUMER_PROGRAM": program} if program else {}
-        configs[name] = run.Tracer(name, [str(consumer), str(run.LIB)], env)
+        configs[name] = run.Tracer(name, [str(consumer), lib], env)
     if stats_mode:
         per_run: dict[str, dict[str, list[float]]] = {}
         for _ in range(int(argv[1])):
