@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from liveness import PROMPTLY
 
 SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "churn.c"
 READY_RE = re.compile(r"^READY pid=(\d+) port=(\d+) family=([46])$")
@@ -121,8 +122,9 @@ def test_rate_limit(churn: Path) -> None:
     wall = time.monotonic() - t0
 
     assert summary["connections"] == 1000
-    assert 0.4 <= summary["seconds"] <= 1.5
-    assert 0.4 <= wall <= 1.5
+    # Never faster than the rate; slower only by what a busy machine adds.
+    assert 0.4 <= summary["seconds"] <= 0.5 + PROMPTLY
+    assert 0.4 <= wall <= 0.5 + 2 * PROMPTLY
     # Absolute deadlines: the last connection starts at 999/2000 s, never
     # earlier, so the achieved rate cannot overshoot the target.
     assert summary["rate"] <= 2010

@@ -557,7 +557,8 @@ def test_snapshot_events_of_a_held_connection(family: int) -> None:
         assert {(e.dport, e.tx_bytes, e.rx_bytes) for e in snaps(port)} == {(cport, 700, 3000)}
         times = sorted(e.time_ns for e in snaps(cport))
         gaps = [(b - a) / 1e9 for a, b in zip(times, times[1:])]
-        assert all(0.5 * INTERVAL < g < 2 * INTERVAL for g in gaps), gaps
+        # Never before the interval is (nearly) up; late only by a busy machine.
+        assert all(0.5 * INTERVAL < g < INTERVAL + PROMPTLY for g in gaps), gaps
         assert abs(times[-1] - time.time_ns()) < 5 * 10**9
 
         client.close()
