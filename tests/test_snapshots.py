@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import bpfutil
 import pytest
+from cliutil import ATTACH_TIMEOUT
+from liveness import PROMPTLY
 from nativeutil import NativeTracer
-from netutil import listener, recv_exact
+from netutil import listener, recv_exact, wait_until
 from procutil import start
 
 SNAPSHOT, CLOSE = 1, 0
@@ -91,7 +94,14 @@ def test_legacy_abi_snapshots_only_with_the_environment_variable(libpath) -> Non
             env["TCPEVENT_SNAPSHOT_INTERVAL"] = env_value
         proc, out = start([sys.executable, str(example), str(libpath)], env=env)
         try:
-            out.wait_for(lambda t: t.count(f'"SPT": {cport}') >= 3, timeout=2.0)
+            assert wait_until(
+                lambda: proc.poll() is not None or bpfutil.attached(proc.pid),
+                timeout=ATTACH_TIMEOUT,
+            )
+            # Attached: three samples come within a liveness bound when they
+            # are on; when off, none in the time five intervals take.
+            timeout = 10 * PROMPTLY if env_value else 5 * 0.2
+            out.wait_for(lambda t: t.count(f'"SPT": {cport}') >= 3, timeout=timeout)
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(5)

@@ -28,6 +28,7 @@ from typing import Any
 
 import bpfutil
 import pytest
+from liveness import PROMPTLY
 from netutil import connection, listener, set_reset_on_close, wait_until
 
 import tcpevent
@@ -128,7 +129,9 @@ def test_sweep_counts_by_age_and_spares_entries_born_after_it_began(compile_bpf)
             server, _ = ls.accept()
             with client, server:
                 disconnect(client)
-                assert wait_until(lambda: len(bpfutil.owned_entries(sockets, me)) == 2, timeout=2)
+                assert wait_until(
+                    lambda: len(bpfutil.owned_entries(sockets, me)) == 2, timeout=10 * PROMPTLY
+                )
                 future = time.clock_gettime_ns(time.CLOCK_BOOTTIME) + 3600 * 10**9
                 for entry in bpfutil.owned_entries(sockets, me):
                     set_birth(sockets, entry, future)
@@ -137,7 +140,7 @@ def test_sweep_counts_by_age_and_spares_entries_born_after_it_began(compile_bpf)
                 assert len(bpfutil.owned_entries(sockets, me)) == 2
                 for entry in bpfutil.owned_entries(sockets, me):
                     set_birth(sockets, entry, 1)
-                assert wait_until(lambda: tracer.stats.missed >= 2, timeout=3)
+                assert wait_until(lambda: tracer.stats.missed >= 2, timeout=10 * PROMPTLY)
                 assert bpfutil.owned_entries(sockets, me) == []
                 time.sleep(1.2)
                 assert tracer.stats.missed == 2
