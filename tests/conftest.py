@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -22,6 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bpf: needs root to load the BPF program")
+    # Tests interrupt their children with SIGINT as Ctrl-C would. A suite
+    # started in the background of a non-interactive shell (`make test &`
+    # in a script) inherits SIGINT ignored, and so would every child: a
+    # Python child then never raises KeyboardInterrupt, a C child never
+    # stops. A handler, unlike "ignored", is reset to the default at exec.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
