@@ -63,9 +63,16 @@ def fdinfos(pid: int) -> Iterator[str]:
             continue
 
 
-def attached(pid: int) -> bool:
-    """The process holds BPF links: its tracer is attached."""
-    return any("link_id:" in info for info in fdinfos(pid))
+#: Links of an attached built-in tracer: the state-change program, then the
+#: accept() and accept4() hooks (attached in that order, so a process
+#: holding the first is not yet tracing accepts).
+TRACER_LINKS = 3
+
+
+def attached(pid: int, links: int = TRACER_LINKS) -> bool:
+    """The process holds ``links`` BPF links: its tracer is wholly attached
+    (counted, not named: older kernels show no tp_name for a perf link)."""
+    return sum("link_id:" in info for info in fdinfos(pid)) >= links
 
 
 def prog_ids(fdinfo: str) -> set[int]:
