@@ -22,7 +22,6 @@ is each program's mean time per run, in ns, over the rounds.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -70,24 +69,6 @@ def library_of(rev: str, workdir: Path) -> str:
     return str(tree / "tcpevent" / "lib" / "libtcpEvent.so")
 
 
-def bpf_stats(churn: Path, tracer: run.Tracer) -> dict[str, float]:
-    """ns per run of each of our programs over one churn, from the kernel."""
-    with run.sysctl("kernel.bpf_stats_enabled", "1"), run.fresh_netns(time_wait=False) as prefix:
-        tracer.start()
-        subprocess.run(
-            [*prefix, str(churn), "-n", "100000", "-t", "2"], check=True, capture_output=True
-        )
-        out = subprocess.run(
-            ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True
-        ).stdout
-        tracer.finish()
-    return {
-        p["name"]: p["run_time_ns"] / p["run_cnt"]
-        for p in json.loads(out)
-        if p.get("name", "").startswith("tcpevent") and p.get("run_cnt")
-    }
-
-
 def main(argv: list[str]) -> int:
     stats_mode = "--bpf-stats" in argv
     argv = [a for a in argv if a != "--bpf-stats"]
@@ -111,8 +92,10 @@ def main(argv: list[str]) -> int:
         for _ in range(int(argv[1])):
             for name, tracer in configs.items():
                 if tracer is not None:
-                    for prog, ns in bpf_stats(churn, tracer).items():
-                        per_run.setdefault(name, {}).setdefault(prog, []).append(ns)
+                    for row in run.program_costs(churn, tracer, 100_000):
+                        per_run.setdefault(name, {}).setdefault(row["program"], []).append(
+                            row["ns_per_run"]
+                        )
         for name, progs in per_run.items():
             for prog, values in progs.items():
                 each = " ".join(f"{v:.0f}" for v in values)

@@ -348,9 +348,9 @@ def latency_at_rate(churn: Path, consumer: Path, rate: int, seconds: int) -> lis
     return rows
 
 
-def bpf_cost(churn: Path, consumer: Path, connections: int) -> list[dict[str, Any]]:
-    """run_time_ns / run_cnt of each of our programs, from the kernel."""
-    tracer = Tracer("C consumer", [str(consumer), str(LIB)])
+def program_costs(churn: Path, tracer: Tracer, connections: int) -> list[dict[str, Any]]:
+    """run_time_ns / run_cnt of each of our programs over one churn traced
+    by ``tracer``, from the kernel."""
     with sysctl("kernel.bpf_stats_enabled", "1"), fresh_netns(time_wait=False) as prefix:
         tracer.start()
         subprocess.run(
@@ -362,17 +362,22 @@ def bpf_cost(churn: Path, consumer: Path, connections: int) -> list[dict[str, An
             ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True
         ).stdout
         tracer.finish()
-    rows = []
-    for prog in json.loads(out):
-        if prog.get("name", "").startswith("tcpevent") and prog.get("run_cnt"):
-            rows.append(
-                {
-                    "program": prog["name"],
-                    "runs": prog["run_cnt"],
-                    "ns_per_run": prog["run_time_ns"] / prog["run_cnt"],
-                }
-            )
-            print(f"  {prog['name']:22s} {rows[-1]['ns_per_run']:7.1f} ns per run", flush=True)
+    return [
+        {
+            "program": prog["name"],
+            "runs": prog["run_cnt"],
+            "ns_per_run": prog["run_time_ns"] / prog["run_cnt"],
+        }
+        for prog in json.loads(out)
+        if prog.get("name", "").startswith("tcpevent") and prog.get("run_cnt")
+    ]
+
+
+def bpf_cost(churn: Path, consumer: Path, connections: int) -> list[dict[str, Any]]:
+    """The programs' cost under the C consumer (program_costs), printed."""
+    rows = program_costs(churn, Tracer("C consumer", [str(consumer), str(LIB)]), connections)
+    for row in rows:
+        print(f"  {row['program']:22s} {row['ns_per_run']:7.1f} ns per run", flush=True)
     return rows
 
 
