@@ -141,11 +141,15 @@ def test_uncaught_ctrl_c_exits_promptly() -> None:
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert child.stdout is not None
-    assert child.stdout.readline() == "ready\n"
-    time.sleep(0.1)
-    start = time.monotonic()
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=5)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(0.1)
+        start = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=5)
+    finally:  # a child that did not stop must not stay attached
+        child.kill()
+        child.wait()
     assert time.monotonic() - start < PROMPTLY
     assert "KeyboardInterrupt" in err
     assert child.returncode != 0
