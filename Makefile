@@ -81,7 +81,8 @@ test-asan: deps
 	rm -rf $(ASAN_DIR)
 	TCPEVENT_SANITIZE=address,undefined $(PYTHON) setup.py -q build_ext \
 		--build-lib $(ASAN_DIR) --build-temp $(ASAN_DIR)/tmp
-	cp tcpevent/*.py tcpevent/py.typed $(ASAN_DIR)/tcpevent/
+	cd tcpevent && find . -name '*.py' -o -name py.typed | \
+		xargs -I{} install -D -m 0644 {} $(CURDIR)/$(ASAN_DIR)/tcpevent/{}
 	nm -D $(ASAN_DIR)/tcpevent/lib/libtcpEvent.so | grep -q __asan_report
 	cd $(ASAN_DIR) && LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" \
 		ASAN_OPTIONS=detect_leaks=0 $(PYTHON) -c 'import sys, tcpevent.abi as a; \

@@ -2,7 +2,7 @@
 
 Three steps, in this order, inside ``build_ext``:
 
-1. clang compiles ``csrc/tcpevent.bpf.c`` into a CO-RE BPF object;
+1. clang compiles ``csrc/bpf/tcp.bpf.c`` into a CO-RE BPF object;
 2. the object is embedded into ``libtcpEvent.so`` (one file to ship: existing
    C, C# and ctypes clients load it directly);
 3. the cffi extension ``tcpevent._native`` (API mode) links that same library
@@ -28,9 +28,14 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
+#: The programs compiled with -target bpf, and their own headers.
+BPF_DIR = CSRC / "bpf"
+#: Exactly the public API: every header here is installed with the package
+#: (tcpevent/include/), and none elsewhere is.
+INCLUDE_DIR = CSRC / "include"
+#: The original ABI: its calls and the version script of its library.
+LEGACY_DIR = CSRC / "legacy"
 LIB_NAME = "libtcpEvent.so"
-#: Installed with the package (tcpevent/include/): exactly the public API.
-HEADERS = ["tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "tcpevent_conn.h"]
 
 #: What cffi sees of the C API: the structs, enums and integer constants
 #: of the headers, and the prototypes of the functions the package calls,
@@ -113,7 +118,7 @@ def compile_bpf_object(out: Path, *defines: str) -> None:
             *(_find_clang(), "-g", "-O2", "-target", "bpf", "-Wall", "-Werror"),
             *_multiarch_include(),
             *defines,
-            *(f"-I{CSRC}", "-c", str(CSRC / "tcpevent.bpf.c"), "-o", str(out)),
+            *(f"-I{BPF_DIR}", f"-I{INCLUDE_DIR}", "-c", str(BPF_DIR / "tcp.bpf.c"), "-o", str(out)),
         ]
     )
 
@@ -134,19 +139,20 @@ def embed_objects(objects: dict[str, Path], out: Path) -> None:
 
 
 def native_sources() -> list[Path]:
-    return sorted(p for p in CSRC.glob("*.c") if not p.name.endswith(".bpf.c"))
+    """The library's core (csrc/*.c) and the original ABI of libtcpEvent.so."""
+    return [*sorted(CSRC.glob("*.c")), LEGACY_DIR / "tcp.c"]
 
 
 def build_library(tmp: Path, out: Path) -> None:
     # The default build reads kernel memory with bpf_rdonly_cast() (6.2+);
-    # the portable one with bpf_probe_read_kernel(). See kernel_read.h.
-    fast, portable = tmp / "tcpevent.bpf.o", tmp / "tcpevent-portable.bpf.o"
+    # the portable one with bpf_probe_read_kernel(). See bpf/kernel_read.h.
+    fast, portable = tmp / "tcp.bpf.o", tmp / "tcp-portable.bpf.o"
     embedded = tmp / "builtin_object.c"
     compile_bpf_object(fast)
     compile_bpf_object(portable, "-DTCPEVENT_PORTABLE")
     embed_objects({"te_builtin_object": fast, "te_portable_object": portable}, embedded)
     cc = os.environ.get("CC", "cc").split()
-    flags = ["-O2", "-g", "-Wall", "-Wextra", "-fPIC", "-D_GNU_SOURCE", "-pthread"]
+    flags = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_GNU_SOURCE", "-pthread"]
     sanitize = os.environ.get("TCPEVENT_SANITIZE")
     if sanitize:
         flags += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-O1"]
@@ -155,10 +161,10 @@ def build_library(tmp: Path, out: Path) -> None:
         [
             *cc,
             *flags,
-            *("-shared", f"-I{CSRC}", "-o", str(out)),
+            *("-shared", f"-I{INCLUDE_DIR}", f"-I{CSRC}", "-o", str(out)),
             *(str(p) for p in native_sources()),
             str(embedded),
-            f"-Wl,--version-script={CSRC / 'libtcpEvent.map'}",
+            f"-Wl,--version-script={LEGACY_DIR / 'libtcpEvent.map'}",
             "-Wl,-z,defs",
             *("-lbpf", "-lelf", "-lz"),
         ]
@@ -177,8 +183,8 @@ class BuildNative(build_ext):
         include_dir = ext_path.parent / "include"
         shutil.rmtree(include_dir, ignore_errors=True)  # no header of an older build
         include_dir.mkdir(parents=True)
-        for header in HEADERS:
-            shutil.copy2(CSRC / header, include_dir / header)
+        for header in INCLUDE_DIR.glob("*.h"):
+            shutil.copy2(header, include_dir / header.name)
         for ext in self.extensions:
             ext.library_dirs.append(str(lib_dir))
         super().run()
@@ -186,7 +192,7 @@ class BuildNative(build_ext):
 
 def make_ffi() -> FFI:
     ffi = FFI()
-    cdef = "".join(header_cdef(CSRC / name) for name in CDEF_HEADERS)
+    cdef = "".join(header_cdef(INCLUDE_DIR / name) for name in CDEF_HEADERS)
     missing = [name for name in FUNCTIONS if f" {name}(" not in cdef and f"*{name}(" not in cdef]
     if missing:
         raise RuntimeError(f"no prototype of {missing} in {CDEF_HEADERS}")
@@ -194,7 +200,7 @@ def make_ffi() -> FFI:
     ffi.set_source(
         "tcpevent._native",
         "".join(f'#include "{name}"\n' for name in CDEF_HEADERS),
-        include_dirs=[str(CSRC)],
+        include_dirs=[str(INCLUDE_DIR)],
         libraries=["tcpEvent"],
         extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],
     )

@@ -35,7 +35,7 @@ import run
 
 
 def object_of(rev: str, workdir: Path) -> str:
-    """The BPF object of csrc/tcpevent.bpf.c as of git revision ``rev``."""
+    """The TCP BPF object (csrc/bpf/tcp.bpf.c) as of git revision ``rev``."""
     src = workdir / rev.replace("/", "_")
     src.mkdir()
     archive = subprocess.run(
@@ -44,11 +44,16 @@ def object_of(rev: str, workdir: Path) -> str:
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     arch = sysconfig.get_config_var("MULTIARCH") or ""
     clang = os.environ.get("BPF_CLANG") or shutil.which("clang") or "clang"
-    out = src / "tcpevent.bpf.o"
-    flags = ["-g", "-O2", "-target", "bpf", f"-I/usr/include/{arch}", f"-I{src / 'csrc'}"]
-    subprocess.run(
-        [clang, *flags, "-c", str(src / "csrc" / "tcpevent.bpf.c"), "-o", str(out)], check=True
-    )
+    out = src / "tcp.bpf.o"
+    # Both layouts: csrc/bpf/ + csrc/include/ since the layout of issue 18,
+    # everything in csrc/ before.
+    csrc = src / "csrc"
+    program = csrc / "bpf" / "tcp.bpf.c"
+    if not program.exists():
+        program = csrc / "tcpevent.bpf.c"
+    includes = [f"-I{csrc / 'bpf'}", f"-I{csrc / 'include'}", f"-I{csrc}"]
+    flags = ["-g", "-O2", "-target", "bpf", f"-I/usr/include/{arch}", *includes]
+    subprocess.run([clang, *flags, "-c", str(program), "-o", str(out)], check=True)
     return str(out)
 
 

@@ -75,7 +75,15 @@ def build() -> tuple[Path, Path]:
         check=True,
     )
     subprocess.run(
-        ["cc", *flags, f"-I{ROOT / 'csrc'}", "-o", str(consumer), str(HERE / "consumer.c"), "-ldl"],
+        [
+            "cc",
+            *flags,
+            f"-I{ROOT / 'csrc' / 'include'}",
+            "-o",
+            str(consumer),
+            str(HERE / "consumer.c"),
+            "-ldl",
+        ],
         check=True,
     )
     return churn, consumer

@@ -62,6 +62,12 @@ def csrc() -> Path:
     return ROOT / "csrc"
 
 
+def c_includes(csrc: Path) -> list[str]:
+    """A C program of the repo sees the public headers and the library's
+    internal ones."""
+    return [f"-I{csrc / 'include'}", f"-I{csrc}"]
+
+
 @pytest.fixture(scope="session")
 def cc() -> str:
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
@@ -77,7 +83,10 @@ def build_c(tmp_path_factory: pytest.TempPathFactory, cc: str, csrc: Path):
     def build(source: Path, name: str, *flags: str) -> Path:
         out = outdir / name
         subprocess.run(
-            [cc, "-O2", "-g", "-Wall", "-Werror", f"-I{csrc}", "-o", str(out), str(source), *flags],
+            [
+                *(cc, "-O2", "-g", "-Wall", "-Werror", *c_includes(csrc)),
+                *("-o", str(out), str(source), *flags),
+            ],
             check=True,
         )
         return out
@@ -87,7 +96,8 @@ def build_c(tmp_path_factory: pytest.TempPathFactory, cc: str, csrc: Path):
 
 @pytest.fixture(scope="session")
 def compile_bpf(tmp_path_factory: pytest.TempPathFactory, csrc: Path):
-    """Compile a BPF C source (with csrc/ on the include path) to an object."""
+    """Compile a BPF C source (with csrc/bpf/ and csrc/include/ on the
+    include path) to an object."""
     outdir = tmp_path_factory.mktemp("bpfobj")
     clang = shutil.which("clang") or shutil.which("clang-14")
     assert clang, "clang is needed"
@@ -97,7 +107,16 @@ def compile_bpf(tmp_path_factory: pytest.TempPathFactory, csrc: Path):
         out = outdir / (source.name.removesuffix(".c") + "".join(defines) + ".o")
         subprocess.run(
             [
-                *(clang, "-g", "-O2", "-target", "bpf", f"-I{csrc}", f"-I/usr/include/{arch}"),
+                *(
+                    clang,
+                    "-g",
+                    "-O2",
+                    "-target",
+                    "bpf",
+                    f"-I{csrc / 'bpf'}",
+                    f"-I{csrc / 'include'}",
+                ),
+                f"-I/usr/include/{arch}",
                 *defines,
                 *("-c", str(source), "-o", str(out)),
             ],
@@ -117,17 +136,17 @@ def churn(build_c) -> Path:
 
 @pytest.fixture(scope="session")
 def legacy_driver(build_c) -> Path:
-    """tests/c/legacy_driver.c: the original calls, one scenario per run."""
+    """tests/support/c/legacy_driver.c: the original calls, one scenario per run."""
     path: Path = build_c(
-        ROOT / "tests" / "c" / "legacy_driver.c", "legacy_driver", "-ldl", "-pthread"
+        ROOT / "tests" / "support" / "c" / "legacy_driver.c", "legacy_driver", "-ldl", "-pthread"
     )
     return path
 
 
 @pytest.fixture(scope="session")
 def reliability_driver(build_c) -> Path:
-    """tests/c/reliability_driver.c: the legacy calls under stress."""
+    """tests/support/c/reliability_driver.c: the legacy calls under stress."""
     path: Path = build_c(
-        ROOT / "tests" / "c" / "reliability_driver.c", "reliability_driver", "-ldl"
+        ROOT / "tests" / "support" / "c" / "reliability_driver.c", "reliability_driver", "-ldl"
     )
     return path

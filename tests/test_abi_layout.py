@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_c_layout_matches_contract(build_c, csrc: Path) -> None:
-    exe = build_c(Path(__file__).parent / "c" / "layout.c", "layout")
+    exe = build_c(Path(__file__).parent / "support" / "c" / "layout.c", "layout")
     layout = json.loads(subprocess.run([exe], check=True, capture_output=True).stdout)
     assert layout.pop("sizeof") == abi.EVENT_SIZE == 430
     assert layout == abi.OFFSETS

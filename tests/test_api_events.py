@@ -310,7 +310,9 @@ print(json.dumps([[c.client.port, c.server.port] for c in conns]))
 def test_pids_filter_with_parallel_traffic(own: Tracer) -> None:
     """A child's connections (another pid) never appear; ours all do."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD.format(tests=str(TESTS))], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD.format(tests=str(TESTS / "support"))],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     ours = [netutil.connection(socket.AF_INET, 300, 400) for _ in range(20)]
     out, _ = child.communicate(timeout=30)

@@ -18,7 +18,9 @@ import pytest
 from cliutil import start
 from liveness import PROMPTLY
 
-from tcpevent import TcpEvent, _render, abi, cli
+from tcpevent import TcpEvent, abi
+from tcpevent.cli import command as cli
+from tcpevent.cli import render as _render
 
 COMM = Path("/proc/self/comm").read_text().strip()
 SEED_EXAMPLE = """\
@@ -320,7 +322,7 @@ def test_missing_program_fails_with_the_cause(tmp_path: Path) -> None:
 
 UNPRIVILEGED = """
 import os, sys
-from tcpevent import cli
+from tcpevent.cli import command as cli
 os.setgroups([])
 os.setgid(65534)
 os.setuid(65534)

@@ -18,8 +18,11 @@ import pytest
 from connutil import Held, own_comm, stable
 from nsutil import own_cgroup
 
-from tcpevent import TcpState, _cmdline, _render, cli
+from tcpevent import TcpState
 from tcpevent.cgroups import cgroup2_mount
+from tcpevent.cli import command as cli
+from tcpevent.cli import common as _cmdline
+from tcpevent.cli import render as _render
 from tcpevent.connections import Connection, SocketMemory, TcpInfo
 
 TITLES = ["State", "Local", "Peer", "Process", "RTT/var", "ms", "Cwnd", "Sent", "Acked"]

@@ -23,7 +23,8 @@ from nsutil import Cgroup, Netns, cgroup_root, netns, placer
 from peer import Peer, PeerInfo
 
 import tcpevent
-from tcpevent import _core, cli
+from tcpevent import _core
+from tcpevent.cli import command as cli
 from tcpevent.connections import Connection
 
 pytestmark = pytest.mark.bpf  # making namespaces and cgroups needs root

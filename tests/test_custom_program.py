@@ -35,13 +35,15 @@ KEYS = {
 def builtin_copy(compile_bpf, request) -> Path:
     """The built-in program's source, compiled by the test itself: the
     default build (where the kernel has bpf_rdonly_cast()), and the portable
-    one the library falls back to without it (csrc/kernel_read.h)."""
-    return compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c", *bpfutil.build_defines(request.param))
+    one the library falls back to without it (csrc/bpf/kernel_read.h)."""
+    return compile_bpf(ROOT / "csrc" / "bpf" / "tcp.bpf.c", *bpfutil.build_defines(request.param))
 
 
 @pytest.mark.bpf
 def test_legacy_addprobe_loads_an_object_file(build_c, libpath, builtin_copy) -> None:
-    driver = build_c(ROOT / "tests" / "c" / "legacy_driver.c", "legacy_driver_custom", "-ldl")
+    driver = build_c(
+        ROOT / "tests" / "support" / "c" / "legacy_driver.c", "legacy_driver_custom", "-ldl"
+    )
     proc = subprocess.run(
         [str(driver), str(libpath), "addprobe", str(builtin_copy)],
         capture_output=True,
@@ -83,7 +85,7 @@ def test_custom_object_attributes_a_reset_passive_side(builtin_copy) -> None:
 def test_a_program_of_the_first_record_layout_still_works(compile_bpf) -> None:
     """Records grow by appending: a program built with the first layout's
     112-byte record is loaded, and its events read the newer fields as 0."""
-    program = compile_bpf(ROOT / "tests" / "bpf" / "v1_layout.bpf.c")
+    program = compile_bpf(ROOT / "tests" / "support" / "bpf" / "v1_layout.bpf.c")
     with NativeTracer(program=str(program)) as tracer:
         conn = connection(client_sends=300, server_sends=200)
         pair = {conn.client.port, conn.server.port}

@@ -2,9 +2,9 @@
 
 Debian's ``prometheus`` (installed by ``make deps``) runs on 127.0.0.1 for
 the module and scrapes every second the exporters the tests start
-(tests/promutil.py); the tests ask it over ``/api/v1/query``. The traffic
+(tests/support/promutil.py); the tests ask it over ``/api/v1/query``. The traffic
 runs in a network namespace of each test's own (every port is the test's)
-from processes of known pids and command names (tests/exporter_traffic.py),
+from processes of known pids and command names (tests/support/exporter_traffic.py),
 and each exporter is filtered to those pids: the tracer sees the whole
 host, other suites' connections never reach these metrics.
 
@@ -38,7 +38,7 @@ from promutil import SCRAPES_TIMEOUT, Exporter, Prometheus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TRAFFIC = HERE / "exporter_traffic.py"
+TRAFFIC = HERE / "support" / "exporter_traffic.py"
 UNIT = ROOT / "examples" / "systemd" / "tcpevent-exporter.service"
 DOCS = ROOT / "docs" / "exporter.md"
 NOBODY = 65534
@@ -103,7 +103,7 @@ def netns() -> Iterator[str]:
 
 
 class Role:
-    """One process of tests/exporter_traffic.py in the namespace ``ns``."""
+    """One process of tests/support/exporter_traffic.py in the namespace ``ns``."""
 
     def __init__(self, ns: str, role: str, comm: str, *args: object) -> None:
         self.comm = comm
@@ -178,7 +178,7 @@ def tally(text: str) -> Tally:
 def wait_for_closes(exporter: Exporter, made: int, timeout: float = SCRAPES_TIMEOUT) -> Tally:
     """Scrape the exporter until each of the ``made`` closes is counted, or
     may have been lost and counted as missed; then check the rule of
-    tests/accounting.py: nothing counted twice, no loss uncounted, at most
+    tests/support/accounting.py: nothing counted twice, no loss uncounted, at most
     a couple lost. Its bound on ``missed`` does not apply here: ``missed``
     is the whole host's (the kernel's recursion skips and the unseen closes
     of every socket the tracer tracks, and a pid filter selects at the

@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tcpevent import TcpEvent, TcpState, TracerStats, __version__
 from tcpevent._convert import ZERO_EVENT
-from tcpevent._health import HealthCollector
-from tcpevent._metrics import (
+from tcpevent.exporter import Listen, parse_listen
+from tcpevent.exporter.health import HealthCollector
+from tcpevent.exporter.metrics import (
     CLOSES,
     LABELS,
     OTHER,
@@ -25,7 +26,6 @@ from tcpevent._metrics import (
     connection_labels,
     service_port,
 )
-from tcpevent.exporter import Listen, parse_listen
 
 PER_LABEL_SET = CLOSES.series
 FIELDS = set(TcpEvent.__dataclass_fields__)

@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 
 def test_address_text_matches_inet_ntop(build_c, csrc: Path) -> None:
     exe = build_c(
-        HERE / "c" / "test_format.c",
+        HERE / "support" / "c" / "test_format.c",
         "test_format",
         str(csrc / "format.c"),
         str(csrc / "clock.c"),

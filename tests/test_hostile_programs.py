@@ -33,20 +33,20 @@ def open_error(path: Path) -> str:
 
 @pytest.mark.bpf
 def test_object_without_ring_buffer(compile_bpf) -> None:
-    message = open_error(compile_bpf(HERE / "bpf" / "no_ringbuf.bpf.c"))
+    message = open_error(compile_bpf(HERE / "support" / "bpf" / "no_ringbuf.bpf.c"))
     assert 'no BPF_MAP_TYPE_RINGBUF map named "events"' in message
 
 
 @pytest.mark.bpf
 def test_object_rejected_by_the_verifier(compile_bpf) -> None:
-    message = open_error(compile_bpf(HERE / "bpf" / "rejected.bpf.c"))
+    message = open_error(compile_bpf(HERE / "support" / "bpf" / "rejected.bpf.c"))
     assert "refused" in message or "failed" in message
     assert "map_value_or_null" in message  # the verifier's own words
 
 
 @pytest.mark.bpf
 def test_object_built_for_another_record_layout(compile_bpf) -> None:
-    message = open_error(compile_bpf(HERE / "bpf" / "other_layout.bpf.c"))
+    message = open_error(compile_bpf(HERE / "support" / "bpf" / "other_layout.bpf.c"))
     assert "120 bytes" in message and "reads 144" in message and "112" in message
 
 
@@ -55,14 +55,14 @@ def test_object_with_a_huge_map_is_refused_before_load(compile_bpf) -> None:
     """Refused before the kernel tries to allocate it (it would exhaust the
     host's memory: the corrupted-objects test once did, through a bit
     flipped in pid_filter's max_entries)."""
-    message = open_error(compile_bpf(HERE / "bpf" / "huge_map.bpf.c"))
+    message = open_error(compile_bpf(HERE / "support" / "bpf" / "huge_map.bpf.c"))
     assert 'map "pid_filter" asks for 1073741824 entries' in message
     assert "over the 1024 MiB allowed" in message
 
 
 @pytest.mark.bpf
 def test_hostile_records_never_become_garbage(compile_bpf) -> None:
-    program = compile_bpf(HERE / "bpf" / "hostile_records.bpf.c")
+    program = compile_bpf(HERE / "support" / "bpf" / "hostile_records.bpf.c")
     with NativeTracer(program=str(program)) as tracer:
         conn = connection(client_sends=5, server_sends=5)
         pair = {conn.client.port, conn.server.port}
@@ -131,9 +131,18 @@ MUTATE_SCRIPT = textwrap.dedent(
 
 @pytest.mark.bpf
 def test_hundreds_of_corrupted_objects(compile_bpf, tmp_path) -> None:
-    valid = compile_bpf(ROOT / "csrc" / "tcpevent.bpf.c")
+    valid = compile_bpf(ROOT / "csrc" / "bpf" / "tcp.bpf.c")
     proc = subprocess.run(
-        [sys.executable, "-c", MUTATE_SCRIPT, str(HERE), str(valid), "7", "300", str(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            MUTATE_SCRIPT,
+            str(HERE / "support"),
+            str(valid),
+            "7",
+            "300",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

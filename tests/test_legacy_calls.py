@@ -1,7 +1,7 @@
 """The original calls under every awkward use: bad programs, repeated
 and out-of-order calls, cleanup() from a signal handler, many consumers.
 
-Each scenario runs in its own process (tests/c/legacy_driver.c, or a
+Each scenario runs in its own process (tests/support/c/legacy_driver.c, or a
 ctypes script), so a crash would be caught as a crash.
 """
 
@@ -223,7 +223,7 @@ THREADS_SCRIPT = textwrap.dedent(
 def test_four_threads_dequeue_each_event_exactly_once(libpath) -> None:
     n = 300
     proc = subprocess.run(
-        [sys.executable, "-c", THREADS_SCRIPT, str(libpath), str(HERE), str(n)],
+        [sys.executable, "-c", THREADS_SCRIPT, str(libpath), str(HERE / "support"), str(n)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -28,7 +28,7 @@ from tcpevent import TcpEvent, TcpState
 pytestmark = pytest.mark.bpf
 
 HERE = Path(__file__).resolve().parent
-WORKLOAD = HERE / "lifecycle_workload.py"
+WORKLOAD = HERE / "support" / "lifecycle_workload.py"
 ALL_KINDS = {"connect", "accept", "close"}
 NS_PORT = 7000  # inside a namespace of the test's own: free
 
@@ -282,7 +282,7 @@ def test_the_original_abi_delivers_closes_only() -> None:
     """AddProbe() and DequeuePerfEvent() stay what they were: one event per
     closed socket, never a connect or accept record."""
     out = subprocess.run(
-        [sys.executable, "-c", LEGACY_CLIENT, str(HERE)],
+        [sys.executable, "-c", LEGACY_CLIENT, str(HERE / "support")],
         check=True,
         capture_output=True,
         text=True,

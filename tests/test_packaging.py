@@ -24,8 +24,14 @@ def test_wheel_contents(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("tcpevent-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "tcpevent/lib/libtcpEvent.so" in names
-    for header in ("tcpevent.h", "tcp_event.h", "common.h", "tcpevent_record.h", "tcpevent_conn.h"):
-        assert f"tcpevent/include/{header}" in names
+    # The public API is a folder: every header of csrc/include/ is installed, nothing else.
+    public = {p.name for p in (ROOT / "csrc" / "include").glob("*.h")}
+    assert "tcpevent.h" in public and "common.h" in public
+    assert {n.removeprefix("tcpevent/include/") for n in names if "/include/" in n} == public
+    # Every module of the source tree, subpackages included, is in the wheel.
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "tcpevent").rglob("*.py")}
+    assert "tcpevent/cli/command.py" in modules and "tcpevent/exporter/command.py" in modules
+    assert modules <= names, sorted(modules - names)
     assert "tcpevent/py.typed" in names
     (native,) = [n for n in names if n.startswith("tcpevent/_native") and n.endswith(".so")]
 

@@ -29,7 +29,7 @@ from nsutil import mount, own_cgroup
 from procutil import start
 
 import tcpevent
-from tcpevent._render import LINE_HEADER
+from tcpevent.cli.render import LINE_HEADER
 
 pytestmark = pytest.mark.bpf
 

@@ -1,6 +1,6 @@
 """Least privilege: the tracer as uid 65534 holding only named capabilities.
 
-Every case starts tests/c/priv_driver.c with ``setpriv`` as uid/gid 65534,
+Every case starts tests/support/c/priv_driver.c with ``setpriv`` as uid/gid 65534,
 no groups, and exactly the capabilities under test (ambient, so that they
 survive the exec; the driver prints its effective set and the test checks
 it bit for bit). The driver and a copy of libtcpEvent.so live in a
@@ -69,8 +69,8 @@ def unpriv_dir(cc: str, csrc: Path, libpath: Path) -> Iterator[Path]:
         shutil.copy2(libpath, d / "libtcpEvent.so")
         subprocess.run(
             [
-                *(cc, "-O2", "-Wall", "-Werror", f"-I{csrc}"),
-                *("-o", str(d / "priv_driver"), str(HERE / "c" / "priv_driver.c")),
+                *(cc, "-O2", "-Wall", "-Werror", f"-I{csrc / 'include'}", f"-I{csrc}"),
+                *("-o", str(d / "priv_driver"), str(HERE / "support" / "c" / "priv_driver.c")),
                 *(f"-L{d}", "-ltcpEvent", "-Wl,-rpath,$ORIGIN"),
             ],
             check=True,

@@ -95,7 +95,7 @@ def accounted(st: tcpevent.TracerStats) -> int:
 
 def assert_stats_accounted(st: tcpevent.TracerStats, produced: int) -> None:
     """Each of ``produced`` events was received, or dropped where it was
-    dropped, or counted in missed (tests/accounting.py)."""
+    dropped, or counted in missed (tests/support/accounting.py)."""
     assert_accounted(st.received + st.dropped_kernel, st.missed, produced, st)
 
 

@@ -7,7 +7,7 @@ open/close cycles of each API, leave nothing behind.
   the program), by the stats and by what the consumer counted, no drop,
   flat RSS after warm-up, the kernel's socket table back to its baseline.
 - test_legacy_cycles_leak_nothing (~17 s): 100 x AddProbe/cleanup in one
-  process (tests/c/reliability_driver.c): no fd, thread, BPF program, map or
+  process (tests/support/c/reliability_driver.c): no fd, thread, BPF program, map or
   link left, in the process or in the kernel.
 - test_tracer_cycles_leak_nothing (~17 s): the same for 100 Python Tracers.
 - test_drivers_clean_under_sanitizers (~4 s): the legacy lifecycles under
@@ -235,7 +235,9 @@ SANITIZED_RUNS = [
 @pytest.fixture(scope="module")
 def sanitized_drivers(build_c: Any) -> dict[str, Path]:
     return {
-        name: build_c(HERE / "c" / f"{name}.c", f"{name}_san", "-ldl", "-pthread", *SAN_FLAGS)
+        name: build_c(
+            HERE / "support" / "c" / f"{name}.c", f"{name}_san", "-ldl", "-pthread", *SAN_FLAGS
+        )
         for name in ("reliability_driver", "legacy_driver")
     }
 

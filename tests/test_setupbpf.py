@@ -4,7 +4,7 @@ It attaches as AddProbe() does, then blocks until cleanup() is called (from
 another thread, or a signal handler on its own thread) and returns 0; on
 failure it returns -errno at once. However AddProbe() and setupBPF() calls
 meet in one process, the tracer is loaded once. Each scenario runs in its
-own process (tests/c/legacy_driver.c, or a ctypes script).
+own process (tests/support/c/legacy_driver.c, or a ctypes script).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SERVING = "tcpevent: setupBPF: already attached; serving that tracer until clean
 
 
 class Driver:
-    """tests/c/legacy_driver.c running one scenario, read line by line."""
+    """tests/support/c/legacy_driver.c running one scenario, read line by line."""
 
     def __init__(self, exe: Path, libpath: Path, *args: str) -> None:
         self.proc = subprocess.Popen(

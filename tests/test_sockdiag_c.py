@@ -1,6 +1,6 @@
 """Tests of the C sock_diag client (csrc/sockdiag.c, csrc/procowner.c).
 
-The driver tests/c/test_sockdiag.c is compiled twice (plain and with
+The driver tests/support/c/test_sockdiag.c is compiled twice (plain and with
 ASan/UBSan); the connections it lists are real loopback sockets made here,
 on 127.0.0.1 and ::1 only. Every check filters by this test's own ports or
 pid: the machine has other sockets.
@@ -21,12 +21,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [
-    "tests/c/test_sockdiag.c",
+    "tests/support/c/test_sockdiag.c",
     "csrc/sockdiag.c",
     "csrc/procowner.c",
     "csrc/error.c",  # te_fail(): the library's one error channel
 ]
-WARN_FLAGS = ["-Wall", "-Wextra", "-Icsrc"]
+WARN_FLAGS = ["-Wall", "-Wextra", "-Icsrc/include", "-Icsrc"]
 SAN_FLAGS = [
     "-O1",
     "-g",

@@ -5,7 +5,7 @@ some tasks' context (docs/reliability.md). Such a socket's entry stays in
 the table; the sweep the poller runs each second (tcpevent_sweep) finds it
 in TCP_CLOSE, counts it in ``stats.missed`` and frees its slot. A build of
 the built-in program blind to one port's closes
-(tests/bpf/hidden_close.bpf.c) makes that happen on demand.
+(tests/support/bpf/hidden_close.bpf.c) makes that happen on demand.
 
 Such an entry must not be mistaken either way: the sweep spares entries
 born after it read its clock, and a socket that takes the lost one's memory
@@ -50,10 +50,10 @@ def hidden_connections(ls: socket.socket) -> None:
 
 
 def hidden_close_program(compile_bpf, port: int, build: str | None = None) -> Path:
-    """tests/bpf/hidden_close.bpf.c blind to ``port``: ``build``, or the
+    """tests/support/bpf/hidden_close.bpf.c blind to ``port``: ``build``, or the
     build the library loads on this kernel."""
     defines = [f"-DHIDDEN_PORT={port}", *bpfutil.build_defines(build)]
-    path: Path = compile_bpf(HERE / "bpf" / "hidden_close.bpf.c", *defines)
+    path: Path = compile_bpf(HERE / "support" / "bpf" / "hidden_close.bpf.c", *defines)
     return path
 
 

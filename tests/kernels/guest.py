@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "support"))
 
 import bpfutil  # noqa: E402
 
@@ -28,7 +28,7 @@ import tcpevent  # noqa: E402
 def loaded_build() -> str:
     """The portable build reads the kernel with bpf_probe_read_kernel(); the
     default one with bpf_rdonly_cast(), which the verifier turns into no
-    call at all, and plain loads (csrc/kernel_read.h)."""
+    call at all, and plain loads (csrc/bpf/kernel_read.h)."""
     with tcpevent.Tracer(ports=[1]):
         held = bpfutil.held_by(os.getpid())["prog_id"]
         (main,) = (i for i in held if bpfutil.name_of("prog", i) == "tcpevent_state")

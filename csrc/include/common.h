@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * common.h - the header the original examples include: struct tcp_event_t,
- * the types of the six calls the library exports with C linkage (the
- * examples dlsym() them into pointers of their own, named like the calls,
- * so they are not declared here; tcpevent.h declares them and the full
- * API), and BPF_PROGRAM, the BCC program text they pass to AddProbe() or
+ * common.h - the header the original examples include: struct tcp_event_t
+ * and the types of the six calls (tcpevent_legacy.h; the examples dlsym()
+ * them into pointers of their own, named like the calls, so the calls are
+ * not declared here: tcpevent.h declares them and the full API), and
+ * BPF_PROGRAM, the BCC program text they pass to AddProbe() or
  * setupBPF(). libtcpEvent.so accepts that text and loads its built-in CO-RE
  * program instead, which produces the same events (BCC cannot compile
  * programs on a machine without kernel headers; CO-RE needs none).
@@ -12,24 +12,7 @@
 #ifndef TCPEVENT_COMMON_H
 #define TCPEVENT_COMMON_H
 
-#include "tcp_event.h"
-
-#ifdef __cplusplus
-extern "C" {
-#endif
-
-/* The six exported calls, e.g.
- * tcpevent_AddProbe_fn *AddProbe = dlsym(h, "AddProbe"). */
-typedef void tcpevent_AddProbe_fn(const char *program);
-typedef int tcpevent_setupBPF_fn(const char *program);
-typedef struct tcp_event_t tcpevent_DequeuePerfEvent_fn(void);
-typedef void tcpevent_printCharArray_fn(const char *text);
-typedef void tcpevent_cleanup_fn(void);
-typedef unsigned tcpevent_getStatus_fn(void);
-
-#ifdef __cplusplus
-}
-#endif
+#include "tcpevent_legacy.h"
 
 #ifndef BPF_PROGRAM
 #define BPF_PROGRAM TCPEVENT_BCC_PROGRAM

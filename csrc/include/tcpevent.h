@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tcp_event.h"
+#include "tcpevent_legacy.h"
 #include "tcpevent_record.h"
 
 #ifdef __cplusplus
@@ -27,25 +27,13 @@ extern "C" {
 
 /* ---- The original ABI ------------------------------------------------- */
 
-/* Load and attach the tracer. program: NULL, "", any text (e.g. the original
- * BCC source; it is not compiled) -> the built-in program; the path of a BPF
- * ELF object -> that object (see docs/custom-programs.md). Never exits. */
-void AddProbe(const char *program);
-/* The original's synchronous AddProbe: attach as AddProbe does (or find the
- * tracer attached: it is never loaded twice), then block until cleanup() is
- * called, from any thread or a signal handler, and return 0. On failure,
- * return -errno at once (the reason on stderr and in tcpevent_last_error()
- * of this thread). */
-int setupBPF(const char *program);
-/* Print "Array: <text>" and a newline on stdout, and flush it. */
-void printCharArray(const char *text);
-/* 0 until the probe is attached and events flow, 1 after. */
-unsigned getStatus(void);
-/* Block until an event; after cleanup(), return a zeroed struct at once. */
-struct tcp_event_t DequeuePerfEvent(void);
-/* Detach and free everything; wakes blocked callers (setupBPF returns).
- * Idempotent; async-signal-safe. */
-void cleanup(void);
+/* The six calls of tcpevent_legacy.h, declared from their types there. */
+tcpevent_AddProbe_fn AddProbe;
+tcpevent_setupBPF_fn setupBPF;
+tcpevent_printCharArray_fn printCharArray;
+tcpevent_getStatus_fn getStatus;
+tcpevent_DequeuePerfEvent_fn DequeuePerfEvent;
+tcpevent_cleanup_fn cleanup;
 
 /* ---- The extended API ------------------------------------------------- */
 

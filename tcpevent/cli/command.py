@@ -14,7 +14,7 @@ Modes (one per run; each is a function ``(args) -> exit status`` in
 Prometheus exporter (:mod:`tcpevent.exporter`): :func:`main` hands it
 everything after the word ``exporter`` before parsing anything.
 
-How things are printed is :mod:`tcpevent._render`'s job.
+How things are printed is :mod:`tcpevent.cli.render`'s job.
 
 Exit status: 0 on success, including the end by SIGINT/SIGTERM, ``--count``,
 ``--duration`` or a closed output pipe; 1 when the tracer cannot start (the
@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from tcpevent import abi
-from tcpevent._cmdline import (
+from tcpevent._options import EVENT_KINDS
+from tcpevent.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     Stop,
@@ -49,8 +50,7 @@ from tcpevent._cmdline import (
     open_tracer,
     signals_stop,
 )
-from tcpevent._options import EVENT_KINDS
-from tcpevent._render import (
+from tcpevent.cli.render import (
     EVENT_FORMATS,
     EXAMPLE_EVENT,
     LIFECYCLE_FORMATS,

@@ -3,8 +3,8 @@
 It runs a :class:`~tcpevent.Tracer` and serves ``/metrics`` (prometheus_client,
 the optional extra ``tcpevent[prometheus]``) on ``--listen ADDR:PORT``,
 127.0.0.1:9477 unless another address is spelled out. The connection
-metrics and their series budget are :mod:`tcpevent._metrics`, the tracer's
-health :mod:`tcpevent._health`; see docs/exporter.md.
+metrics and their series budget are :mod:`tcpevent.exporter.metrics`, the tracer's
+health :mod:`tcpevent.exporter.health`; see docs/exporter.md.
 
 Exit status: 0 when stopped by SIGINT or SIGTERM; 1 when it cannot listen
 or the tracer cannot start; 2 for bad arguments; 77 when the privileges to
@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
-from tcpevent._cmdline import (
+from tcpevent.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     Stop,
@@ -34,9 +34,9 @@ from tcpevent._cmdline import (
     open_tracer,
     signals_stop,
 )
-from tcpevent._health import HealthCollector
-from tcpevent._metrics import DEFAULT_MAX_SERIES, EVENT_KINDS, OTHER, EventMetrics
 from tcpevent.errors import TracerError
+from tcpevent.exporter.health import HealthCollector
+from tcpevent.exporter.metrics import DEFAULT_MAX_SERIES, EVENT_KINDS, OTHER, EventMetrics
 from tcpevent.stats import TracerStats
 from tcpevent.tracer import Tracer
 

@@ -14,7 +14,7 @@ KINDS = {"bpf-prog": "prog_id", "bpf-map": "map_id", "bpf_link": "link_id"}
 
 def kernel_has_rdonly_cast() -> bool:
     """Whether this kernel has the bpf_rdonly_cast() kfunc (Linux 6.2+), which
-    the built-in program's default build needs (csrc/kernel_read.h): its name
+    the built-in program's default build needs (csrc/bpf/kernel_read.h): its name
     is among the strings of the kernel's BTF."""
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
         return b"\0bpf_rdonly_cast\0" in f.read()

@@ -402,7 +402,7 @@ static __always_inline int on_established(__u64 key, int oldstate)
 }
 
 /*
- * A test build can hide closes from the program (tests/bpf/hidden_close.bpf.c),
+ * A test build can hide closes from the program (tests/support/bpf/hidden_close.bpf.c),
  * as some kernels hide the state changes they run in some tasks' context
  * (docs/reliability.md), to check that such a loss is counted.
  */

@@ -9,7 +9,7 @@ static inline __attribute__((always_inline)) int
 hidden_close(unsigned long long sk);
 #define TCPEVENT_CLOSE_HIDDEN(sk) hidden_close(sk)
 
-#include "tcpevent.bpf.c"
+#include "tcp.bpf.c"
 
 static __always_inline int hidden_close(unsigned long long sk)
 {
