@@ -12,21 +12,25 @@
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 LIB_SO ?= tcpevent/lib/libtcpEvent.so
+# What building and tracing need (`make run`): the BPF compiler, libbpf and
+# its libraries, a C compiler.
+APT_RUN_PACKAGES := clang libbpf-dev libelf-dev zlib1g-dev gcc make
+PIP_RUN_PACKAGES := "setuptools>=64" wheel "cffi>=1.15"
+# Only the tests' (`make test`, `make lint`, the kernel and sanitizer
+# targets): bpftool and iproute2, the tests' views of the kernel;
 # nftables: the lifecycle tests; mono-*: the C# example and its test;
 # util-linux (setpriv) and systemd (systemd-analyze): the exporter's tests;
 # podman, runc and busybox-static: the container tests run a real container
 # (runc: crun refuses hybrid cgroup hosts; busybox-static: its root
 # filesystem, no image registry needed).
-APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
-	pkg-config coreutils iproute2 nftables mono-mcs mono-runtime util-linux systemd \
-	podman runc busybox-static
+APT_TEST_PACKAGES := llvm bpftool pkg-config coreutils iproute2 nftables mono-mcs \
+	mono-runtime util-linux systemd podman runc busybox-static
 # Without their recommends: the Prometheus server the exporter's tests scrape
 # with (not its node exporter).
-APT_LEAN_PACKAGES := prometheus
-PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
-	pytest-timeout mypy ruff prometheus_client
+APT_TEST_LEAN_PACKAGES := prometheus
+PIP_TEST_PACKAGES := pytest pytest-mock pytest-timeout mypy ruff prometheus_client
 
-.PHONY: all deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
+.PHONY: all deps test-deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
 
 # $(call apt_install,PACKAGES[,apt-get options]): those not installed yet.
 define apt_install
@@ -42,11 +46,17 @@ endef
 
 all: build
 
+# deps: what `make run` needs; test-deps: that and the tests' own.
 deps:
-	$(call apt_install,$(APT_PACKAGES))
-	$(call apt_install,$(APT_LEAN_PACKAGES),--no-install-recommends)
-	@$(PYTHON) -c "import setuptools, wheel, cffi, pytest, pytest_mock, pytest_timeout, mypy, \
-		prometheus_client" 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_PACKAGES)
+	$(call apt_install,$(APT_RUN_PACKAGES))
+	@$(PYTHON) -c "import setuptools, wheel, cffi" 2>/dev/null || \
+		$(PYTHON) -m pip install -q $(PIP_RUN_PACKAGES)
+
+test-deps: deps
+	$(call apt_install,$(APT_TEST_PACKAGES))
+	$(call apt_install,$(APT_TEST_LEAN_PACKAGES),--no-install-recommends)
+	@$(PYTHON) -c "import pytest, pytest_mock, pytest_timeout, mypy, prometheus_client" \
+		2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST_PACKAGES)
 	@command -v ruff >/dev/null || $(PYTHON) -m pip install -q ruff
 
 build: deps
@@ -55,17 +65,17 @@ build: deps
 run: build
 	$(PYTHON) -m tcpevent
 
-test: build
+test: test-deps build
 	TCPEVENT_REQUIRE_BPF=1 $(PYTHON) -m pytest -q -ra
 
-lint: deps
+lint: test-deps
 	ruff check .
 	ruff format --check .
 	$(PYTHON) -m mypy
 
 # bpftrace is only the benchmarks' reference point: without it (no package
 # for this system) its row is left out, the rest still runs.
-bench: build
+bench: test-deps build
 	@command -v bpftrace >/dev/null || { echo "installing: bpftrace"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace; } || \
 		echo "bpftrace could not be installed: the benchmarks run without its reference row"
@@ -77,7 +87,7 @@ bench: build
 # instrumented: libasan is preloaded and its leak check is off; the C drivers
 # the tests build with -fsanitize check leaks themselves.
 ASAN_DIR := build/asan
-test-asan: deps
+test-asan: test-deps
 	rm -rf $(ASAN_DIR)
 	TCPEVENT_SANITIZE=address,undefined $(PYTHON) setup.py -q build_ext \
 		--build-lib $(ASAN_DIR) --build-temp $(ASAN_DIR)/tmp
@@ -106,7 +116,7 @@ test-asan: deps
 # virtme-ng needs busybox for the initramfs that loads the kernels' 9p and
 # virtio modules.
 KERNEL_APT_PACKAGES := qemu-system-x86 busybox-static
-kernel-deps: deps
+kernel-deps: test-deps
 	$(call apt_install,$(KERNEL_APT_PACKAGES),--no-install-recommends)
 	@$(PYTHON) -c "import virtme_ng" 2>/dev/null || $(PYTHON) -m pip install -q virtme-ng
 	$(PYTHON) tests/kernels/run.py install
