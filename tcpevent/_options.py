@@ -19,9 +19,20 @@ from tcpevent.errors import InvalidProgramError, ProgramNotFoundError
 from tcpevent.family import FAMILIES, FAMILY_BY_NAME
 from tcpevent.netns import netns_inode
 
-__all__ = ["EVENT_KINDS", "FamilyArg", "Options", "parse_events", "parse_family", "parse_options"]
+__all__ = [
+    "EVENT_KINDS",
+    "MAX_PID",
+    "MAX_PORT",
+    "FamilyArg",
+    "Options",
+    "parse_events",
+    "parse_family",
+    "parse_options",
+]
 
+#: The ranges of a pid and of a port filter (a u32 and a non-zero u16).
 MAX_PID = 2**32 - 1
+MAX_PORT = 2**16 - 1
 MAX_INTERVAL_MS = 2**32 - 1
 
 #: What ``family=`` accepts.
@@ -244,7 +255,7 @@ def parse_options(
     """Check every argument; raise ``TypeError``/``ValueError`` naming the culprit."""
     options = Options(
         pids=_id_list("pids", pids, 1, MAX_PID, "pid"),
-        ports=_id_list("ports", ports, 1, 65535, "port"),
+        ports=_id_list("ports", ports, 1, MAX_PORT, "port"),
         family=parse_family(family),
         queue_size=_bounded("queue_size", queue_size, 1, MAX_QUEUE_SIZE),
         ring_size=_ring_size(ring_size),

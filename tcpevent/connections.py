@@ -25,7 +25,7 @@ from typing import Any, Union
 
 from tcpevent import _core
 from tcpevent._conn_convert import ACCECN_LAYOUT, connections_from_cdata, tcp_info_from_cdata
-from tcpevent._options import FamilyArg, _id_list, parse_family
+from tcpevent._options import MAX_PID, MAX_PORT, FamilyArg, _id_list, parse_family
 from tcpevent.connection import Connection, SocketMemory, TcpInfo
 from tcpevent.errors import error_from_code
 from tcpevent.event import TcpState
@@ -153,8 +153,8 @@ def connections(
     """
     fam = parse_family(family)
     mask = parse_states(states)
-    pids = _id_list("pid", pid, 1, 2**32 - 1, "pid")
-    port_list = _id_list("ports", ports, 1, 65535, "port")
+    pids = _id_list("pid", pid, 1, MAX_PID, "pid")
+    port_list = _id_list("ports", ports, 1, MAX_PORT, "port")
     if not isinstance(with_process, bool) or not isinstance(with_cmdline, bool):
         raise TypeError("with_process and with_cmdline must be bools")
 
