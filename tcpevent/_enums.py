@@ -2,11 +2,11 @@
 
 The headers are the only place the values are written: ``enum tcpevent_kind``
 (``tcpevent_record.h``), ``enum tcpevent_direction`` and the
-``TCPEVENT_EVENT_*`` bits (``tcpevent.h``), ``enum tcpevent_tcp_state``
-(``tcpevent_conn.h``). A member added there appears here, and so in
-:class:`~tcpevent.TcpState`, ``TcpEvent.kind`` and ``Tracer(events=...)``,
-without an edit in Python. Everything is computed at import: nothing here
-costs anything per event.
+``TCPEVENT_EVENT_*`` bits (``tcpevent.h``), ``enum tcpevent_tcp_state`` and
+``enum tcpevent_conn_timer`` (``tcpevent_conn.h``). A member added there
+appears here, and so in :class:`~tcpevent.TcpState`, ``TcpEvent.kind``,
+``Tracer(events=...)`` and ``Connection.timer``, without an edit in Python.
+Everything is computed at import: nothing here costs anything per event.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from tcpevent._core import ffi, lib
 
 __all__ = [
+    "CONN_TIMERS",
     "DIRECTIONS",
     "DIRECTION_NAMES",
     "EVENT_BITS",
@@ -70,3 +71,10 @@ DIRECTION_NAMES: tuple[str, ...] = _names_by_value(DIRECTIONS)
 #: The kernel's TCP states by name (``{"ESTABLISHED": 1, ...}``), as
 #: ``tcpevent_conn.h`` copies them from ``include/net/tcp_states.h``.
 TCP_STATES: dict[str, int] = enum_members("enum tcpevent_tcp_state", "TCPEVENT_TCP_")
+
+#: The timer pending on a socket, by name (``Connection.timer``):
+#: ``{"none": 0, "retransmit": 1, ...}``.
+CONN_TIMERS: dict[str, int] = {
+    name.lower(): value
+    for name, value in enum_members("enum tcpevent_conn_timer", "TCPEVENT_TIMER_").items()
+}

@@ -190,6 +190,27 @@ def test_sock_diag_attributes_are_the_kernels() -> None:
     assert _conn_convert._ATTR_CGROUP_ID == _core.lib.INET_DIAG_CGROUP_ID == 21
 
 
+def test_connection_timers_and_shutdown_are_the_headers() -> None:
+    from tcpevent import _conn_convert
+
+    timers = _enums.enum_members("enum tcpevent_conn_timer", "TCPEVENT_TIMER_")
+    assert timers == {  # the kernel's idiag_timer values
+        "NONE": 0,
+        "RETRANSMIT": 1,
+        "KEEPALIVE": 2,
+        "TIME_WAIT": 3,
+        "ZERO_WINDOW_PROBE": 4,
+    }
+    assert _conn_convert._TIMERS == {
+        0: None,
+        1: "retransmit",
+        2: "keepalive",
+        3: "time_wait",
+        4: "zero_window_probe",
+    }
+    assert _conn_convert._SHUTDOWN_ABSENT == _core.lib.TCPEVENT_SHUTDOWN_ABSENT == 0xFF
+
+
 def test_one_family_table() -> None:
     from tcpevent import family
 
@@ -321,9 +342,14 @@ def test_no_family_table_but_one() -> None:
 
 
 def test_no_sock_diag_attribute_number_written() -> None:
-    """The INET_DIAG_* numbers are <linux/inet_diag.h>'s, read through cffi."""
+    """The INET_DIAG_* numbers are <linux/inet_diag.h>'s, read through cffi;
+    the timer names are enum tcpevent_conn_timer's."""
+    timer_names = {"retransmit", "keepalive", "time_wait", "zero_window_probe"}
     found = []
     for where, tree in _trees():
+        for line, items in _collections(tree):
+            if len(timer_names & set(_strings(items))) >= 2:
+                found.append(f"{where}:{line}")
         for node in ast.walk(tree):
             if (
                 isinstance(node, (ast.Assign, ast.AnnAssign))
@@ -334,4 +360,4 @@ def test_no_sock_diag_attribute_number_written() -> None:
                 names = [t.id for t in targets if isinstance(t, ast.Name)]
                 if any(n.startswith("_ATTR_") or "INET_DIAG" in n for n in names):
                     found.append(f"{where}:{node.lineno}")
-    assert not found, f"an INET_DIAG attribute number written: {found}"
+    assert not found, f"an INET_DIAG attribute number or timer table written: {found}"
