@@ -123,7 +123,8 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 
 class Tracer:
-    """Trace TCP connections: one :class:`TcpEvent` per closed connection.
+    """Trace TCP connections: a :class:`TcpEvent` per closed connection (by
+    default; see ``events`` and ``snapshot_interval`` for the other kinds).
 
     Opening loads and attaches the BPF program (root, or ``CAP_BPF``,
     ``CAP_PERFMON`` and ``CAP_DAC_READ_SEARCH``: docs/privileges.md);
