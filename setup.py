@@ -62,6 +62,24 @@ FUNCTIONS = [
 #: record header's struct is the BPF program's (kernel types): only its
 #: constants and enums are taken.
 CDEF_HEADERS = ["tcpevent_record.h", "tcpevent.h", "tcpevent_conn.h"]
+#: The original ABI's header: its packed struct tcp_event_t and the types of
+#: the six calls (``tcpevent_*_fn``), which ``tcpevent.abi`` gives ctypes.
+#: A cdef of its own: cffi packs every struct of a ``packed=True`` cdef.
+LEGACY_CDEF_HEADER = "tcpevent_legacy.h"
+
+#: Constants of the kernel's UAPI headers the package reads (as cffi's
+#: ``lib.NAME``), with the values the compiler finds in those headers: the
+#: sock_diag attributes whose bits ``tcpevent_conn.attrs`` carries.
+KERNEL_CONSTANTS = {
+    "linux/inet_diag.h": [
+        "INET_DIAG_CONG",
+        "INET_DIAG_TOS",
+        "INET_DIAG_TCLASS",
+        "INET_DIAG_SKV6ONLY",
+        "INET_DIAG_MARK",
+        "INET_DIAG_CGROUP_ID",
+    ],
+}
 
 
 def header_cdef(header: Path) -> str:
@@ -71,13 +89,16 @@ def header_cdef(header: Path) -> str:
     Structs and enums are copied whole (array sizes named by a constant
     become ``[...]``: the compiler fills them in); every object-like
     ``#define TCPEVENT_*`` that is not a string becomes ``#define NAME ...``;
-    a function's prototype is copied as it is.
+    a function's prototype, and a ``typedef ... tcpevent_*_fn(...)``
+    function type, is copied as it is.
     """
     text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
     text = re.sub(r"\\\n", " ", text)  # join continued lines
     if "__bpf__" in text:  # the BPF-only part of tcpevent_record.h
         text = re.sub(r"^#ifdef __bpf__$.*?^#endif$", "", text, flags=re.S | re.M)
     out = []
+    for m in re.finditer(r"^typedef [^;{}#]*\btcpevent_\w+_fn\([^;]*\);", text, flags=re.M):
+        out.append(m.group(0))  # the legacy calls' function types
     kinds = "enum" if header.name == "tcpevent_record.h" else "struct|enum"
     for m in re.finditer(rf"^(?:{kinds}) \w+ \{{.*?^\}};", text, flags=re.S | re.M):
         out.append(re.sub(r"\[TCPEVENT_\w+\]", "[...]", m.group(0)))
@@ -196,10 +217,15 @@ def make_ffi() -> FFI:
     missing = [name for name in FUNCTIONS if f" {name}(" not in cdef and f"*{name}(" not in cdef]
     if missing:
         raise RuntimeError(f"no prototype of {missing} in {CDEF_HEADERS}")
+    ffi.cdef(header_cdef(INCLUDE_DIR / LEGACY_CDEF_HEADER), packed=True)
     ffi.cdef(cdef)
+    ffi.cdef(
+        "".join(f"#define {name} ...\n" for names in KERNEL_CONSTANTS.values() for name in names)
+    )
     ffi.set_source(
         "tcpevent._native",
-        "".join(f'#include "{name}"\n' for name in CDEF_HEADERS),
+        "".join(f"#include <{name}>\n" for name in KERNEL_CONSTANTS)
+        + "".join(f'#include "{name}"\n' for name in [LEGACY_CDEF_HEADER, *CDEF_HEADERS]),
         include_dirs=[str(INCLUDE_DIR)],
         libraries=["tcpEvent"],
         extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],

@@ -1,7 +1,8 @@
 """tcpevent: an eBPF TCP connection tracer.
 
-One event per closed TCP connection on the host: who owned it (pid, uid,
-command), both endpoints, bytes and segments each way, and when::
+Events of the host's TCP connections, by default one per connection that
+closes (connect, accept and snapshot events on request): who owned it (pid,
+uid, command), both endpoints, bytes and segments each way, and when::
 
     import tcpevent
 

@@ -1,4 +1,4 @@
-"""The core's ``struct tcpevent_conn[]`` as :class:`~tcpevent.connections.Connection` objects.
+"""The core's ``struct tcpevent_conn[]`` as :class:`~tcpevent.connection.Connection` objects.
 
 Table-driven: the layout is cffi's view of ``tcpevent_conn.h`` (planned by
 :mod:`tcpevent._layout`), and each dataclass field names the C member it
@@ -16,10 +16,12 @@ import sys
 from typing import Any, Callable, NamedTuple
 
 from tcpevent._convert import decode_c_string, text_cache
-from tcpevent._core import ffi
+from tcpevent._core import ffi, lib
+from tcpevent._enums import CONN_TIMERS
 from tcpevent._layout import leaves, struct_for
-from tcpevent.connections import Connection, SocketMemory, TcpInfo
-from tcpevent.event import TcpState, family_of
+from tcpevent.connection import Connection, SocketMemory, TcpInfo
+from tcpevent.event import TcpState
+from tcpevent.family import family_of
 
 __all__ = [
     "ACCECN_LAYOUT",
@@ -173,22 +175,21 @@ if [leaf.name for leaf in _CONN_LEAVES[_SKMEM_SLICE]] != [
 ]:  # pragma: no cover - header and dataclass disagree
     raise ImportError("tcpevent: SocketMemory's fields differ from struct tcpevent_skmem's")
 
-# Attribute numbers of enum INET_DIAG_* (bits of tcpevent_conn.attrs).
-_ATTR_CONG = 4
-_ATTR_TOS = 5
-_ATTR_TCLASS = 6
-_ATTR_SKV6ONLY = 11
-_ATTR_MARK = 15
-_ATTR_CGROUP_ID = 21
+# Attribute numbers of the kernel's enum INET_DIAG_* (bits of
+# tcpevent_conn.attrs), from <linux/inet_diag.h> as the core was built with.
+_ATTR_CONG: int = lib.INET_DIAG_CONG
+_ATTR_TOS: int = lib.INET_DIAG_TOS
+_ATTR_TCLASS: int = lib.INET_DIAG_TCLASS
+_ATTR_SKV6ONLY: int = lib.INET_DIAG_SKV6ONLY
+_ATTR_MARK: int = lib.INET_DIAG_MARK
+_ATTR_CGROUP_ID: int = lib.INET_DIAG_CGROUP_ID
 
-# idiag_timer values (include/uapi/linux/inet_diag.h, as ss reads them).
+# tcpevent_conn.timer -> Connection.timer (enum tcpevent_conn_timer; "none": None).
 _TIMERS: dict[int, str | None] = {
-    0: None,
-    1: "retransmit",
-    2: "keepalive",
-    3: "time_wait",
-    4: "zero_window_probe",
+    value: None if name == "none" else name for name, value in CONN_TIMERS.items()
 }
+#: tcpevent_conn.shutdown when the kernel did not send it.
+_SHUTDOWN_ABSENT: int = lib.TCPEVENT_SHUTDOWN_ABSENT
 _STATES: tuple[TcpState, ...] = tuple(TcpState(v) for v in range(256))
 
 #: How a field is made from its C member's value and the socket's ``attrs``.
@@ -226,7 +227,7 @@ _CONN_TABLE: dict[str, tuple[str, _Decode]] = {
     "pid": ("pid", _plain),
     "task": ("task", _text),
     "cong": ("cong", _if_sent(_ATTR_CONG, _text)),
-    "shutdown": ("shutdown", lambda v, a: None if v == 0xFF else v),
+    "shutdown": ("shutdown", lambda v, a: None if v == _SHUTDOWN_ABSENT else v),
     "recv_q": ("rqueue", _plain),
     "send_q": ("wqueue", _plain),
     "timer": ("timer", lambda v, a: _TIMERS.get(v, f"timer_{v}")),

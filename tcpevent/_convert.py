@@ -18,9 +18,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tcpevent._core import EVENT_FIELDS, EVENT_FORMAT, EVENT_LAYOUT, EVENT_SIZE, ffi
-from tcpevent.event import FAMILIES, TcpEvent, TcpState, family_of
+from tcpevent._enums import DIRECTION_NAMES, KIND_NAMES
+from tcpevent.event import TcpEvent, TcpState
+from tcpevent.family import FAMILIES, family_of
 
-__all__ = ["ZERO_EVENT", "decode_c_string", "events_from_buffer", "text_cache"]
+__all__ = ["decode_c_string", "events_from_buffer", "text_cache"]
 
 if set(TcpEvent.__slots__) != set(EVENT_FIELDS):  # pragma: no cover - a coding error
     raise ImportError(
@@ -41,13 +43,6 @@ def decode_c_string(raw: bytes) -> str:
         text_cache.clear()
     text_cache[raw] = text
     return text
-
-
-def _enum_names(enum: str, prefix: str) -> tuple[str, ...]:
-    """Index -> lower-case name of a C enum's members (``TCPEVENT_KIND_CLOSE``
-    -> ``"close"``), for the 256 values of a byte; an unknown one is ``"<n>"``."""
-    names = {v: k[len(prefix) :].lower() for k, v in ffi.typeof(enum).relements.items()}
-    return tuple(names.get(i, str(i)) for i in range(256))
 
 
 #: How a C value becomes the attribute's value, for the fields that are not
@@ -78,8 +73,8 @@ def _compile() -> Callable[[Any], list[TcpEvent]]:
         "cls": TcpEvent,
         "families": FAMILIES,
         "family_of": family_of,
-        "kinds": _enum_names("enum tcpevent_kind", "TCPEVENT_KIND_"),
-        "directions": _enum_names("enum tcpevent_direction", "TCPEVENT_DIRECTION_"),
+        "kinds": KIND_NAMES,
+        "directions": DIRECTION_NAMES,
         "states": tuple(TcpState(value) for value in range(256)),
         "cache": text_cache,
         "decode": decode_c_string,
@@ -114,8 +109,3 @@ def events_from_buffer(buf: Any, count: int) -> list[TcpEvent]:
     if count <= 0:
         return []
     return _convert_rows(EVENT_FORMAT.iter_unpack(ffi.buffer(buf, count * EVENT_SIZE)))
-
-
-#: What an all-zero ``struct tcpevent_event`` means: the value of every field
-#: an event from elsewhere (the original ABI) has no place for.
-ZERO_EVENT: TcpEvent = events_from_buffer(ffi.new("struct tcpevent_event[1]"), 1)[0]

@@ -11,6 +11,7 @@ read from the compiled core (the C header is their only declaration).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from tcpevent._layout import Leaf, leaves, struct_for
@@ -40,6 +41,7 @@ __all__ = [
     "ffi",
     "last_error",
     "lib",
+    "set_array",
 ]
 
 #: cffi's FFI object of ``tcpevent._native``.
@@ -69,6 +71,21 @@ EVENT_FORMAT: struct.Struct = struct_for(EVENT_LAYOUT, EVENT_SIZE)
 STATS_FIELDS: tuple[str, ...] = tuple(
     name for name, _ in ffi.typeof("struct tcpevent_stats").fields
 )
+
+
+def set_array(cstruct: Any, name: str, values: Sequence[int], keep: list[Any]) -> None:
+    """Point the member ``name`` of ``*cstruct`` at a new C array of ``values``
+    and set its count, the member ``n_<name>``; nothing for no values.
+
+    The array's type is the member's (``const uint32_t *pids`` -> ``uint32_t[]``).
+    ``keep`` takes the array: it must live as long as the struct is read.
+    """
+    if not values:
+        return
+    member = dict(ffi.typeof(cstruct).item.fields)[name]
+    keep.append(ffi.new(ffi.getctype(member.type.item, "[]"), values))
+    setattr(cstruct, name, keep[-1])
+    setattr(cstruct, f"n_{name}", len(values))
 
 
 def last_error() -> str:

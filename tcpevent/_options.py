@@ -13,28 +13,30 @@ from dataclasses import dataclass
 from typing import Union
 
 from tcpevent._core import MAX_FILTER, MAX_QUEUE_SIZE, MAX_RING_SIZE, MAX_SOCKETS
+from tcpevent._enums import EVENT_BITS
 from tcpevent.cgroups import cgroup_id_of
 from tcpevent.errors import InvalidProgramError, ProgramNotFoundError
+from tcpevent.family import FAMILIES, FAMILY_BY_NAME
 from tcpevent.netns import netns_inode
 
-__all__ = ["FamilyArg", "Options", "parse_family", "parse_options"]
+__all__ = [
+    "EVENT_KINDS",
+    "MAX_PID",
+    "MAX_PORT",
+    "FamilyArg",
+    "Options",
+    "parse_events",
+    "parse_family",
+    "parse_options",
+]
 
+#: The ranges of a pid and of a port filter (a u32 and a non-zero u16).
 MAX_PID = 2**32 - 1
+MAX_PORT = 2**16 - 1
 MAX_INTERVAL_MS = 2**32 - 1
 
 #: What ``family=`` accepts.
 FamilyArg = Union[None, int, str, socket.AddressFamily]
-
-_FAMILY_NAMES = {
-    "ipv4": socket.AF_INET,
-    "inet": socket.AF_INET,
-    "af_inet": socket.AF_INET,
-    "4": socket.AF_INET,
-    "ipv6": socket.AF_INET6,
-    "inet6": socket.AF_INET6,
-    "af_inet6": socket.AF_INET6,
-    "6": socket.AF_INET6,
-}
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def parse_family(family: FamilyArg) -> int:
     if family is None:
         return 0
     if isinstance(family, str):
-        found = _FAMILY_NAMES.get(family.strip().lower())
+        found = FAMILY_BY_NAME.get(family.strip().lower())
         if found is None:
             raise ValueError(
                 f"family must be None, socket.AF_INET, socket.AF_INET6, 'ipv4' or 'ipv6', "
@@ -110,7 +112,7 @@ def parse_family(family: FamilyArg) -> int:
             )
         return int(found)
     number = _int("family", family)
-    if number not in (0, socket.AF_INET, socket.AF_INET6):
+    if number and number not in FAMILIES:
         raise ValueError(
             f"family must be None, socket.AF_INET ({int(socket.AF_INET)}) or "
             f"socket.AF_INET6 ({int(socket.AF_INET6)}), not {number}"
@@ -168,11 +170,13 @@ def _program(value: object) -> str | None:
     return path
 
 
-#: The event kinds ``events=`` may ask for (snapshots have their own option).
-EVENT_KINDS = ("close", "connect", "accept")
+#: The event kinds ``events=`` may ask for (snapshots have their own option):
+#: those of ``enum tcpevent_kind`` with a ``TCPEVENT_EVENT_*`` bit.
+EVENT_KINDS: tuple[str, ...] = tuple(EVENT_BITS)
 
 
-def _events(value: object) -> frozenset[str]:
+def parse_events(value: object) -> frozenset[str]:
+    """``events=``: one kind of :data:`EVENT_KINDS` or an iterable of them."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, Iterable):
@@ -251,7 +255,7 @@ def parse_options(
     """Check every argument; raise ``TypeError``/``ValueError`` naming the culprit."""
     options = Options(
         pids=_id_list("pids", pids, 1, MAX_PID, "pid"),
-        ports=_id_list("ports", ports, 1, 65535, "port"),
+        ports=_id_list("ports", ports, 1, MAX_PORT, "port"),
         family=parse_family(family),
         queue_size=_bounded("queue_size", queue_size, 1, MAX_QUEUE_SIZE),
         ring_size=_ring_size(ring_size),
@@ -259,7 +263,7 @@ def parse_options(
         snapshot_interval_ms=_interval_ms(snapshot_interval),
         program=_program(program),
         accept_hooks=_bool("accept_hooks", accept_hooks),
-        events=_events(events),
+        events=parse_events(events),
         cgroups=_cgroups(cgroups),
         cgroup_subtree=_bool("cgroup_subtree", cgroup_subtree),
         netns=_netns(netns),

@@ -5,16 +5,19 @@ from __future__ import annotations
 import enum
 import errno
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tcpevent import abi
+from tcpevent._enums import DIRECTION_NAMES, DIRECTIONS, KIND_NAMES, KINDS, TCP_STATES
 from tcpevent.containers import CgroupNames
+from tcpevent.family import FAMILIES, FAMILY_NAMES, endpoint, family_name, family_of
 
 __all__ = [
     "FAMILIES",
     "FAMILY_NAMES",
+    "ZERO_EVENT",
     "Direction",
     "Endpoints",
     "EventKind",
@@ -34,32 +37,20 @@ EventKind = Literal["close", "snapshot", "connect", "accept"]
 #: accept() hands out, or not known (e.g. a snapshot, a custom program).
 Direction = Literal["outbound", "inbound", "unknown"]
 
+# The Literal types are what a type checker sees; the values are the C enums'.
+if set(get_args(EventKind)) != set(KINDS) or set(get_args(Direction)) != set(DIRECTIONS):
+    raise ImportError(  # pragma: no cover - header and Literal disagree
+        f"tcpevent: EventKind {get_args(EventKind)} or Direction {get_args(Direction)} differ "
+        f"from enum tcpevent_kind {tuple(KINDS)} or enum tcpevent_direction {tuple(DIRECTIONS)}"
+    )
+
 _NS = 1_000_000_000
-_ABI_TEXT = 128  # char task[128], SADDR[128], DADDR[128]
+#: Size of the text fields of ``struct tcp_event_t`` (task, SADDR, DADDR).
+_ABI_TEXT: int = abi.TcpEventT.task.size
 
 
-class TcpState(enum.IntEnum):
-    """The kernel's TCP states (``include/net/tcp_states.h``).
-
-    ``UNKNOWN`` (0) is ours: the state was not recorded (e.g. an event built
-    from the original ABI struct, which has no state). A value the kernel may
-    add later becomes a pseudo-member named ``STATE_<n>``.
-    """
-
-    UNKNOWN = 0
-    ESTABLISHED = 1
-    SYN_SENT = 2
-    SYN_RECV = 3
-    FIN_WAIT1 = 4
-    FIN_WAIT2 = 5
-    TIME_WAIT = 6
-    CLOSE = 7
-    CLOSE_WAIT = 8
-    LAST_ACK = 9
-    LISTEN = 10
-    CLOSING = 11
-    NEW_SYN_RECV = 12
-    BOUND_INACTIVE = 13
+class _TcpStateBase(enum.IntEnum):
+    """What :class:`TcpState` does; its members come from the C header."""
 
     @classmethod
     def _missing_(cls, value: object) -> TcpState | None:
@@ -73,7 +64,7 @@ class TcpState(enum.IntEnum):
     @property
     def ss_name(self) -> str:
         """The name ``ss`` shows (``"ESTAB"``, ``"FIN-WAIT-1"``, ``"UNCONN"``...)."""
-        return _SS_NAMES.get(self, self.name)
+        return _SS_NAMES.get(int(self), self.name)
 
     @classmethod
     def parse(cls, text: str) -> TcpState:
@@ -82,24 +73,63 @@ class TcpState(enum.IntEnum):
         Raises ``ValueError`` for another name."""
         state = _BY_NAME.get(_name_key(text))
         if state is None:
-            names = ", ".join(s.name for s in cls if s is not cls.UNKNOWN)
+            names = ", ".join(s.name for s in cls if s)  # not UNKNOWN (0)
             raise ValueError(f"unknown TCP state {text!r}: one of {names}")
         return state
 
 
-#: ``ss``'s name of each state, where it differs from the kernel's.
-_SS_NAMES: dict[TcpState, str] = {
-    TcpState.ESTABLISHED: "ESTAB",
-    TcpState.SYN_SENT: "SYN-SENT",
-    TcpState.SYN_RECV: "SYN-RECV",
-    TcpState.FIN_WAIT1: "FIN-WAIT-1",
-    TcpState.FIN_WAIT2: "FIN-WAIT-2",
-    TcpState.TIME_WAIT: "TIME-WAIT",
-    TcpState.CLOSE: "UNCONN",
-    TcpState.CLOSE_WAIT: "CLOSE-WAIT",
-    TcpState.LAST_ACK: "LAST-ACK",
-    TcpState.NEW_SYN_RECV: "NEW-SYN-RECV",
-    TcpState.BOUND_INACTIVE: "BOUND-INACTIVE",
+_TCP_STATE_DOC = """The kernel's TCP states (``include/net/tcp_states.h``).
+
+    The members are ``enum tcpevent_tcp_state`` of ``tcpevent_conn.h``, read
+    through cffi. ``UNKNOWN`` (0) is ours: the state was not recorded (e.g. an
+    event built from the original ABI struct, which has no state). A value
+    the kernel may add later becomes a pseudo-member named ``STATE_<n>``.
+    """
+
+if TYPE_CHECKING:
+    # The type checker's view, names only; at run time the members are made
+    # from the header (below), and a test checks that both list the same.
+
+    class TcpState(_TcpStateBase):
+        UNKNOWN = 0
+        ESTABLISHED = enum.auto()
+        SYN_SENT = enum.auto()
+        SYN_RECV = enum.auto()
+        FIN_WAIT1 = enum.auto()
+        FIN_WAIT2 = enum.auto()
+        TIME_WAIT = enum.auto()
+        CLOSE = enum.auto()
+        CLOSE_WAIT = enum.auto()
+        LAST_ACK = enum.auto()
+        LISTEN = enum.auto()
+        CLOSING = enum.auto()
+        NEW_SYN_RECV = enum.auto()
+        BOUND_INACTIVE = enum.auto()
+
+else:
+    TcpState = _TcpStateBase(
+        "TcpState", {"UNKNOWN": 0, **TCP_STATES}, module=__name__, qualname="TcpState"
+    )
+    TcpState.__doc__ = _TCP_STATE_DOC
+
+
+#: ``ss``'s name of each state, where it differs from the kernel's (by the
+#: kernel's name: the names and values themselves are the header's).
+_SS_SPELLINGS: dict[str, str] = {
+    "ESTABLISHED": "ESTAB",
+    "SYN_SENT": "SYN-SENT",
+    "SYN_RECV": "SYN-RECV",
+    "FIN_WAIT1": "FIN-WAIT-1",
+    "FIN_WAIT2": "FIN-WAIT-2",
+    "TIME_WAIT": "TIME-WAIT",
+    "CLOSE": "UNCONN",
+    "CLOSE_WAIT": "CLOSE-WAIT",
+    "LAST_ACK": "LAST-ACK",
+    "NEW_SYN_RECV": "NEW-SYN-RECV",
+    "BOUND_INACTIVE": "BOUND-INACTIVE",
+}
+_SS_NAMES: dict[int, str] = {
+    TcpState[name]: ss for name, ss in _SS_SPELLINGS.items() if name in TcpState.__members__
 }
 
 
@@ -109,35 +139,12 @@ def _name_key(text: str) -> str:
 
 _BY_NAME: dict[str, TcpState] = {
     **{_name_key(s.name): s for s in TcpState if s is not TcpState.UNKNOWN},
-    **{_name_key(name): s for s, name in _SS_NAMES.items()},
+    **{
+        _name_key(ss): TcpState[name]
+        for name, ss in _SS_SPELLINGS.items()
+        if name in TcpState.__members__
+    },
 }
-
-#: The address families of events and connections, by number.
-FAMILIES: dict[int, socket.AddressFamily] = {
-    int(socket.AF_INET): socket.AF_INET,
-    int(socket.AF_INET6): socket.AF_INET6,
-}
-#: Their names in dicts and JSON.
-FAMILY_NAMES: dict[int, str] = {int(socket.AF_INET): "AF_INET", int(socket.AF_INET6): "AF_INET6"}
-
-
-def family_of(value: int) -> socket.AddressFamily:
-    """The :class:`socket.AddressFamily` of a number; one Python does not
-    know stays a plain int (0: no event)."""
-    try:
-        return FAMILIES.get(value) or socket.AddressFamily(value)
-    except ValueError:
-        return value  # type: ignore[return-value]
-
-
-def endpoint(family: int, addr: str, port: int) -> str:
-    """``"addr:port"``, an IPv6 address in brackets (``"[::1]:8080"``)."""
-    return f"[{addr}]:{port}" if family == socket.AF_INET6 else f"{addr}:{port}"
-
-
-def family_name(value: int) -> str:
-    """``"AF_INET"``, ``"AF_INET6"``, or the number as text."""
-    return FAMILY_NAMES.get(int(value)) or str(int(value))
 
 
 def _text(raw: bytes) -> str:
@@ -177,8 +184,9 @@ class Endpoints:
 class TcpEvent(Endpoints, CgroupNames):
     """One TCP connection event, immutable.
 
-    The first 13 fields are those of the original ``struct tcp_event_t``
-    under Pythonic names; the last five are recorded by this core only.
+    The fields from ``time_ns`` to ``daddr`` are those of the original
+    ``struct tcp_event_t`` under Pythonic names (:meth:`from_abi`,
+    :meth:`to_abi`); the ones after them are recorded by this core only.
     Text fields are ``str``; a byte of a process name that is not UTF-8 is
     kept as a surrogate escape, so :meth:`to_abi` gives back the same bytes.
     """
@@ -323,8 +331,6 @@ class TcpEvent(Endpoints, CgroupNames):
         :attr:`TcpState.UNKNOWN`, ``"close"``). ``TcpEvent.from_abi(s).to_abi()``
         gives back ``s`` byte for byte (the text fields up to their NUL).
         """
-        from tcpevent._convert import ZERO_EVENT  # the native core, loaded on use
-
         if not isinstance(raw, abi.TcpEventT):
             raw = abi.TcpEventT.from_buffer_copy(bytes(raw))
         return replace(
@@ -371,3 +377,20 @@ class TcpEvent(Endpoints, CgroupNames):
 
 
 _FIELDS: tuple[str, ...] = tuple(TcpEvent.__dataclass_fields__)
+
+#: The value of a field of each type in an all-zero ``struct tcpevent_event``
+#: (a field of a type not listed here is an ImportError: say what its zero is).
+_ZERO_OF_TYPE: dict[str, object] = {
+    "int": 0,
+    "str": "",
+    "socket.AddressFamily": family_of(0),
+    "TcpState": TcpState(0),
+    "EventKind": KIND_NAMES[0],
+    "Direction": DIRECTION_NAMES[0],
+}
+#: What an all-zero ``struct tcpevent_event`` means: the value of every field
+#: an event from elsewhere (the original ABI) has no place for. Built from
+#: the dataclass; a test checks it against the core's conversion of zeros.
+ZERO_EVENT: TcpEvent = TcpEvent(
+    **{f.name: _ZERO_OF_TYPE[str(f.type)] for f in fields(TcpEvent)}  # type: ignore[arg-type]
+)

@@ -24,7 +24,9 @@ from tcpevent._core import (
     ffi,
     last_error,
     lib,
+    set_array,
 )
+from tcpevent._enums import EVENT_BITS
 from tcpevent._options import FamilyArg, Options, parse_options
 from tcpevent.errors import TracerClosedError, TracerError, error_from_code
 from tcpevent.event import TcpEvent
@@ -99,13 +101,6 @@ def _check_max(max_events: int) -> int:
     return min(max_events, MAX_CALL_EVENTS)
 
 
-#: events= name -> TCPEVENT_EVENT_* bit.
-_EVENT_BITS = {
-    "close": lib.TCPEVENT_EVENT_CLOSE,
-    "connect": lib.TCPEVENT_EVENT_CONNECT,
-    "accept": lib.TCPEVENT_EVENT_ACCEPT,
-}
-
 _STATS_KNOWN = [name for name in STATS_FIELDS if name in TracerStats.__dataclass_fields__]
 
 
@@ -128,7 +123,8 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 
 class Tracer:
-    """Trace TCP connections: one :class:`TcpEvent` per closed connection.
+    """Trace TCP connections: a :class:`TcpEvent` per closed connection (by
+    default; see ``events`` and ``snapshot_interval`` for the other kinds).
 
     Opening loads and attaches the BPF program (root, or ``CAP_BPF``,
     ``CAP_PERFMON`` and ``CAP_DAC_READ_SEARCH``: docs/privileges.md);
@@ -247,23 +243,9 @@ class Tracer:
             copts.flags |= lib.TCPEVENT_OPT_NO_ACCEPT_HOOKS
         if o.cgroup_subtree:
             copts.flags |= lib.TCPEVENT_OPT_CGROUP_SUBTREE
-        copts.events = sum(_EVENT_BITS[kind] for kind in o.events)
-        if o.cgroups:
-            keep.append(ffi.new("uint64_t[]", o.cgroups))
-            copts.cgroups = keep[-1]
-            copts.n_cgroups = len(o.cgroups)
-        if o.netns:
-            keep.append(ffi.new("uint32_t[]", o.netns))
-            copts.netns = keep[-1]
-            copts.n_netns = len(o.netns)
-        if o.pids:
-            keep.append(ffi.new("uint32_t[]", o.pids))
-            copts.pids = keep[-1]
-            copts.n_pids = len(o.pids)
-        if o.ports:
-            keep.append(ffi.new("uint16_t[]", o.ports))
-            copts.ports = keep[-1]
-            copts.n_ports = len(o.ports)
+        copts.events = sum(EVENT_BITS[kind] for kind in o.events)
+        for name in ("cgroups", "netns", "pids", "ports"):  # Options' names are the struct's
+            set_array(copts, name, getattr(o, name), keep)
         out = ffi.new("struct tcpevent **")
         rc = lib.tcpevent_open(copts, out)
         if rc < 0:

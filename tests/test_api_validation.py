@@ -327,6 +327,21 @@ def test_to_abi_matches_the_core() -> None:
 # ---- the conversion of the core's array ----------------------------------------
 
 
+def test_zero_event_is_the_cores_conversion_of_zeros() -> None:
+    """ZERO_EVENT is built from the dataclass (event.py); it must be what
+    the core's conversion makes of an all-zero struct tcpevent_event, field by
+    field and type by type."""
+    from tcpevent.event import ZERO_EVENT
+
+    (converted,) = events_from_buffer(ffi.new("struct tcpevent_event[1]"), 1)
+    assert converted == ZERO_EVENT
+    for name in tcpevent.TcpEvent.__dataclass_fields__:
+        ours, core = getattr(ZERO_EVENT, name), getattr(converted, name)
+        assert (type(ours), ours) == (type(core), core), name
+    assert ZERO_EVENT.state is tcpevent.TcpState.UNKNOWN
+    assert (ZERO_EVENT.kind, ZERO_EVENT.direction) == ("close", "unknown")
+
+
 def test_layout_matches_the_core() -> None:
     assert ffi.sizeof("struct tcpevent_event") == _core.EVENT_SIZE
     for name in _core.EVENT_FIELDS:

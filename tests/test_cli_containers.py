@@ -17,10 +17,9 @@ from nsutil import Cgroup, cgroup_root, placer
 from peer import Peer
 from procutil import start
 
-from tcpevent._convert import ZERO_EVENT
 from tcpevent.cli import command as cli
 from tcpevent.cli import render as _render
-from tcpevent.event import TcpEvent, TcpState
+from tcpevent.event import ZERO_EVENT, TcpEvent, TcpState
 
 pytestmark = pytest.mark.bpf  # making cgroups needs root
 

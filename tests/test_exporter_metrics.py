@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tcpevent import TcpEvent, TcpState, TracerStats, __version__
-from tcpevent._convert import ZERO_EVENT
+from tcpevent.event import ZERO_EVENT
 from tcpevent.exporter import Listen, parse_listen
 from tcpevent.exporter.health import HealthCollector
 from tcpevent.exporter.metrics import (
     CLOSES,
+    EVENT_KINDS,
     LABELS,
     OTHER,
     EventMetrics,
@@ -111,6 +112,16 @@ def test_container_label_is_the_short_id_of_the_sockets_container() -> None:
 
 
 # ---- counting and the budget -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_KINDS))
+def test_every_kind_the_exporter_asks_for_is_counted(kind: str) -> None:
+    """The exporter asks the tracer for every kind it can deliver
+    (EVENT_KINDS, from the C enum): each must update a metric."""
+    m = EventMetrics()
+    before = samples(m)
+    m.observe([event(kind=kind, handshake_ns=1_000_000, accept_wait_ns=1_000_000)])
+    assert samples(m) != before, f"a {kind} event counts nowhere"
 
 
 def test_closes_are_counted_and_snapshots_are_not() -> None:

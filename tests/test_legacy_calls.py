@@ -20,6 +20,7 @@ import bpfutil
 import pytest
 from liveness import PROMPTLY
 from netutil import wait_until
+from unprivileged import run_unprivileged
 
 HERE = Path(__file__).resolve().parent
 BCC_TEXT = "int kprobe__tcp_set_state(struct pt_regs *ctx) { return 0; }\n"
@@ -238,30 +239,9 @@ def test_four_threads_dequeue_each_event_exactly_once(libpath) -> None:
     assert sum(1 for g in result["per_thread"] if g) >= 2  # really shared
 
 
-UNPRIVILEGED_SCRIPT = textwrap.dedent(
-    """
-    import os, sys
-    from tcpevent import abi
-
-    lib = abi.load_library(sys.argv[1])   # loaded while still root
-    os.setgroups([]); os.setgid(65534); os.setuid(65534)
-    lib.AddProbe(None)
-    print("status=%d" % lib.getStatus())
-    print("error=%s" % lib.tcpevent_last_error().decode())
-    lib.cleanup()
-    print("alive")
-    """
-)
-
-
 @pytest.mark.bpf
 def test_without_privileges_the_error_names_the_capability(libpath) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", UNPRIVILEGED_SCRIPT, str(libpath)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_unprivileged(libpath, "lib.AddProbe(None)", 'print("status=%d" % lib.getStatus())')
     assert proc.returncode == 0, proc.stderr
     assert "status=0" in proc.stdout and "alive" in proc.stdout
     for text in (proc.stderr, proc.stdout):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import errno
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import bpfutil
 import pytest
 from liveness import PROMPTLY
 from netutil import wait_until
+from unprivileged import run_unprivileged
 
 pytestmark = pytest.mark.bpf
 
@@ -149,28 +148,11 @@ def test_missing_object_path_returns_the_error_at_once(legacy_driver: Path, libp
     assert err.count("setupBPF failed") == 1 and path in err, err
 
 
-UNPRIVILEGED_SCRIPT = textwrap.dedent(
-    """
-    import os, sys, time
-    from tcpevent import abi
-
-    lib = abi.load_library(sys.argv[1])   # loaded while still root
-    os.setgroups([]); os.setgid(65534); os.setuid(65534)
-    rc = lib.setupBPF(None)               # returning at all: it did not serve
-    print("rc=%d status=%d" % (rc, lib.getStatus()))
-    print("error=%s" % lib.tcpevent_last_error().decode())
-    lib.cleanup()
-    print("alive")
-    """
-)
-
-
 def test_without_privileges_returns_the_cause_at_once(libpath: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", UNPRIVILEGED_SCRIPT, str(libpath)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_unprivileged(
+        libpath,
+        "rc = lib.setupBPF(None)  # returning at all: it did not serve",
+        'print("rc=%d status=%d" % (rc, lib.getStatus()))',
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()

@@ -54,6 +54,19 @@ enum tcpevent_tcp_state {
 	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_CLOSING))
 #define TCPEVENT_STATES_ALL	0xffffffffu
 
+/* Values of tcpevent_conn.timer: the kernel's idiag_timer (which timer is
+ * pending), named as ss names them. */
+enum tcpevent_conn_timer {
+	TCPEVENT_TIMER_NONE = 0,
+	TCPEVENT_TIMER_RETRANSMIT = 1,
+	TCPEVENT_TIMER_KEEPALIVE = 2,
+	TCPEVENT_TIMER_TIME_WAIT = 3,
+	TCPEVENT_TIMER_ZERO_WINDOW_PROBE = 4,
+};
+
+/* tcpevent_conn.shutdown when the kernel sent no INET_DIAG_SHUTDOWN. */
+#define TCPEVENT_SHUTDOWN_ABSENT	0xff
+
 /*
  * Our own copy of the kernel's struct tcp_info as of Linux 6.18
  * (include/uapi/linux/tcp.h; 280 bytes). The system header may be older, so

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from tcpevent import abi
-from tcpevent._options import EVENT_KINDS
+from tcpevent._options import EVENT_KINDS, parse_events
 from tcpevent.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -84,11 +84,12 @@ def _state(text: str) -> str:
 
 def _event_kinds(text: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in EVENT_KINDS]
-    if unknown or not kinds:
+    try:
+        parse_events(kinds)  # what Tracer(events=) accepts, checked by its own code
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"--events takes a comma-separated list of {', '.join(EVENT_KINDS)}, not {text!r}"
-        )
+        ) from None
     return kinds
 
 

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent._options import MAX_PID, MAX_PORT
 from tcpevent.containers import find_container
 from tcpevent.errors import TracerPermissionError
 from tcpevent.tracer import Tracer
@@ -75,7 +76,7 @@ def add_tracer_arguments(parser: argparse.ArgumentParser) -> None:
         "--pid",
         "-p",
         action="append",
-        type=bounded_int("pid", 1, 2**32 - 1),
+        type=bounded_int("pid", 1, MAX_PID),
         metavar="PID",
         help="only connections owned by this process (repeatable)",
     )
@@ -83,7 +84,7 @@ def add_tracer_arguments(parser: argparse.ArgumentParser) -> None:
         "--port",
         "-P",
         action="append",
-        type=bounded_int("port", 1, 65535),
+        type=bounded_int("port", 1, MAX_PORT),
         metavar="PORT",
         help="only connections with this local or remote port (repeatable)",
     )

@@ -21,10 +21,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from tcpevent._convert import ZERO_EVENT
+from tcpevent._core import lib
 from tcpevent.connections import Connection
 from tcpevent.containers import short_id
-from tcpevent.event import TcpEvent, TcpState
+from tcpevent.event import ZERO_EVENT, TcpEvent, TcpState
 
 __all__ = [
     "EVENT_FORMATS",
@@ -104,13 +104,17 @@ def format_json(ev: TcpEvent) -> str:
     return json.dumps(ev.to_dict(resolve=True), separators=(",", ":")) + "\n"
 
 
+#: The longest command name (``TCPEVENT_TASK_LEN`` less its NUL) fits its column.
+_COMM = int(lib.TCPEVENT_TASK_LEN) - 1
 # An IPv4 "address:port" fits its column; an IPv6 one widens its line only.
-_LINE = "{:<12} {:>7} {:<15} {:<21} {:<21} {:>7} {:>7} {:>10}"
+_LINE = f"{{:<12}} {{:>7}} {{:<{_COMM}}} {{:<21}} {{:<21}} {{:>7}} {{:>7}} {{:>10}}"
 _TITLES = ("TIME", "PID", "COMM", "LOCAL", "REMOTE", "TX_KB", "RX_KB", "MS")
 #: The header of the ``line`` format.
 LINE_HEADER = _LINE.format(*_TITLES) + "\n"
 # With connect and accept events: which event, and what it measured.
-_LIFECYCLE = "{:<12} {:<7} {:>7} {:<15} {:<21} {:<21} {:>7} {:>7} {:>10} {}"
+_LIFECYCLE = (
+    f"{{:<12}} {{:<7}} {{:>7}} {{:<{_COMM}}} {{:<21}} {{:<21}} {{:>7}} {{:>7}} {{:>10}} {{}}"
+)
 #: The header of the ``line`` format with connect and accept events.
 LIFECYCLE_HEADER = _LIFECYCLE.format(*_TITLES[:1], "EVENT", *_TITLES[1:], "DETAIL").rstrip() + "\n"
 

@@ -23,7 +23,6 @@ gives the labels is read in :func:`connection_labels` (the container id in
 from __future__ import annotations
 
 import bisect
-import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from tcpevent._options import EVENT_KINDS as _TRACER_EVENT_KINDS
 from tcpevent.event import TcpEvent
+from tcpevent.family import family_label
 
 __all__ = [
     "DEFAULT_MAX_SERIES",
@@ -54,11 +55,12 @@ PEER_LABEL = "peer"
 #: Length of the short container id (as ``docker ps`` shows it).
 SHORT_ID = 12
 
-#: The kinds of events the metrics are made of (``Tracer(events=...)``).
-EVENT_KINDS = frozenset({"connect", "accept", "close"})
+#: The kinds of events the metrics are made of (``Tracer(events=...)``):
+#: every kind a tracer delivers on request (:meth:`EventMetrics.observe` has
+#: metrics for each; a test checks that each one counts).
+EVENT_KINDS: frozenset[str] = frozenset(_TRACER_EVENT_KINDS)
 _DIRECTIONS = frozenset({"outbound", "inbound"})
 
-_FAMILY_LABEL = {int(socket.AF_INET): "ipv4", int(socket.AF_INET6): "ipv6"}
 _NS = 1e9
 
 
@@ -88,12 +90,11 @@ def connection_labels(ev: TcpEvent, peer: bool = False) -> tuple[str, ...]:
     """The label values of ``ev``, in the order of :data:`LABELS` (and
     ``peer``, the remote address, when ``peer`` is true)."""
     direction = ev.direction if ev.direction in _DIRECTIONS else "unknown"
-    family = _FAMILY_LABEL.get(int(ev.family)) or str(int(ev.family))
     labels = (
         direction,
         str(service_port(direction, ev.sport, ev.dport)),
         ev.task,
-        family,
+        family_label(ev.family),
         container_of(ev),
     )
     return (*labels, ev.daddr) if peer else labels

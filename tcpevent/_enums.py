@@ -1,0 +1,80 @@
+"""The C enums of the public headers as Python tables, read once through cffi.
+
+The headers are the only place the values are written: ``enum tcpevent_kind``
+(``tcpevent_record.h``), ``enum tcpevent_direction`` and the
+``TCPEVENT_EVENT_*`` bits (``tcpevent.h``), ``enum tcpevent_tcp_state`` and
+``enum tcpevent_conn_timer`` (``tcpevent_conn.h``). A member added there
+appears here, and so in :class:`~tcpevent.TcpState`, ``TcpEvent.kind``,
+``Tracer(events=...)`` and ``Connection.timer``, without an edit in Python.
+Everything is computed at import: nothing here costs anything per event.
+"""
+
+from __future__ import annotations
+
+from tcpevent._core import ffi, lib
+
+__all__ = [
+    "CONN_TIMERS",
+    "DIRECTIONS",
+    "DIRECTION_NAMES",
+    "EVENT_BITS",
+    "KINDS",
+    "KIND_NAMES",
+    "TCP_STATES",
+    "enum_members",
+]
+
+
+def enum_members(ctype: str, prefix: str) -> dict[str, int]:
+    """A C enum's members without ``prefix``, in value order
+    (``enum_members("enum tcpevent_kind", "TCPEVENT_KIND_")`` ->
+    ``{"CLOSE": 0, "SNAPSHOT": 1, ...}``)."""
+    members = ffi.typeof(ctype).relements.items()
+    return {
+        name[len(prefix) :]: int(value)
+        for name, value in sorted(members, key=lambda item: item[1])
+        if name.startswith(prefix)
+    }
+
+
+def _names_by_value(members: dict[str, int]) -> tuple[str, ...]:
+    """Value -> name for the 256 values of a byte; an unknown value is ``"<n>"``."""
+    names = {value: name for name, value in members.items()}
+    return tuple(names.get(i, str(i)) for i in range(256))
+
+
+#: Why an event was made, by name (``TcpEvent.kind``): ``{"close": 0, ...}``.
+KINDS: dict[str, int] = {
+    name.lower(): value
+    for name, value in enum_members("enum tcpevent_kind", "TCPEVENT_KIND_").items()
+}
+#: ``struct tcpevent_event.kind`` -> ``TcpEvent.kind``.
+KIND_NAMES: tuple[str, ...] = _names_by_value(KINDS)
+
+#: The kinds ``Tracer(events=...)`` may ask for, each with its
+#: ``TCPEVENT_EVENT_*`` bit: every kind the header gives a bit (snapshots
+#: have an option of their own), in the enum's order.
+EVENT_BITS: dict[str, int] = {
+    name: int(getattr(lib, f"TCPEVENT_EVENT_{name.upper()}"))
+    for name in KINDS
+    if hasattr(lib, f"TCPEVENT_EVENT_{name.upper()}")
+}
+
+#: Which side of a connection an event is about (``TcpEvent.direction``).
+DIRECTIONS: dict[str, int] = {
+    name.lower(): value
+    for name, value in enum_members("enum tcpevent_direction", "TCPEVENT_DIRECTION_").items()
+}
+#: ``struct tcpevent_event.direction`` -> ``TcpEvent.direction``.
+DIRECTION_NAMES: tuple[str, ...] = _names_by_value(DIRECTIONS)
+
+#: The kernel's TCP states by name (``{"ESTABLISHED": 1, ...}``), as
+#: ``tcpevent_conn.h`` copies them from ``include/net/tcp_states.h``.
+TCP_STATES: dict[str, int] = enum_members("enum tcpevent_tcp_state", "TCPEVENT_TCP_")
+
+#: The timer pending on a socket, by name (``Connection.timer``):
+#: ``{"none": 0, "retransmit": 1, ...}``.
+CONN_TIMERS: dict[str, int] = {
+    name.lower(): value
+    for name, value in enum_members("enum tcpevent_conn_timer", "TCPEVENT_TIMER_").items()
+}
