@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "sockdiag.h"
+#include "sync.h"
 #include "tracer.h"
 
 int te_snapshot_start(struct tcpevent *t)
@@ -35,12 +36,6 @@ int te_snapshot_start(struct tcpevent *t)
 	return 0;
 }
 
-static void bump(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
 void te_snapshot_tick(struct tcpevent *t)
 {
 	const struct te_filter *f = &t->filter;
@@ -61,7 +56,7 @@ void te_snapshot_tick(struct tcpevent *t)
 	q.pids = f->pids;
 	q.with_process = 1;
 	if (tcpevent_connections(&q, &conns, &n)) {
-		bump(&t->snapshot_failures, 1);
+		te_bump(&t->snapshot_failures, 1);
 		return;
 	}
 	now = te_clock_boottime_ns();
@@ -82,6 +77,6 @@ void te_snapshot_tick(struct tcpevent *t)
 	}
 	tcpevent_connections_free(conns, n);
 	/* Like received for records: all produced, whatever became of them. */
-	bump(&t->snapshots, queued + dropped);
-	bump(&t->dropped_queue, dropped);
+	te_bump(&t->snapshots, queued + dropped);
+	te_bump(&t->dropped_queue, dropped);
 }

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "procowner.h"
 #include "sockdiag.h"
+#include "sync.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -540,15 +541,10 @@ static void *netns_socket_thread(void *arg)
 static int netns_socket(const struct sockdiag_nl *nl)
 {
 	struct netns_socket job = { .netns_fd = nl->netns_fd, .fd = -1 };
-	sigset_t all, old;
 	pthread_t thread;
 	int r;
 
-	/* no signal handler of the host process may run in that thread */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&thread, NULL, netns_socket_thread, &job);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = te_thread_start_masked(&thread, netns_socket_thread, &job);
 	if (r)
 		return te_fail(-r,
 			"connections: cannot start a thread to enter network namespace %s: %s",

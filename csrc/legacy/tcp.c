@@ -12,40 +12,21 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "sync.h"
 #include "tracer.h"
 
 static _Atomic(struct tcpevent *) current;
 static _Atomic unsigned int users;
 static _Atomic(struct tcpevent *) retired;	/* linked by ->retired_next */
-static _Atomic unsigned int cleanups;		/* cleanup() generation */
-static _Atomic unsigned int adding;		/* 1 while one call attaches */
-
-/* Sleep while *word == val (or until a wake-up, or a signal). */
-static void futex_wait(_Atomic unsigned int *word, unsigned int val)
-{
-	syscall(SYS_futex, (unsigned int *)word, FUTEX_WAIT_PRIVATE, val,
-		NULL, NULL, 0);
-}
-
-/* Wake every sleeper on word; only a system call, so fit for a signal
- * handler (errno is kept for the code the handler interrupted). */
-static void futex_wake_all(_Atomic unsigned int *word)
-{
-	int saved = errno;
-
-	syscall(SYS_futex, (unsigned int *)word, FUTEX_WAKE_PRIVATE, INT_MAX,
-		NULL, NULL, 0);
-	errno = saved;
-}
+static _Atomic uint32_t cleanups;		/* cleanup() generation */
+static _Atomic uint32_t adding;			/* 1 while one call attaches */
 
 static void reap(void)
 {
@@ -173,7 +154,7 @@ static int attach(const char *program, const char *caller,
 	}
 out:
 	atomic_store(&adding, 0);
-	futex_wake_all(&adding);
+	te_futex_wake_all(&adding);
 	return err;
 }
 
@@ -198,11 +179,11 @@ int setupBPF(const char *program)
 	while ((err = attach(program, "setupBPF",
 			     "serving that tracer until cleanup()", gen)) ==
 	       -EINPROGRESS)
-		futex_wait(&adding, 1);
+		te_futex_wait(&adding, 1, NULL);
 	if (err)
 		return err;
 	while (atomic_load(&cleanups) == gen)
-		futex_wait(&cleanups, gen);
+		te_futex_wait(&cleanups, gen, NULL);
 	return 0;
 }
 
@@ -243,7 +224,7 @@ void cleanup(void)
 		retire(t);
 	else if (!atomic_load(&users))
 		reap();	/* e.g. what a fork child inherited */
-	futex_wake_all(&cleanups);	/* setupBPF() returns */
+	te_futex_wake_all(&cleanups);	/* setupBPF() returns */
 }
 
 int tcpevent_default_stats(struct tcpevent_stats *stats)
