@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "error.h"
 #include "tracer.h"
@@ -45,7 +46,7 @@ static void take_sorted(void *dst, const void *src, uint32_t n, size_t size,
 int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 {
 	memset(f, 0, sizeof(*f));
-	if (o->family != 0 && o->family != 2 && o->family != 10)
+	if (o->family != 0 && o->family != AF_INET && o->family != AF_INET6)
 		return te_fail(EINVAL, "family must be 0 (both), AF_INET (2) or AF_INET6 (10), not %u",
 			       o->family);
 	if (o->n_pids > TCPEVENT_MAX_FILTER || o->n_ports > TCPEVENT_MAX_FILTER ||

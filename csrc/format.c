@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <string.h>
+#include <sys/socket.h>
 
 #include "format.h"
 
@@ -82,9 +83,9 @@ void te_format_addr(int family, const uint8_t *raw, char *out)
 {
 	char *end = out;
 
-	if (family == 2)
+	if (family == AF_INET)
 		end = put_ipv4(out, raw);
-	else if (family == 10)
+	else if (family == AF_INET6)
 		end = put_ipv6(out, raw);
 	*end = '\0';
 }

@@ -186,9 +186,9 @@ static ssize_t read_proc_file(int procfd, uint32_t pid, const char *name,
 	return (ssize_t)len;
 }
 
-static void read_comm(int procfd, uint32_t pid, char comm[PROCOWNER_COMM_LEN])
+static void read_comm(int procfd, uint32_t pid, char comm[TCPEVENT_COMM_LEN])
 {
-	char path[32], buf[PROCOWNER_COMM_LEN + 1];
+	char path[32], buf[TCPEVENT_COMM_LEN + 1];
 	ssize_t n;
 	int fd;
 
@@ -205,8 +205,8 @@ static void read_comm(int procfd, uint32_t pid, char comm[PROCOWNER_COMM_LEN])
 		return;
 	if (buf[n - 1] == '\n')
 		n--;
-	if (n > PROCOWNER_COMM_LEN - 1)
-		n = PROCOWNER_COMM_LEN - 1;
+	if (n > TCPEVENT_COMM_LEN - 1)
+		n = TCPEVENT_COMM_LEN - 1;
 	memcpy(comm, buf, (size_t)n);
 	comm[n] = '\0';
 }

@@ -17,12 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROCOWNER_COMM_LEN	16	/* = TCPEVENT_TASK_LEN */
+#include "tcpevent_record.h"
+
 #define PROCOWNER_CMDLINE_MAX	(1u << 20)	/* longer ones are cut */
 
 struct procowner_proc {
 	uint32_t pid;
-	char comm[PROCOWNER_COMM_LEN];	/* "" if unreadable */
+	char comm[TCPEVENT_COMM_LEN];	/* "" if unreadable */
 	char *cmdline;			/* want_cmdline only; "" if unreadable */
 };
 

@@ -49,7 +49,7 @@ void te_snapshot_tick(struct tcpevent *t)
 		return;	/* not due yet */
 	tcpevent_conn_query_init(&q);
 	q.family = f->family;
-	q.states = 1u << 1;	/* TCP_ESTABLISHED */
+	q.states = TCPEVENT_STATE_BIT(TCPEVENT_TCP_ESTABLISHED);
 	q.n_ports = f->n_ports;
 	q.ports = f->ports;
 	q.n_pids = f->n_pids;

@@ -54,14 +54,14 @@ struct sock_owner {
  * space (max_sockets). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, TCPEVENT_DEFAULT_MAX_SOCKETS);
 	__type(key, __u64);
 	__type(value, struct sock_owner);
 } sockets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, TCPEVENT_DEFAULT_RING_SIZE);
 } events SEC(".maps");
 
 struct {

@@ -37,7 +37,9 @@ tcpevent_cleanup_fn cleanup;
 
 /* ---- The extended API ------------------------------------------------- */
 
-#define TCPEVENT_TASK_LEN 16
+/* The size of tcpevent_event.task: the one command length,
+ * TCPEVENT_COMM_LEN (tcpevent_record.h), under its older name. */
+#define TCPEVENT_TASK_LEN TCPEVENT_COMM_LEN
 #define TCPEVENT_ADDR_LEN 46	/* INET6_ADDRSTRLEN */
 
 /* Which side of a connection an event is about (enum tcpevent_kind is in
@@ -71,7 +73,7 @@ struct tcpevent_event {
 	uint8_t kind;			/* enum tcpevent_kind */
 	uint8_t state;			/* TCP state before the close / current */
 	uint8_t direction;		/* enum tcpevent_direction */
-	char task[TCPEVENT_TASK_LEN];	/* NUL-terminated */
+	char task[TCPEVENT_COMM_LEN];	/* NUL-terminated */
 	char saddr[TCPEVENT_ADDR_LEN];	/* inet_ntop text, NUL-terminated */
 	char daddr[TCPEVENT_ADDR_LEN];
 	uint8_t reserved[5];
@@ -137,11 +139,9 @@ struct tcpevent_stats {
 					 * sockets no program saw */
 };
 
-#define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u
-#define TCPEVENT_DEFAULT_RING_SIZE	(4u << 20)
-#define TCPEVENT_DEFAULT_MAX_SOCKETS	65536u
-/* Bounds of the options (tcpevent_open() refuses others with EINVAL). The
- * ring size is also a power of two of at least one page. */
+/* Bounds of the options (tcpevent_open() refuses others with EINVAL); their
+ * defaults, TCPEVENT_DEFAULT_*, are in tcpevent_record.h. The ring size is
+ * also a power of two of at least one page. */
 #define TCPEVENT_MAX_QUEUE_SIZE		(1u << 24)
 #define TCPEVENT_MAX_RING_SIZE		(1u << 30)
 #define TCPEVENT_MAX_SOCKETS		(1u << 24)

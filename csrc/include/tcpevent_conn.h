@@ -218,7 +218,7 @@ struct tcpevent_conn {
 	uint64_t cgroup_id;		/* INET_DIAG_CGROUP_ID, 0 if absent */
 	/* Owner: only filled when asked (with_process, with_cmdline or pids). */
 	uint32_t pid;			/* 0: unknown or not asked */
-	char task[TCPEVENT_TASK_LEN];	/* /proc/<pid>/comm, "" if unknown */
+	char task[TCPEVENT_COMM_LEN];	/* /proc/<pid>/comm, "" if unknown */
 	char *cmdline;			/* with_cmdline: args joined by spaces ("" if
 					 * unreadable); otherwise, or pid 0: NULL.
 					 * Freed by tcpevent_connections_free(). */

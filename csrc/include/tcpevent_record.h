@@ -9,7 +9,18 @@
 
 #include <linux/types.h>
 
+/* A task's command name (comm), its NUL included: the kernel's
+ * TASK_COMM_LEN. Every comm and task field of the API has this size. */
 #define TCPEVENT_COMM_LEN 16
+
+/*
+ * Defaults of tcpevent_options (tcpevent.h), here because the built-in BPF
+ * program declares its maps with the same sizes: events held in user space,
+ * the kernel ring buffer's bytes, and the sockets tracked in the kernel.
+ */
+#define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u
+#define TCPEVENT_DEFAULT_RING_SIZE	(4u << 20)
+#define TCPEVENT_DEFAULT_MAX_SOCKETS	65536u
 
 /* Most pids, or ports, one filter holds (the BPF filter maps' size). */
 #define TCPEVENT_MAX_FILTER 1024
