@@ -27,8 +27,9 @@ int te_fail(int err, const char *fmt, ...)
 	for (unsigned char *p = (unsigned char *)last_error; *p; p++)
 		if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p >= 0x7f)
 			*p = '?';
+	/* The wrong sign, or 0, must still be a failure, never "success". */
 	if (!err)
-		err = EINVAL;	/* a failure is never "success" */
+		err = EINVAL;
 	return err > 0 ? -err : err;
 }
 

@@ -356,13 +356,13 @@ static int explain_load_error(struct te_bpf *b, int err)
 		if (check_privileges())
 			return -EPERM;
 		/* Has the capabilities: the verifier, or a policy, said no. */
-		return te_fail(err,
+		return te_fail(-err,
 			       "the kernel refused to load the BPF program (%s): %s%s",
 			       strerror(-err), te_libbpf_log(),
 			       b->custom ? "" :
 			       " (lockdown or a security module may forbid BPF here)");
 	}
-	return te_fail(err, "loading the BPF program failed (%s): %s",
+	return te_fail(-err, "loading the BPF program failed (%s): %s",
 		       strerror(-err), te_libbpf_log());
 }
 
@@ -639,7 +639,7 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 	b->sweep_fd = -1;
 	te_libbpf_capture_begin();
 	err = check_privileges();
-	/* A custom object is tried in a child first: see trial.c. */
+	/* A custom object is tried in a child first: see forked_trial.c. */
 	if (!err && opts->program)
 		err = te_trial(load_object, &args, opts->program);
 	if (!err)

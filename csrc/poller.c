@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "format.h"
+#include "convert.h"
 #include "sync.h"
 #include "tracer.h"
 
@@ -28,7 +28,7 @@
 #define TE_TICK_MS 1000		/* te_bpf_tick() period, even when idle */
 
 /* Said once, the first time: the program does not follow the contract. */
-static void te_warn_record_size(struct tcpevent *t, size_t size)
+static void warn_record_size(struct tcpevent *t, size_t size)
 {
 	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_relaxed))
 		return;
@@ -55,7 +55,7 @@ int te_poller_on_record(void *ctx, void *data, size_t size)
 		r = &widened;
 	} else if (size != sizeof(*r)) {
 		te_bump(&t->malformed, 1);
-		te_warn_record_size(t, size);
+		warn_record_size(t, size);
 		return 0;
 	}
 	if (!te_record_valid(r)) {

@@ -378,7 +378,7 @@ int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids)
 	procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (procfd < 0) {
 		r = -errno;
-		return te_fail(r, "connections: owners: cannot open /proc: %s",
+		return te_fail(-r, "connections: owners: cannot open /proc: %s",
 			       strerror(-r));
 	}
 	if (n_pids) {
@@ -393,14 +393,14 @@ int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids)
 	} else {
 		r = list_pids(procfd, &list, &n);
 		if (r < 0 && r != -ENOMEM)
-			te_fail(r, "connections: owners: cannot list /proc: %s",
+			te_fail(-r, "connections: owners: cannot list /proc: %s",
 				strerror(-r));
 	}
 	for (i = 0; !r && i < n && po->nfound < po->nwanted; i++)
 		if (!i || list[i] != list[i - 1])	/* duplicate pids */
 			r = scan_pid(po, procfd, list[i]);
 	if (r == -ENOMEM)
-		te_fail(r, "connections: owners: out of memory scanning /proc");
+		te_fail(-r, "connections: owners: out of memory scanning /proc");
 	free(list);
 	close(procfd);
 	return r;

@@ -56,7 +56,7 @@ void te_snapshot_tick(struct tcpevent *t)
 	q.pids = f->pids;
 	q.with_process = 1;
 	if (tcpevent_connections(&q, &conns, &n)) {
-		te_bump(&t->snapshot_failures, 1);
+		te_bump(&t->snapshot_errors, 1);
 		return;
 	}
 	now = te_clock_boottime_ns();

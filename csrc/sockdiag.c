@@ -130,7 +130,7 @@ static void copy_string(char *dst, size_t dstlen, const void *src, size_t len)
 
 static int short_attr(unsigned int type, size_t len, size_t want)
 {
-	return te_fail(-EINVAL,
+	return te_fail(EINVAL,
 		"malformed sock_diag reply: attribute %u has %zu bytes, needs %zu",
 		type, len, want);
 }
@@ -223,7 +223,7 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 	int alen, r = 0;
 
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(m)))
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"malformed sock_diag reply: message of %u bytes is shorter than inet_diag_msg",
 			nlh->nlmsg_len);
 	memcpy(&m, NLMSG_DATA(nlh), sizeof(m));
@@ -231,7 +231,7 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 		return 0;
 	c = result_push(res);
 	if (!c)
-		return te_fail(-ENOMEM, "out of memory");
+		return te_fail(ENOMEM, "out of memory");
 	memset(c, 0, sizeof(*c));
 	fill_from_msg(c, &m);
 
@@ -246,11 +246,11 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 	if (alen > 0) {
 		/* RTA_OK stopped before the end: a bad rta_len */
 		if (alen >= (int)sizeof(*rta))
-			r = te_fail(-EINVAL,
+			r = te_fail(EINVAL,
 				"malformed sock_diag reply: attribute %u has bad length %u (%d bytes left in its message)",
 				rta->rta_type, rta->rta_len, alen);
 		else
-			r = te_fail(-EINVAL,
+			r = te_fail(EINVAL,
 				"malformed sock_diag reply: %d stray bytes after the attributes",
 				alen);
 		goto drop;
@@ -304,17 +304,17 @@ static int parse_error(const struct nlmsghdr *nlh)
 	int err;
 
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(int)))
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"malformed sock_diag reply: NLMSG_ERROR of %u bytes",
 			nlh->nlmsg_len);
 	memcpy(&err, NLMSG_DATA(nlh), sizeof(err));
 	if (err == 0)
 		return 1;	/* an ACK: nothing wrong */
 	if (err > 0 || err < -4095)
-		return te_fail(-EPROTO,
+		return te_fail(EPROTO,
 			"malformed sock_diag reply: NLMSG_ERROR code %d", err);
 	extack_text(nlh, ext, sizeof(ext));
-	return te_fail(err, "sock_diag request failed: %s%s",
+	return te_fail(-err, "sock_diag request failed: %s%s",
 				  strerror(-err), ext);
 }
 
@@ -326,7 +326,7 @@ static int parse_done(const struct nlmsghdr *nlh)
 	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(int)))
 		memcpy(&err, NLMSG_DATA(nlh), sizeof(err));
 	if (err < 0 && err >= -4095)
-		return te_fail(err, "sock_diag dump failed: %s",
+		return te_fail(-err, "sock_diag dump failed: %s",
 					  strerror(-err));
 	return 0;
 }
@@ -360,12 +360,12 @@ int sockdiag_parse(const void *buf, size_t len, struct sockdiag_result *res)
 	int n = 0, r;
 
 	if (!len || len > INT_MAX || ((uintptr_t)buf & (NLMSG_ALIGNTO - 1)))
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"sock_diag: bad receive buffer (%zu bytes at %p)", len, buf);
 	for (; nlmsg_ok(nlh, rem); nlh = nlmsg_next(nlh, &rem)) {
 		n++;
 		if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
-			return te_fail(-EAGAIN,
+			return te_fail(EAGAIN,
 				"sock_diag dump interrupted (NLM_F_DUMP_INTR): socket table changed");
 		switch (nlh->nlmsg_type) {
 		case NLMSG_DONE:
@@ -385,10 +385,10 @@ int sockdiag_parse(const void *buf, size_t len, struct sockdiag_result *res)
 	}
 	if (rem > 0) {
 		if (rem >= sizeof(*nlh))
-			return te_fail(-EINVAL,
+			return te_fail(EINVAL,
 				"malformed sock_diag reply: message length %u with %zu bytes left in the datagram",
 				nlh->nlmsg_len, rem);
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"malformed sock_diag reply: %zu stray bytes after the last message",
 			rem);
 	}
@@ -429,16 +429,16 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 		int r;
 
 		if (n == -ENOBUFS)
-			return te_fail(-EAGAIN,
+			return te_fail(EAGAIN,
 				"sock_diag: netlink receive queue overrun");
 		if (n == -EAGAIN)	/* SO_RCVTIMEO */
-			return te_fail(-ETIMEDOUT,
+			return te_fail(ETIMEDOUT,
 				"sock_diag: no reply from the kernel in time");
 		if (n < 0)
-			return te_fail((int)n,
+			return te_fail((int)-n,
 				"sock_diag: recv failed: %s", strerror((int)-n));
 		if (n == 0)
-			return te_fail(-EIO,
+			return te_fail(EIO,
 				"sock_diag: end of stream before NLMSG_DONE");
 		if ((size_t)n > *cap) {
 			/* lost the tail of a datagram: grow and start over */
@@ -448,16 +448,16 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 			while (ncap < (size_t)n && ncap < SOCKDIAG_BUF_MAX)
 				ncap *= 2;
 			if (ncap < (size_t)n)
-				return te_fail(-EMSGSIZE,
+				return te_fail(EMSGSIZE,
 					"sock_diag: %zd-byte datagram exceeds %u bytes",
 					n, SOCKDIAG_BUF_MAX);
 			p = malloc(ncap);
 			if (!p)
-				return te_fail(-ENOMEM, "out of memory");
+				return te_fail(ENOMEM, "out of memory");
 			free(*buf);
 			*buf = p;
 			*cap = ncap;
-			return te_fail(-EAGAIN,
+			return te_fail(EAGAIN,
 				"sock_diag: %zd-byte datagram truncated", n);
 		}
 		r = sockdiag_parse(*buf, (size_t)n, res);
@@ -476,7 +476,7 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 
 	buf = malloc(cap);
 	if (!buf)
-		return te_fail(-ENOMEM, "out of memory");
+		return te_fail(ENOMEM, "out of memory");
 	for (attempt = 0; attempt <= SOCKDIAG_MAX_RESTARTS; attempt++) {
 		if (attempt) {
 			/* the old dump may still be streaming: a fresh
@@ -489,7 +489,7 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 		build_req(&req, family, states, (uint32_t)attempt + 1);
 		r = io->send(io->ctx, &req, sizeof(req));
 		if (r < 0) {
-			te_fail(r, "sock_diag: send failed: %s", strerror(-r));
+			te_fail(-r, "sock_diag: send failed: %s", strerror(-r));
 			break;
 		}
 		r = dump_once(io, &buf, &cap, res);
@@ -500,7 +500,7 @@ int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
 		char last[TE_ERROR_LEN];
 
 		snprintf(last, sizeof(last), "%s", tcpevent_last_error());
-		te_fail(-EAGAIN,
+		te_fail(EAGAIN,
 			"sock_diag: dump restarted %d times, giving up (last: %s)",
 			SOCKDIAG_MAX_RESTARTS, last);
 	}
@@ -546,24 +546,24 @@ static int netns_socket(const struct sockdiag_nl *nl)
 
 	r = te_thread_start_masked(&thread, netns_socket_thread, &job);
 	if (r)
-		return te_fail(-r,
+		return te_fail(r,
 			"connections: cannot start a thread to enter network namespace %s: %s",
 			nl->netns, strerror(r));
 	pthread_join(thread, NULL);
 	if (job.fd >= 0)
 		return job.fd;
 	if (job.entered)
-		return te_fail(-job.err,
+		return te_fail(job.err,
 			"cannot open a NETLINK_SOCK_DIAG socket in network namespace %s: %s",
 			nl->netns, strerror(job.err));
 	if (job.err == EINVAL)
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"connections: %s is not a network namespace", nl->netns);
 	if (job.err == EPERM)
-		return te_fail(-EPERM,
+		return te_fail(EPERM,
 			"connections: entering network namespace %s needs CAP_SYS_ADMIN: %s",
 			nl->netns, strerror(job.err));
-	return te_fail(-job.err,
+	return te_fail(job.err,
 		"connections: cannot enter network namespace %s: %s",
 		nl->netns, strerror(job.err));
 }
@@ -581,7 +581,7 @@ static int nl_socket(const struct sockdiag_nl *nl)
 		fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC,
 			    NETLINK_SOCK_DIAG);
 		if (fd < 0)
-			return te_fail(-errno,
+			return te_fail(errno,
 				"cannot open a NETLINK_SOCK_DIAG socket: %s",
 				strerror(errno));
 	}
@@ -672,15 +672,15 @@ void tcpevent_conn_query_init(struct tcpevent_conn_query *q)
 static int check_query(const struct tcpevent_conn_query *q)
 {
 	if (q->size != sizeof(*q) && q->size != QUERY_SIZE_V1)
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"connections: query size %zu, expected %zu (use tcpevent_conn_query_init)",
 			q->size, sizeof(*q));
 	if (q->family && q->family != AF_INET && q->family != AF_INET6)
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"connections: family %u is neither AF_INET nor AF_INET6",
 			q->family);
 	if ((q->n_ports && !q->ports) || (q->n_pids && !q->pids))
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"connections: a port or pid count without its array");
 	return 0;
 }
@@ -731,7 +731,7 @@ static int attribute(struct sockdiag_result *res,
 	return 0;
 out_nomem:
 	procowner_free(&po);
-	return te_fail(-ENOMEM, "out of memory");
+	return te_fail(ENOMEM, "out of memory");
 }
 
 /* nl->netns_fd: the namespace at path (NULL: -1, the caller's). */
@@ -743,11 +743,11 @@ static int open_netns(struct sockdiag_nl *nl, const char *path)
 	if (!path)
 		return 0;
 	if (!*path)
-		return te_fail(-EINVAL,
+		return te_fail(EINVAL,
 			"connections: the network namespace path is empty");
 	nl->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (nl->netns_fd < 0)
-		return te_fail(-errno, "connections: network namespace %s: %s",
+		return te_fail(errno, "connections: network namespace %s: %s",
 			       path, strerror(errno));
 	return 0;
 }
@@ -763,7 +763,7 @@ int tcpevent_connections(const struct tcpevent_conn_query *uq,
 	int r;
 
 	if (!out || !count)
-		return te_fail(-EINVAL, "connections: NULL output");
+		return te_fail(EINVAL, "connections: NULL output");
 	*out = NULL;
 	*count = 0;
 	tcpevent_conn_query_init(&q);

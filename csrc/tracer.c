@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "format.h"
+#include "convert.h"
 #include "tracer.h"
 
 #define TE_POP_CHUNK 64
@@ -102,7 +102,7 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 		/* Keep the cause: freeing must not overwrite it. */
 		memcpy(msg, tcpevent_last_error(), sizeof(msg));
 		tcpevent_free(t);
-		return te_fail(err, "%s", msg);
+		return te_fail(-err, "%s", msg);
 	}
 	*out = t;
 	return 0;
@@ -248,7 +248,7 @@ int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *st)
 	st->malformed = atomic_load(&t->malformed);
 	st->filtered = atomic_load(&t->filtered);
 	st->snapshots = atomic_load(&t->snapshots);
-	st->snapshot_errors = atomic_load(&t->snapshot_failures);
+	st->snapshot_errors = atomic_load(&t->snapshot_errors);
 	st->delivered = atomic_load(&t->delivered);
 	st->queued = te_queue_depth(&t->queue);
 	te_bpf_kernel_counts(&t->bpf, &k);

@@ -73,7 +73,7 @@ struct tcpevent {
 	_Atomic uint64_t malformed;
 	_Atomic uint64_t filtered;
 	_Atomic uint64_t snapshots;
-	_Atomic uint64_t snapshot_failures;
+	_Atomic uint64_t snapshot_errors;
 	/* Written by consumers. */
 	_Atomic uint64_t delivered;
 
@@ -118,7 +118,7 @@ struct te_kernel_counts {
 };
 void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c);
 
-/* trial.c: run fn in a forked child first; its failure (or crash) is
+/* forked_trial.c: run fn in a forked child first; its failure (or crash) is
  * reported as ours, naming `what`. */
 int te_trial(int (*fn)(void *), void *arg, const char *what);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Turning kernel records into the events callers receive. */
-#ifndef TCPEVENT_FORMAT_H
-#define TCPEVENT_FORMAT_H
+#ifndef TCPEVENT_CONVERT_H
+#define TCPEVENT_CONVERT_H
 
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -24,4 +24,4 @@ void te_format_addr(int family, const uint8_t *raw, char *out);
 void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 			struct tcpevent_event *ev);
 
-#endif /* TCPEVENT_FORMAT_H */
+#endif /* TCPEVENT_CONVERT_H */

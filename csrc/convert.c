@@ -2,7 +2,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "format.h"
+#include "convert.h"
 
 /*
  * Address text, exactly as glibc's inet_ntop() writes it (tests compare the

@@ -78,7 +78,7 @@ int te_trial(int (*fn)(void *), void *arg, const char *what)
 			       strsignal(WTERMSIG(status)) : "no result");
 	if (res.err) {
 		res.msg[sizeof(res.msg) - 1] = '\0';
-		return te_fail(res.err, "%s", res.msg);
+		return te_fail(-res.err, "%s", res.msg);
 	}
 	return 0;
 }
