@@ -13,7 +13,7 @@
 
 #define TE_MAX_LINKS 8
 
-/* Everything loaded into the kernel (loader.c). */
+/* Everything loaded into the kernel (the loader: loader.h). */
 struct te_bpf {
 	struct bpf_object *obj;
 	struct bpf_link *links[TE_MAX_LINKS];
@@ -107,10 +107,10 @@ void te_bpf_close(struct te_bpf *b);
 /* In a fork child: make te_bpf_close() leave the parent's links attached. */
 void te_bpf_disown(struct te_bpf *b);
 void te_bpf_release(struct te_bpf *b);
-/* Poller only, about once a second: attach the nested-hit program once the
- * kernel skips a hit; sweep the socket table of closes never seen. */
+/* upkeep.c, poller only, about once a second: attach the nested-hit program
+ * once the kernel skips a hit; sweep the socket table of closes never seen. */
 void te_bpf_tick(struct te_bpf *b);
-/* What the kernel side lost or skipped, as counted by the kernel. */
+/* kernel_counts.c: what the kernel side lost or skipped, as it counted. */
 struct te_kernel_counts {
 	uint64_t ringbuf_full;	/* records lost: ring buffer full */
 	uint64_t untracked;	/* sockets not tracked: table full */
