@@ -39,11 +39,10 @@ int te_snapshot_start(struct tcpevent *t)
 void te_snapshot_tick(struct tcpevent *t)
 {
 	const struct te_filter *f = &t->filter;
+	struct sockdiag_result res = { 0 };
 	struct tcpevent_conn_query q;
-	struct tcpevent_conn *conns;
 	uint64_t expirations, queued = 0, dropped = 0;
 	uint64_t now;
-	size_t n;
 
 	if (read(t->timer_fd, &expirations, sizeof(expirations)) < 0)
 		return;	/* not due yet */
@@ -55,15 +54,15 @@ void te_snapshot_tick(struct tcpevent *t)
 	q.n_pids = f->n_pids;
 	q.pids = f->pids;
 	q.with_process = 1;
-	if (tcpevent_connections(&q, &conns, &n)) {
+	if (sockdiag_connections(&q, &res)) {
 		te_bump(&t->snapshot_errors, 1);
 		return;
 	}
 	now = te_clock_boottime_ns();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < res.count; i++) {
 		struct tcpevent_record r, *slot;
 
-		sockdiag_conn_to_record(&conns[i], now, &r);
+		sockdiag_conn_to_record(&res.conns[i], &res.addrs[i], now, &r);
 		r.netns = t->own_netns;	/* sock_diag lists this namespace */
 		if (!te_filter_match(f, &r))
 			continue;	/* cgroups, namespaces */
@@ -75,7 +74,7 @@ void te_snapshot_tick(struct tcpevent *t)
 		memcpy(slot, &r, sizeof(r));
 		queued++;
 	}
-	tcpevent_connections_free(conns, n);
+	sockdiag_result_free(&res);
 	/* Like received for records: all produced, whatever became of them. */
 	te_bump(&t->snapshots, queued + dropped);
 	te_bump(&t->dropped_queue, dropped);
