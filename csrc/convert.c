@@ -1,4 +1,9 @@
 // SPDX-License-Identifier: MIT
+/*
+ * Kernel records into the events callers receive, in the consumer's thread
+ * at dequeue (convert.h), and those into the original struct. Runs once per
+ * event delivered: nothing here may call into stdio or allocate.
+ */
 #include <string.h>
 #include <sys/socket.h>
 
@@ -6,8 +11,9 @@
 
 /*
  * Address text, exactly as glibc's inet_ntop() writes it (tests compare the
- * two), but without its trip through sprintf(): that was a fifth of the
- * consumer's CPU time.
+ * two), but without its trip through vfprintf(), which runs for every
+ * event delivered (what it cost: docs/performance.md, "What was changed
+ * to get there").
  */
 static char *put_dec(char *p, unsigned int v)
 {

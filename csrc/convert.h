@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Turning kernel records into the events callers receive. */
+/* Turning kernel records into the events callers receive (convert.c). */
 #ifndef TCPEVENT_CONVERT_H
 #define TCPEVENT_CONVERT_H
 

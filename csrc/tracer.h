@@ -81,7 +81,7 @@ struct tcpevent {
 	char runtime_warning[768];
 	_Atomic int runtime_warning_set;
 
-	struct tcpevent *retired_next;	/* legacy.c: awaiting free */
+	struct tcpevent *retired_next;	/* legacy/tcp.c: awaiting free */
 	unsigned int fork_generation;	/* fork.c: whose tracer this is */
 };
 
@@ -95,7 +95,7 @@ static inline bool te_inherited(const struct tcpevent *t)
 							   memory_order_relaxed);
 }
 
-/* legacy.c: forget the parent's default tracer in a fork child. */
+/* legacy/tcp.c: forget the parent's default tracer in a fork child. */
 void te_legacy_after_fork(void);
 
 /* loader.c */

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * tcpevent.bpf.c - one ring-buffer record per TCP connection that closes.
+ * tcp.bpf.c - the built-in program: TCP connections' events as ring-buffer
+ * records (tcpevent_record.h), of the kinds user space asks for (emit_*):
+ * a connection's close, its connect (the active side reaching ESTABLISHED)
+ * and its accept (accept() handing the passive side out), each at most
+ * once, for a socket whose birth the program saw and that passes the
+ * filters.
  *
  * The sock:inet_sock_set_state tracepoint fires on every TCP state change,
  * about five times per socket, so the common hit must cost almost nothing:
@@ -447,7 +452,7 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
  * process context would be skipped, and its event lost. So a second
  * program can go on the same hook: it does nothing unless tcpevent_state
  * is running on this CPU, i.e. exactly when the kernel skipped it. User
- * space attaches it only once the kernel reports such a skip (loader.c):
+ * space attaches it only once the kernel reports such a skip (upkeep.c):
  * attached, it costs a second dispatch on every hit.
  */
 struct {
