@@ -2,7 +2,7 @@
 #
 #   make run        install what is missing, build, trace (as root)
 #   make test       install what is missing, build, run every test
-#   make lint       ruff + mypy
+#   make lint       ruff, mypy, and clang-format on csrc/ (csrc/.clang-format)
 #   make bench      the benchmark suite (docs/performance.md)
 #   make test-asan  the native library built with ASan/UBSan, tests again
 #   make test-kernels  the real-kernel tests on Linux 6.1 and 6.12 in VMs
@@ -26,7 +26,7 @@ APT_LEAN_PACKAGES := prometheus
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
 	pytest-timeout mypy ruff prometheus_client
 
-.PHONY: all deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
+.PHONY: all deps build run test lint lint-deps bench test-asan test-kernels kernel-deps install-lib clean
 
 # $(call apt_install,PACKAGES[,apt-get options]): those not installed yet.
 define apt_install
@@ -58,10 +58,21 @@ run: build
 test: build
 	TCPEVENT_REQUIRE_BPF=1 $(PYTHON) -m pytest -q -ra
 
-lint: deps
+# The C sources clang-format checks: all of csrc/ but two headers it would
+# only disfigure, bpf/vmlinux_min.h (kernel types, kept as the kernel lays
+# them out, to compare with it) and include/common.h (the original
+# examples' header: the original BCC program, as text).
+C_FORMAT_FILES = $(filter-out csrc/bpf/vmlinux_min.h csrc/include/common.h, \
+	$(sort $(wildcard csrc/*.[ch] csrc/*/*.[ch])))
+
+lint-deps: deps
+	$(call apt_install,clang-format)
+
+lint: lint-deps
 	ruff check .
 	ruff format --check .
 	$(PYTHON) -m mypy
+	clang-format --dry-run --Werror $(C_FORMAT_FILES)
 
 # bpftrace is only the benchmarks' reference point: without it (no package
 # for this system) its row is left out, the rest still runs.

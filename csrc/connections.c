@@ -25,21 +25,21 @@ void tcpevent_conn_query_init(struct tcpevent_conn_query *q)
 }
 
 /* The query before netns was appended: still accepted. */
-#define QUERY_SIZE_V1	offsetof(struct tcpevent_conn_query, netns)
+#define QUERY_SIZE_V1 offsetof(struct tcpevent_conn_query, netns)
 
 static int check_query(const struct tcpevent_conn_query *q)
 {
 	if (q->size != sizeof(*q) && q->size != QUERY_SIZE_V1)
 		return te_fail(EINVAL,
-			"connections: query size %zu, expected %zu (use tcpevent_conn_query_init)",
-			q->size, sizeof(*q));
+			       "connections: query size %zu, expected %zu (use tcpevent_conn_query_init)",
+			       q->size, sizeof(*q));
 	if (q->family && q->family != AF_INET && q->family != AF_INET6)
 		return te_fail(EINVAL,
-			"connections: family %u is neither AF_INET nor AF_INET6",
-			q->family);
+			       "connections: family %u is neither AF_INET nor AF_INET6",
+			       q->family);
 	if ((q->n_ports && !q->ports) || (q->n_pids && !q->pids))
 		return te_fail(EINVAL,
-			"connections: a port or pid count without its array");
+			       "connections: a port or pid count without its array");
 	return 0;
 }
 
@@ -105,7 +105,7 @@ static int open_netns(struct sockdiag_nl *nl, const char *path)
 		return 0;
 	if (!*path)
 		return te_fail(EINVAL,
-			"connections: the network namespace path is empty");
+			       "connections: the network namespace path is empty");
 	nl->netns_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (nl->netns_fd < 0)
 		return te_fail(errno, "connections: network namespace %s: %s",

@@ -120,11 +120,12 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	ev->netns = r->netns;
 	ev->error = r->error;
 	ev->kind = (r->flags & TCPEVENT_F_SNAPSHOT) ? TCPEVENT_KIND_SNAPSHOT :
-						r->kind;
+						      r->kind;
 	ev->state = r->state;
-	ev->direction = (r->flags & TCPEVENT_F_ACTIVE) ? TCPEVENT_DIRECTION_OUTBOUND :
-			(r->flags & TCPEVENT_F_PASSIVE) ? TCPEVENT_DIRECTION_INBOUND :
-			TCPEVENT_DIRECTION_UNKNOWN;
+	ev->direction =
+		(r->flags & TCPEVENT_F_ACTIVE)	? TCPEVENT_DIRECTION_OUTBOUND :
+		(r->flags & TCPEVENT_F_PASSIVE) ? TCPEVENT_DIRECTION_INBOUND :
+						  TCPEVENT_DIRECTION_UNKNOWN;
 	/* The record's comm may come unterminated from a custom program. */
 	memcpy(ev->task, r->comm, comm_len);
 	memset(ev->task + comm_len, 0, sizeof(ev->task) - comm_len);
@@ -149,6 +150,8 @@ void tcpevent_event_to_abi(const struct tcpevent_event *ev,
 	out->DPT = ev->dport;
 	/* Sources are NUL-terminated and shorter than the zeroed targets. */
 	memcpy(out->task, ev->task, strnlen(ev->task, sizeof(ev->task) - 1));
-	memcpy(out->SADDR, ev->saddr, strnlen(ev->saddr, sizeof(ev->saddr) - 1));
-	memcpy(out->DADDR, ev->daddr, strnlen(ev->daddr, sizeof(ev->daddr) - 1));
+	memcpy(out->SADDR, ev->saddr,
+	       strnlen(ev->saddr, sizeof(ev->saddr) - 1));
+	memcpy(out->DADDR, ev->daddr,
+	       strnlen(ev->daddr, sizeof(ev->daddr) - 1));
 }

@@ -66,8 +66,7 @@ static void log_append(const char *fmt, va_list ap)
 	memcpy(libbpf_log + have, line, len + 1);
 }
 
-static int print_fn(enum libbpf_print_level level, const char *fmt,
-		    va_list ap)
+static int print_fn(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	if (!capturing)
 		return previous_print ? previous_print(level, fmt, ap) : 0;

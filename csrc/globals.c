@@ -44,7 +44,8 @@ static int find_global(struct bpf_object *obj, const char *section,
 		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
 			continue;
 		if (vs->size != size)
-			return te_fail(EINVAL, "program variable %s has size %u, expected %zu",
+			return te_fail(EINVAL,
+				       "program variable %s has size %u, expected %zu",
 				       name, vs->size, size);
 		*mapp = map;
 		*offset = vs->offset;
@@ -65,7 +66,8 @@ static const void *rodata_at(struct bpf_object *obj, const char *name,
 		return NULL;
 	init = bpf_map__initial_value(*map, init_size);
 	if (!init || *offset + size > *init_size) {
-		*err = te_fail(EINVAL, "program variable %s is out of its section",
+		*err = te_fail(EINVAL,
+			       "program variable %s is out of its section",
 			       name);
 		return NULL;
 	}
@@ -87,8 +89,8 @@ int te_rodata_read(struct bpf_object *obj, const char *name, void *val,
 	return 0;
 }
 
-int te_rodata_write(struct bpf_object *obj, const char *name,
-		    const void *val, size_t size)
+int te_rodata_write(struct bpf_object *obj, const char *name, const void *val,
+		    size_t size)
 {
 	size_t init_size, offset;
 	struct bpf_map *map;

@@ -22,7 +22,7 @@ void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c)
 			__u64 vals[ncpu];
 
 			if (bpf_map_lookup_elem(b->counters_fd, &key, vals))
-				continue;	/* a custom array may be shorter */
+				continue; /* a custom array may be shorter */
 			for (int cpu = 0; cpu < ncpu; cpu++)
 				*sum[key] += vals[cpu];
 		}

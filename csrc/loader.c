@@ -29,12 +29,15 @@ static int open_object(struct te_bpf *b, const char *path)
 
 	if (!path) {
 		b->obj = b->portable ?
-			bpf_object__open_mem(te_portable_object,
-					     te_portable_object_size, &oo) :
-			bpf_object__open_mem(te_builtin_object,
-					     te_builtin_object_size, &oo);
+				 bpf_object__open_mem(te_portable_object,
+						      te_portable_object_size,
+						      &oo) :
+				 bpf_object__open_mem(te_builtin_object,
+						      te_builtin_object_size,
+						      &oo);
 		if (!b->obj)
-			return te_fail(errno, "the built-in BPF object is unreadable (%s): %s",
+			return te_fail(errno,
+				       "the built-in BPF object is unreadable (%s): %s",
 				       strerror(errno), te_libbpf_log());
 		return 0;
 	}
@@ -43,7 +46,8 @@ static int open_object(struct te_bpf *b, const char *path)
 		return te_fail(errno, "cannot use BPF program file %s: %s",
 			       path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return te_fail(EINVAL, "BPF program path %s is not a regular file",
+		return te_fail(EINVAL,
+			       "BPF program path %s is not a regular file",
 			       path);
 	b->obj = bpf_object__open_file(path, NULL);
 	if (!b->obj)
@@ -85,7 +89,8 @@ static void leave_out_unsupported_sweep(struct te_bpf *b)
 					    NULL) != 0)
 			continue;
 		bpf_program__set_autoload(prog, false);
-		te_bpf_warn(b, "closes the kernel never showed are counted only when their socket's memory is reused: this kernel has no bpf_for_each_map_elem() (Linux 5.13+) for the sweep");
+		te_bpf_warn(b,
+			    "closes the kernel never showed are counted only when their socket's memory is reused: this kernel has no bpf_for_each_map_elem() (Linux 5.13+) for the sweep");
 	}
 }
 
@@ -136,8 +141,9 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	 * program has them (user space applies both to every record too). */
 	err = te_rodata_write(b->obj, "filter_family", &f->family,
 			      sizeof(f->family));
-	for (size_t i = 0; (!err || err == -ENOENT) &&
-			   i < sizeof(flags) / sizeof(flags[0]); i++) {
+	for (size_t i = 0;
+	     (!err || err == -ENOENT) && i < sizeof(flags) / sizeof(flags[0]);
+	     i++) {
 		on = flags[i].on;
 		err = te_rodata_write(b->obj, flags[i].name, &on, sizeof(on));
 	}
@@ -153,8 +159,9 @@ static int explain_load_error(struct te_bpf *b, int err)
 		return te_fail(-err,
 			       "the kernel refused to load the BPF program (%s): %s%s",
 			       strerror(-err), te_libbpf_log(),
-			       b->custom ? "" :
-			       " (lockdown or a security module may forbid BPF here)");
+			       b->custom ?
+				       "" :
+				       " (lockdown or a security module may forbid BPF here)");
 	}
 	return te_fail(-err, "loading the BPF program failed (%s): %s",
 		       strerror(-err), te_libbpf_log());
@@ -183,7 +190,8 @@ static int fill_filter_maps(struct te_bpf *b, const struct te_filter *f)
 		if (bpf_map__update_elem(map, &f->cgroups[i],
 					 sizeof(f->cgroups[i]), &one,
 					 sizeof(one), BPF_ANY))
-			return te_fail(errno, "cannot fill the cgroup filter: %s",
+			return te_fail(errno,
+				       "cannot fill the cgroup filter: %s",
 				       strerror(errno));
 	map = bpf_object__find_map_by_name(b->obj, "netns_filter");
 	for (uint32_t i = 0; map && i < f->n_netns; i++)
@@ -274,16 +282,18 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		 * race-free against a concurrent close) until the handle is
 		 * freed. */
 		counters = bpf_object__find_map_by_name(b->obj, "counters");
-		if (counters && bpf_map__type(counters) ==
-				BPF_MAP_TYPE_PERCPU_ARRAY &&
+		if (counters &&
+		    bpf_map__type(counters) == BPF_MAP_TYPE_PERCPU_ARRAY &&
 		    bpf_map__value_size(counters) == sizeof(__u64))
 			b->counters_fd = fcntl(bpf_map__fd(counters),
 					       F_DUPFD_CLOEXEC, 3);
 		bpf_object__for_each_program(prog, b->obj)
 			if (b->n_prog_fds < TE_MAX_LINKS &&
-			    bpf_program__fd(prog) >= 0 && !te_is_nested_program(prog))
-				b->prog_fds[b->n_prog_fds++] = fcntl(
-					bpf_program__fd(prog), F_DUPFD_CLOEXEC, 3);
+			    bpf_program__fd(prog) >= 0 &&
+			    !te_is_nested_program(prog))
+				b->prog_fds[b->n_prog_fds++] =
+					fcntl(bpf_program__fd(prog),
+					      F_DUPFD_CLOEXEC, 3);
 	}
 	te_libbpf_capture_end();
 	if (err)

@@ -54,8 +54,8 @@ void te_bpf_warn(struct te_bpf *b, const char *fmt, ...)
  * the program has none of that name (not an error: nothing is set). */
 int te_rodata_read(struct bpf_object *obj, const char *name, void *val,
 		   size_t size);
-int te_rodata_write(struct bpf_object *obj, const char *name,
-		    const void *val, size_t size);
+int te_rodata_write(struct bpf_object *obj, const char *name, const void *val,
+		    size_t size);
 /* globals.c: after load, map the object's .bss and return the address of
  * its global `name` there (*mem, *len: the mapping, for munmap()); NULL if
  * it has none of that name and size. */

@@ -17,7 +17,7 @@ int te_check_record_layout(struct bpf_object *obj)
 	__u32 size;
 
 	if (te_rodata_read(obj, "tcpevent_record_size", &size, sizeof(size)))
-		return 0;	/* no marker: records are checked one by one */
+		return 0; /* no marker: records are checked one by one */
 	if (size != sizeof(struct tcpevent_record) &&
 	    size != TCPEVENT_RECORD_V1_SIZE)
 		return te_fail(EINVAL,

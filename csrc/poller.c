@@ -24,8 +24,8 @@
 #include "sync.h"
 #include "tracer.h"
 
-#define TE_BATCH_NS 1000000	/* 1 ms: adds at most this much latency */
-#define TE_TICK_MS 1000		/* te_bpf_tick() period, even when idle */
+#define TE_BATCH_NS 1000000 /* 1 ms: adds at most this much latency */
+#define TE_TICK_MS  1000    /* te_bpf_tick() period, even when idle */
 
 /* Said once, the first time: the program does not follow the contract. */
 static void warn_record_size(struct tcpevent *t, size_t size)
@@ -136,7 +136,7 @@ static void *poller_main(void *arg)
 		if (atomic_load(&t->stopping))
 			break;
 		if (n != 0)
-			nap();	/* n < 0 (an error) naps too: no busy loop */
+			nap(); /* n < 0 (an error) naps too: no busy loop */
 		else
 			n = drain_or_go_idle(t);
 		nev = epoll_wait(t->epoll_fd, evs, 4, n != 0 ? 0 : TE_TICK_MS);
@@ -180,7 +180,6 @@ int te_poller_start(struct tcpevent *t)
  * anything a consumer holds, so the join always completes. */
 void te_poller_stop(struct tcpevent *t)
 {
-
 	atomic_store(&t->stopping, 1);
 	if (t->stop_fd >= 0)
 		eventfd_write(t->stop_fd, 1);

@@ -45,7 +45,7 @@ int te_check_privileges(void)
 	bool bpf, perfmon;
 
 	if (!read_caps(data))
-		return 0;	/* cannot tell: let the kernel decide */
+		return 0; /* cannot tell: let the kernel decide */
 	if (has_cap(data, CAP_SYS_ADMIN))
 		return 0;
 	bpf = has_cap(data, CAP_BPF);
@@ -96,6 +96,7 @@ bool te_tracefs_id_readable(const char *section)
 	snprintf(path, sizeof(path), TE_TRACEFS "/events%s/id", tp);
 	if (!faccessat(AT_FDCWD, path, R_OK, AT_EACCESS))
 		return true;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/tracing/events%s/id", tp);
+	snprintf(path, sizeof(path), "/sys/kernel/debug/tracing/events%s/id",
+		 tp);
 	return !faccessat(AT_FDCWD, path, R_OK, AT_EACCESS);
 }

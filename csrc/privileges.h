@@ -14,8 +14,8 @@
 #define TE_TRACEFS "/sys/kernel/tracing"
 
 /* The remedy every privilege error names. */
-#define TE_PRIV_REMEDY                                         \
-	"run it as root (sudo), or grant the capabilities: "   \
+#define TE_PRIV_REMEDY                                       \
+	"run it as root (sudo), or grant the capabilities: " \
 	"sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep <program>"
 
 /*

@@ -67,8 +67,8 @@ unsigned int te_queue_pop(struct te_queue *q, struct tcpevent_record *out,
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
 
 	for (;;) {
-		uint64_t tail = atomic_load_explicit(&q->tail,
-						     memory_order_acquire);
+		uint64_t tail =
+			atomic_load_explicit(&q->tail, memory_order_acquire);
 		uint64_t avail = tail - head;
 		unsigned int n = avail < max ? avail : max;
 
@@ -81,9 +81,10 @@ unsigned int te_queue_pop(struct te_queue *q, struct tcpevent_record *out,
 		 */
 		for (unsigned int i = 0; i < n; i++)
 			out[i] = q->slots[(head + i) & q->mask];
-		if (atomic_compare_exchange_weak_explicit(
-			    &q->head, &head, head + n, memory_order_acq_rel,
-			    memory_order_acquire))
+		if (atomic_compare_exchange_weak_explicit(&q->head, &head,
+							  head + n,
+							  memory_order_acq_rel,
+							  memory_order_acquire))
 			return n;
 	}
 }

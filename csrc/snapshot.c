@@ -29,7 +29,8 @@ int te_snapshot_start(struct tcpevent *t)
 	if (!stat("/proc/thread-self/ns/net", &ns))
 		t->own_netns = ns.st_ino;
 	its.it_value = its.it_interval;
-	t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	t->timer_fd =
+		timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (t->timer_fd < 0 || timerfd_settime(t->timer_fd, 0, &its, NULL))
 		return te_fail(errno, "cannot start the snapshot timer: %s",
 			       strerror(errno));
@@ -45,7 +46,7 @@ void te_snapshot_tick(struct tcpevent *t)
 	uint64_t now;
 
 	if (read(t->timer_fd, &expirations, sizeof(expirations)) < 0)
-		return;	/* not due yet */
+		return; /* not due yet */
 	tcpevent_conn_query_init(&q);
 	q.family = f->family;
 	q.states = TCPEVENT_STATE_BIT(TCPEVENT_TCP_ESTABLISHED);
@@ -63,9 +64,9 @@ void te_snapshot_tick(struct tcpevent *t)
 		struct tcpevent_record r, *slot;
 
 		sockdiag_conn_to_record(&res.conns[i], &res.addrs[i], now, &r);
-		r.netns = t->own_netns;	/* sock_diag lists this namespace */
+		r.netns = t->own_netns; /* sock_diag lists this namespace */
 		if (!te_filter_match(f, &r))
-			continue;	/* cgroups, namespaces */
+			continue; /* cgroups, namespaces */
 		slot = te_queue_stage(&t->queue);
 		if (!slot) {
 			dropped++;

@@ -32,10 +32,10 @@ struct sockdiag_addr {
 /* Growing array of parsed sockets, plus the user-space port filter. */
 struct sockdiag_result {
 	struct tcpevent_conn *conns;
-	struct sockdiag_addr *addrs;	/* addrs[i]: those of conns[i] */
+	struct sockdiag_addr *addrs; /* addrs[i]: those of conns[i] */
 	size_t count, cap;
-	const uint16_t *ports;		/* keep only these (local or remote) */
-	size_t n_ports;			/* 0: keep all */
+	const uint16_t *ports; /* keep only these (local or remote) */
+	size_t n_ports;	       /* 0: keep all */
 };
 
 void sockdiag_result_free(struct sockdiag_result *res);
@@ -68,9 +68,9 @@ struct sockdiag_io {
 	void *ctx;
 };
 
-#define SOCKDIAG_MAX_RESTARTS	8	/* per family and call */
-#define SOCKDIAG_BUF_SIZE	(64u << 10)
-#define SOCKDIAG_BUF_MAX	(4u << 20)
+#define SOCKDIAG_MAX_RESTARTS 8 /* per family and call */
+#define SOCKDIAG_BUF_SIZE     (64u << 10)
+#define SOCKDIAG_BUF_MAX      (4u << 20)
 
 /*
  * Dump one family (AF_INET or AF_INET6) with the given state mask into res.
@@ -78,15 +78,15 @@ struct sockdiag_io {
  * NLM_F_DUMP_INTR, a truncated datagram (after growing the buffer) or
  * ENOBUFS, at most SOCKDIAG_MAX_RESTARTS times (then -EAGAIN).
  */
-int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
-		  uint32_t states, struct sockdiag_result *res);
+int sockdiag_dump(const struct sockdiag_io *io, uint8_t family, uint32_t states,
+		  struct sockdiag_result *res);
 
 /* The netlink transport: ctx is a struct sockdiag_nl. */
 struct sockdiag_nl {
 	int fd;
-	int netns_fd;		/* make the socket in this network namespace
+	int netns_fd;	   /* make the socket in this network namespace
 				 * (an nsfs fd); -1: the caller's */
-	const char *netns;	/* its path, for error messages */
+	const char *netns; /* its path, for error messages */
 };
 /* Open nl->fd (in nl->netns_fd's namespace, if set). */
 int sockdiag_nl_open(struct sockdiag_nl *nl);

@@ -21,7 +21,7 @@
 #include "error.h"
 #include "sockdiag.h"
 
-#define EXT(attr) (1u << ((attr) - 1))	/* idiag_ext request bit */
+#define EXT(attr) (1u << ((attr)-1)) /* idiag_ext request bit */
 
 struct dump_req {
 	struct nlmsghdr nlh;
@@ -56,16 +56,16 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 
 		if (n == -ENOBUFS)
 			return te_fail(EAGAIN,
-				"sock_diag: netlink receive queue overrun");
-		if (n == -EAGAIN)	/* SO_RCVTIMEO */
+				       "sock_diag: netlink receive queue overrun");
+		if (n == -EAGAIN) /* SO_RCVTIMEO */
 			return te_fail(ETIMEDOUT,
-				"sock_diag: no reply from the kernel in time");
+				       "sock_diag: no reply from the kernel in time");
 		if (n < 0)
-			return te_fail((int)-n,
-				"sock_diag: recv failed: %s", strerror((int)-n));
+			return te_fail((int)-n, "sock_diag: recv failed: %s",
+				       strerror((int)-n));
 		if (n == 0)
 			return te_fail(EIO,
-				"sock_diag: end of stream before NLMSG_DONE");
+				       "sock_diag: end of stream before NLMSG_DONE");
 		if ((size_t)n > *cap) {
 			/* lost the tail of a datagram: grow and start over */
 			size_t ncap = *cap;
@@ -75,8 +75,8 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 				ncap *= 2;
 			if (ncap < (size_t)n)
 				return te_fail(EMSGSIZE,
-					"sock_diag: %zd-byte datagram exceeds %u bytes",
-					n, SOCKDIAG_BUF_MAX);
+					       "sock_diag: %zd-byte datagram exceeds %u bytes",
+					       n, SOCKDIAG_BUF_MAX);
 			p = malloc(ncap);
 			if (!p)
 				return te_fail(ENOMEM, "out of memory");
@@ -84,7 +84,8 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 			*buf = p;
 			*cap = ncap;
 			return te_fail(EAGAIN,
-				"sock_diag: %zd-byte datagram truncated", n);
+				       "sock_diag: %zd-byte datagram truncated",
+				       n);
 		}
 		r = sockdiag_parse(*buf, (size_t)n, res);
 		if (r <= 0)
@@ -92,8 +93,8 @@ static int dump_once(const struct sockdiag_io *io, void **buf, size_t *cap,
 	}
 }
 
-int sockdiag_dump(const struct sockdiag_io *io, uint8_t family,
-		  uint32_t states, struct sockdiag_result *res)
+int sockdiag_dump(const struct sockdiag_io *io, uint8_t family, uint32_t states,
+		  struct sockdiag_result *res)
 {
 	size_t mark = res->count, cap = SOCKDIAG_BUF_SIZE;
 	struct dump_req req;

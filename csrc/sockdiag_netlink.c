@@ -25,9 +25,9 @@
 /* A socket made in another network namespace, by a thread of its own. */
 struct netns_socket {
 	int netns_fd;
-	int fd;			/* the socket, or -1 */
-	int err;		/* errno of the step that failed */
-	int entered;		/* setns() succeeded */
+	int fd;	     /* the socket, or -1 */
+	int err;     /* errno of the step that failed */
+	int entered; /* setns() succeeded */
 };
 
 static void *netns_socket_thread(void *arg)
@@ -41,8 +41,8 @@ static void *netns_socket_thread(void *arg)
 		return NULL;
 	}
 	job->entered = 1;
-	job->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC,
-			 NETLINK_SOCK_DIAG);
+	job->fd =
+		socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (job->fd < 0)
 		job->err = errno;
 	return NULL;
@@ -57,25 +57,26 @@ static int netns_socket(const struct sockdiag_nl *nl)
 	r = te_thread_start_masked(&thread, netns_socket_thread, &job);
 	if (r)
 		return te_fail(r,
-			"connections: cannot start a thread to enter network namespace %s: %s",
-			nl->netns, strerror(r));
+			       "connections: cannot start a thread to enter network namespace %s: %s",
+			       nl->netns, strerror(r));
 	pthread_join(thread, NULL);
 	if (job.fd >= 0)
 		return job.fd;
 	if (job.entered)
 		return te_fail(job.err,
-			"cannot open a NETLINK_SOCK_DIAG socket in network namespace %s: %s",
-			nl->netns, strerror(job.err));
+			       "cannot open a NETLINK_SOCK_DIAG socket in network namespace %s: %s",
+			       nl->netns, strerror(job.err));
 	if (job.err == EINVAL)
 		return te_fail(EINVAL,
-			"connections: %s is not a network namespace", nl->netns);
+			       "connections: %s is not a network namespace",
+			       nl->netns);
 	if (job.err == EPERM)
 		return te_fail(EPERM,
-			"connections: entering network namespace %s needs CAP_SYS_ADMIN: %s",
-			nl->netns, strerror(job.err));
+			       "connections: entering network namespace %s needs CAP_SYS_ADMIN: %s",
+			       nl->netns, strerror(job.err));
 	return te_fail(job.err,
-		"connections: cannot enter network namespace %s: %s",
-		nl->netns, strerror(job.err));
+		       "connections: cannot enter network namespace %s: %s",
+		       nl->netns, strerror(job.err));
 }
 
 static int nl_socket(const struct sockdiag_nl *nl)
@@ -92,8 +93,8 @@ static int nl_socket(const struct sockdiag_nl *nl)
 			    NETLINK_SOCK_DIAG);
 		if (fd < 0)
 			return te_fail(errno,
-				"cannot open a NETLINK_SOCK_DIAG socket: %s",
-				strerror(errno));
+				       "cannot open a NETLINK_SOCK_DIAG socket: %s",
+				       strerror(errno));
 	}
 	/* never hang the poller thread on a kernel that does not answer */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -155,7 +156,7 @@ static ssize_t nl_recv(void *ctx, void *buf, size_t cap)
 		if (n < 0)
 			return -errno;
 		if (fromlen >= sizeof(from) && from.nl_pid != 0)
-			continue;	/* not from the kernel: ignore */
+			continue; /* not from the kernel: ignore */
 		return n;
 	}
 }

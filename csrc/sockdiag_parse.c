@@ -125,8 +125,8 @@ static void copy_string(char *dst, size_t dstlen, const void *src, size_t len)
 static int short_attr(unsigned int type, size_t len, size_t want)
 {
 	return te_fail(EINVAL,
-		"malformed sock_diag reply: attribute %u has %zu bytes, needs %zu",
-		type, len, want);
+		       "malformed sock_diag reply: attribute %u has %zu bytes, needs %zu",
+		       type, len, want);
 }
 
 static int parse_attr(struct tcpevent_conn *c, const struct rtattr *rta)
@@ -153,7 +153,8 @@ static int parse_attr(struct tcpevent_conn *c, const struct rtattr *rta)
 		n = len / sizeof(uint32_t);
 		c->skmem_count = (uint8_t)MIN(n, 255u);
 		memset(&c->skmem, 0, sizeof(c->skmem));
-		memcpy(&c->skmem, p, MIN(n * sizeof(uint32_t), sizeof(c->skmem)));
+		memcpy(&c->skmem, p,
+		       MIN(n * sizeof(uint32_t), sizeof(c->skmem)));
 		break;
 	case INET_DIAG_SHUTDOWN:
 	case INET_DIAG_TOS:
@@ -181,7 +182,7 @@ static int parse_attr(struct tcpevent_conn *c, const struct rtattr *rta)
 		memcpy(&c->cgroup_id, p, sizeof(c->cgroup_id));
 		break;
 	default:
-		break;		/* not needed: skipped */
+		break; /* not needed: skipped */
 	}
 	return 0;
 }
@@ -199,7 +200,8 @@ static void fill_from_msg(struct tcpevent_conn *c, struct sockdiag_addr *a,
 	c->sport = ntohs(m->id.idiag_sport);
 	c->dport = ntohs(m->id.idiag_dport);
 	c->ifindex = m->id.idiag_if;
-	c->cookie = (uint64_t)m->id.idiag_cookie[1] << 32 | m->id.idiag_cookie[0];
+	c->cookie = (uint64_t)m->id.idiag_cookie[1] << 32 |
+		    m->id.idiag_cookie[0];
 	c->expires_ms = m->idiag_expires;
 	c->rqueue = m->idiag_rqueue;
 	c->wqueue = m->idiag_wqueue;
@@ -217,7 +219,8 @@ static void fill_from_msg(struct tcpevent_conn *c, struct sockdiag_addr *a,
 /* One SOCK_DIAG_BY_FAMILY message: inet_diag_msg, then attributes. */
 static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 {
-	const int hdr = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct inet_diag_msg));
+	const int hdr =
+		NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct inet_diag_msg));
 	const struct rtattr *rta;
 	struct inet_diag_msg m;
 	struct tcpevent_conn *c;
@@ -225,8 +228,8 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(m)))
 		return te_fail(EINVAL,
-			"malformed sock_diag reply: message of %u bytes is shorter than inet_diag_msg",
-			nlh->nlmsg_len);
+			       "malformed sock_diag reply: message of %u bytes is shorter than inet_diag_msg",
+			       nlh->nlmsg_len);
 	memcpy(&m, NLMSG_DATA(nlh), sizeof(m));
 	if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6)
 		return 0;
@@ -248,12 +251,12 @@ static int parse_conn(const struct nlmsghdr *nlh, struct sockdiag_result *res)
 		/* RTA_OK stopped before the end: a bad rta_len */
 		if (alen >= (int)sizeof(*rta))
 			r = te_fail(EINVAL,
-				"malformed sock_diag reply: attribute %u has bad length %u (%d bytes left in its message)",
-				rta->rta_type, rta->rta_len, alen);
+				    "malformed sock_diag reply: attribute %u has bad length %u (%d bytes left in its message)",
+				    rta->rta_type, rta->rta_len, alen);
 		else
 			r = te_fail(EINVAL,
-				"malformed sock_diag reply: %d stray bytes after the attributes",
-				alen);
+				    "malformed sock_diag reply: %d stray bytes after the attributes",
+				    alen);
 		goto drop;
 	}
 	if (!port_wanted(res, c))
@@ -306,17 +309,18 @@ static int parse_error(const struct nlmsghdr *nlh)
 
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(int)))
 		return te_fail(EINVAL,
-			"malformed sock_diag reply: NLMSG_ERROR of %u bytes",
-			nlh->nlmsg_len);
+			       "malformed sock_diag reply: NLMSG_ERROR of %u bytes",
+			       nlh->nlmsg_len);
 	memcpy(&err, NLMSG_DATA(nlh), sizeof(err));
 	if (err == 0)
-		return 1;	/* an ACK: nothing wrong */
+		return 1; /* an ACK: nothing wrong */
 	if (err > 0 || err < -4095)
 		return te_fail(EPROTO,
-			"malformed sock_diag reply: NLMSG_ERROR code %d", err);
+			       "malformed sock_diag reply: NLMSG_ERROR code %d",
+			       err);
 	extack_text(nlh, ext, sizeof(ext));
-	return te_fail(-err, "sock_diag request failed: %s%s",
-				  strerror(-err), ext);
+	return te_fail(-err, "sock_diag request failed: %s%s", strerror(-err),
+		       ext);
 }
 
 /* NLMSG_DONE of a dump carries the dump's own status (an int). */
@@ -328,7 +332,7 @@ static int parse_done(const struct nlmsghdr *nlh)
 		memcpy(&err, NLMSG_DATA(nlh), sizeof(err));
 	if (err < 0 && err >= -4095)
 		return te_fail(-err, "sock_diag dump failed: %s",
-					  strerror(-err));
+			       strerror(-err));
 	return 0;
 }
 
@@ -362,12 +366,13 @@ int sockdiag_parse(const void *buf, size_t len, struct sockdiag_result *res)
 
 	if (!len || len > INT_MAX || ((uintptr_t)buf & (NLMSG_ALIGNTO - 1)))
 		return te_fail(EINVAL,
-			"sock_diag: bad receive buffer (%zu bytes at %p)", len, buf);
+			       "sock_diag: bad receive buffer (%zu bytes at %p)",
+			       len, buf);
 	for (; nlmsg_ok(nlh, rem); nlh = nlmsg_next(nlh, &rem)) {
 		n++;
 		if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
 			return te_fail(EAGAIN,
-				"sock_diag dump interrupted (NLM_F_DUMP_INTR): socket table changed");
+				       "sock_diag dump interrupted (NLM_F_DUMP_INTR): socket table changed");
 		switch (nlh->nlmsg_type) {
 		case NLMSG_DONE:
 			return parse_done(nlh);
@@ -378,7 +383,7 @@ int sockdiag_parse(const void *buf, size_t len, struct sockdiag_result *res)
 			r = parse_conn(nlh, res);
 			break;
 		default:
-			r = 0;	/* NLMSG_NOOP and anything unknown */
+			r = 0; /* NLMSG_NOOP and anything unknown */
 			break;
 		}
 		if (r < 0)
@@ -387,11 +392,11 @@ int sockdiag_parse(const void *buf, size_t len, struct sockdiag_result *res)
 	if (rem > 0) {
 		if (rem >= sizeof(*nlh))
 			return te_fail(EINVAL,
-				"malformed sock_diag reply: message length %u with %zu bytes left in the datagram",
-				nlh->nlmsg_len, rem);
+				       "malformed sock_diag reply: message length %u with %zu bytes left in the datagram",
+				       nlh->nlmsg_len, rem);
 		return te_fail(EINVAL,
-			"malformed sock_diag reply: %zu stray bytes after the last message",
-			rem);
+			       "malformed sock_diag reply: %zu stray bytes after the last message",
+			       rem);
 	}
 	return n;
 }

@@ -24,7 +24,8 @@
  */
 static inline void te_bump(_Atomic uint64_t *c, uint64_t n)
 {
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+	atomic_store_explicit(c,
+			      atomic_load_explicit(c, memory_order_relaxed) + n,
 			      memory_order_relaxed);
 }
 
@@ -58,8 +59,8 @@ static inline void te_futex_wake_all(_Atomic uint32_t *word)
  * state of the thread they expect to interrupt). The caller's mask is
  * restored. 0 or pthread_create()'s error number (positive).
  */
-static inline int te_thread_start_masked(pthread_t *thread,
-					 void *(*fn)(void *), void *arg)
+static inline int te_thread_start_masked(pthread_t *thread, void *(*fn)(void *),
+					 void *arg)
 {
 	sigset_t all, old;
 	int err;

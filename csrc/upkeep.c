@@ -32,8 +32,7 @@ static void watch_skips(struct te_bpf *b)
 	struct bpf_prog_info info = {};
 	__u32 len = sizeof(info);
 
-	if (!b->standby ||
-	    bpf_obj_get_info_by_fd(b->watched_fd, &info, &len) ||
+	if (!b->standby || bpf_obj_get_info_by_fd(b->watched_fd, &info, &len) ||
 	    !info.recursion_misses)
 		return;
 	/* Once: if it cannot be attached, the skips stay counted. */
