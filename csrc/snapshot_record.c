@@ -8,6 +8,11 @@
 
 #include "sockdiag.h"
 
+#define FIELD_SIZE(type, field) sizeof(((type *)0)->field)
+_Static_assert(FIELD_SIZE(struct sockdiag_addr, saddr) ==
+		       FIELD_SIZE(struct tcpevent_record, saddr),
+	       "the parser's addresses are the record's");
+
 void sockdiag_conn_to_record(const struct tcpevent_conn *c,
 			     const struct sockdiag_addr *a, uint64_t ts_ns,
 			     struct tcpevent_record *r)
