@@ -2,7 +2,7 @@
 #
 #   make run        install what is missing, build, trace (as root)
 #   make test       install what is missing, build, run every test
-#   make lint       ruff + mypy
+#   make lint       ruff, mypy, and clang-format on csrc/ (csrc/.clang-format)
 #   make bench      the benchmark suite (docs/performance.md)
 #   make test-asan  the native library built with ASan/UBSan, tests again
 #   make test-kernels  the real-kernel tests on Linux 6.1 and 6.12 in VMs
@@ -17,13 +17,14 @@ LIB_SO ?= tcpevent/lib/libtcpEvent.so
 APT_RUN_PACKAGES := clang libbpf-dev libelf-dev zlib1g-dev gcc make
 PIP_RUN_PACKAGES := "setuptools>=64" wheel "cffi>=1.15"
 # Only the tests' (`make test`, `make lint`, the kernel and sanitizer
-# targets): bpftool and iproute2, the tests' views of the kernel;
+# targets): clang-format, the C sources' style (lint); bpftool and iproute2,
+# the tests' views of the kernel;
 # nftables: the lifecycle tests; mono-*: the C# example and its test;
 # util-linux (setpriv) and systemd (systemd-analyze): the exporter's tests;
 # podman, runc and busybox-static: the container tests run a real container
 # (runc: crun refuses hybrid cgroup hosts; busybox-static: its root
 # filesystem, no image registry needed).
-APT_TEST_PACKAGES := llvm bpftool pkg-config coreutils iproute2 nftables mono-mcs \
+APT_TEST_PACKAGES := clang-format llvm bpftool pkg-config coreutils iproute2 nftables mono-mcs \
 	mono-runtime util-linux systemd podman runc busybox-static
 # Without their recommends: the Prometheus server the exporter's tests scrape
 # with (not its node exporter).
@@ -68,10 +69,18 @@ run: build
 test: test-deps build
 	TCPEVENT_REQUIRE_BPF=1 $(PYTHON) -m pytest -q -ra
 
+# The C sources clang-format checks: all of csrc/ but two headers it would
+# only disfigure, bpf/vmlinux_min.h (kernel types, kept as the kernel lays
+# them out, to compare with it) and include/common.h (the original
+# examples' header: the original BCC program, as text).
+C_FORMAT_FILES = $(filter-out csrc/bpf/vmlinux_min.h csrc/include/common.h, \
+	$(sort $(wildcard csrc/*.[ch] csrc/*/*.[ch])))
+
 lint: test-deps
 	ruff check .
 	ruff format --check .
 	$(PYTHON) -m mypy
+	clang-format --dry-run --Werror $(C_FORMAT_FILES)
 
 # bpftrace is only the benchmarks' reference point: without it (no package
 # for this system) its row is left out, the rest still runs.

@@ -26,14 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "legacy_calls.h"
 #include "tcpevent.h"
 
 #define LAT_BUCKETS 100000	/* 10 us each: up to 1 s */
 
-static void (*add_probe)(const char *);
-static unsigned (*get_status)(void);
-static struct tcp_event_t (*dequeue)(void);
-static void (*cleanup_fn)(void);
+static struct legacy_calls legacy;
 static int (*default_stats)(struct tcpevent_stats *);
 
 /* Written by the consumer thread only; read after it is joined (or as a
@@ -64,7 +62,7 @@ static void *consume(void *arg)
 	pthread_mutex_unlock(&hold_lock);
 	first_ns = now_ns(CLOCK_MONOTONIC);
 	for (;;) {
-		struct tcp_event_t ev = dequeue();
+		struct tcp_event_t ev = legacy.DequeuePerfEvent();
 		uint64_t now, lat;
 
 		if (!ev.family)
@@ -126,18 +124,16 @@ int main(int argc, char **argv)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	holding = hold_mode = argc > 2 && !strcmp(argv[2], "--hold");
-	lib = dlopen(argv[1], RTLD_NOW);
-	if (!lib) {
-		fprintf(stderr, "dlopen: %s\n", dlerror());
+	lib = legacy_calls_open(argv[1], &legacy);
+	if (!lib)
+		return 1;
+	default_stats = dlsym(lib, "tcpevent_default_stats");
+	if (!default_stats) {
+		fprintf(stderr, "dlsym: %s\n", dlerror());
 		return 1;
 	}
-	add_probe = dlsym(lib, "AddProbe");
-	get_status = dlsym(lib, "getStatus");
-	dequeue = dlsym(lib, "DequeuePerfEvent");
-	cleanup_fn = dlsym(lib, "cleanup");
-	default_stats = dlsym(lib, "tcpevent_default_stats");
-	add_probe(getenv("CONSUMER_PROGRAM"));
-	if (!get_status())
+	legacy.AddProbe(getenv("CONSUMER_PROGRAM"));
+	if (!legacy.getStatus())
 		return 1;
 	pthread_create(&thread, NULL, consume, NULL);
 	getrusage(RUSAGE_SELF, &ru0);	/* loading the program is not per event */
@@ -159,7 +155,7 @@ int main(int argc, char **argv)
 	while (now_ns(CLOCK_MONOTONIC) - last_event_ns < 200000000)
 		usleep(20000);
 	default_stats(&st);
-	cleanup_fn();
+	legacy.cleanup();
 	pthread_join(thread, NULL);
 	if (hold_mode && drained_ns)	/* up to the last event */
 		drained_ns = last_event_ns;

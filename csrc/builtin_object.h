@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The built-in BPF object (tcpevent.bpf.c compiled by clang), embedded in
+/* The built-in BPF object (bpf/tcp.bpf.c compiled by clang), embedded in
  * the library by the build (setup.py generates builtin_object.c): the
  * default build, and the portable one for kernels that refuse it (see
  * kernel_read.h). */

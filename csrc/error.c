@@ -27,8 +27,9 @@ int te_fail(int err, const char *fmt, ...)
 	for (unsigned char *p = (unsigned char *)last_error; *p; p++)
 		if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p >= 0x7f)
 			*p = '?';
+	/* The wrong sign, or 0, must still be a failure, never "success". */
 	if (!err)
-		err = EINVAL;	/* a failure is never "success" */
+		err = EINVAL;
 	return err > 0 ? -err : err;
 }
 
@@ -65,8 +66,7 @@ static void log_append(const char *fmt, va_list ap)
 	memcpy(libbpf_log + have, line, len + 1);
 }
 
-static int print_fn(enum libbpf_print_level level, const char *fmt,
-		    va_list ap)
+static int print_fn(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	if (!capturing)
 		return previous_print ? previous_print(level, fmt, ap) : 0;

@@ -11,7 +11,16 @@
 
 #define TE_ERROR_LEN 1024
 
-/* Set the last error of this thread; returns -err for "return te_fail()". */
+/*
+ * Set the last error of this thread and return -err, the library's return
+ * value for a failure: "return te_fail(ENOENT, ...)".
+ *
+ * err is always a positive errno value, as errno and pthread functions
+ * give it (EINVAL, errno, pthread_create()'s result); a negative result
+ * being passed on is negated back: te_fail(-r, ...). Should a caller get
+ * the sign wrong, the call still fails (0 gives -EINVAL, a negative err is
+ * returned as it is), but every caller in the library follows this rule.
+ */
 int te_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void te_error_clear(void);

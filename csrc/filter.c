@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "error.h"
 #include "tracer.h"
@@ -34,7 +35,7 @@ static int cmp_u64(const void *a, const void *b)
 static void take_sorted(void *dst, const void *src, uint32_t n, size_t size,
 			int (*cmp)(const void *, const void *))
 {
-	if (n)		/* memcpy(, NULL, 0) is undefined */
+	if (n) /* memcpy(, NULL, 0) is undefined */
 		memcpy(dst, src, n * size);
 	qsort(dst, n, size, cmp);
 }
@@ -45,31 +46,40 @@ static void take_sorted(void *dst, const void *src, uint32_t n, size_t size,
 int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 {
 	memset(f, 0, sizeof(*f));
-	if (o->family != 0 && o->family != 2 && o->family != 10)
-		return te_fail(EINVAL, "family must be 0 (both), AF_INET (2) or AF_INET6 (10), not %u",
+	if (o->family != 0 && o->family != AF_INET && o->family != AF_INET6)
+		return te_fail(EINVAL,
+			       "family must be 0 (both), AF_INET (2) or AF_INET6 (10), not %u",
 			       o->family);
-	if (o->n_pids > TCPEVENT_MAX_FILTER || o->n_ports > TCPEVENT_MAX_FILTER ||
-	    o->n_cgroups > TCPEVENT_MAX_FILTER || o->n_netns > TCPEVENT_MAX_FILTER)
-		return te_fail(EINVAL, "at most %d pids, ports, cgroups and network namespaces each can be filtered",
+	if (o->n_pids > TCPEVENT_MAX_FILTER ||
+	    o->n_ports > TCPEVENT_MAX_FILTER ||
+	    o->n_cgroups > TCPEVENT_MAX_FILTER ||
+	    o->n_netns > TCPEVENT_MAX_FILTER)
+		return te_fail(EINVAL,
+			       "at most %d pids, ports, cgroups and network namespaces each can be filtered",
 			       TCPEVENT_MAX_FILTER);
 	if ((o->n_pids && !o->pids) || (o->n_ports && !o->ports) ||
 	    (o->n_cgroups && !o->cgroups) || (o->n_netns && !o->netns))
-		return te_fail(EINVAL, "a filter count (n_pids, n_ports, n_cgroups, n_netns) is set but its array is NULL");
+		return te_fail(EINVAL,
+			       "a filter count (n_pids, n_ports, n_cgroups, n_netns) is set but its array is NULL");
 	for (uint32_t i = 0; i < o->n_pids; i++)
 		if (!o->pids[i])
 			return te_fail(EINVAL, "pid 0 cannot be filtered on");
 	for (uint32_t i = 0; i < o->n_cgroups; i++)
 		if (!o->cgroups[i])
-			return te_fail(EINVAL, "cgroup id 0 cannot be filtered on");
+			return te_fail(EINVAL,
+				       "cgroup id 0 cannot be filtered on");
 	for (uint32_t i = 0; i < o->n_netns; i++)
 		if (!o->netns[i])
-			return te_fail(EINVAL, "network namespace 0 cannot be filtered on");
+			return te_fail(EINVAL,
+				       "network namespace 0 cannot be filtered on");
 	if (o->events & ~TE_EVENT_KINDS)
-		return te_fail(EINVAL, "options.events 0x%x has unknown bits 0x%x (TCPEVENT_EVENT_CLOSE, _CONNECT, _ACCEPT)",
+		return te_fail(EINVAL,
+			       "options.events 0x%x has unknown bits 0x%x (TCPEVENT_EVENT_CLOSE, _CONNECT, _ACCEPT)",
 			       o->events, o->events & ~TE_EVENT_KINDS);
 	if ((o->events & TCPEVENT_EVENT_ACCEPT) &&
 	    (o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS))
-		return te_fail(EINVAL, "accept events come from the accept() hooks: they cannot be asked for with TCPEVENT_OPT_NO_ACCEPT_HOOKS");
+		return te_fail(EINVAL,
+			       "accept events come from the accept() hooks: they cannot be asked for with TCPEVENT_OPT_NO_ACCEPT_HOOKS");
 	f->family = o->family;
 	f->events = o->events ? o->events : TCPEVENT_EVENT_CLOSE;
 	f->cgroup_subtree = o->flags & TCPEVENT_OPT_CGROUP_SUBTREE;
@@ -95,8 +105,7 @@ static bool has_port(const struct te_filter *f, uint16_t port)
  * only be told by the kernel (the built-in program walks the ancestry):
  * with cgroup_subtree, user space leaves that check to the program.
  */
-bool te_filter_match(const struct te_filter *f,
-		     const struct tcpevent_record *r)
+bool te_filter_match(const struct te_filter *f, const struct tcpevent_record *r)
 {
 	if (r->kind != TCPEVENT_KIND_SNAPSHOT && !(f->events & (1u << r->kind)))
 		return false;
@@ -109,8 +118,8 @@ bool te_filter_match(const struct te_filter *f,
 	if (f->n_netns && !bsearch(&r->netns, f->netns, f->n_netns,
 				   sizeof(r->netns), cmp_u32))
 		return false;
-	if (f->n_pids && !bsearch(&r->pid, f->pids, f->n_pids,
-				  sizeof(r->pid), cmp_u32))
+	if (f->n_pids &&
+	    !bsearch(&r->pid, f->pids, f->n_pids, sizeof(r->pid), cmp_u32))
 		return false;
 	if (f->n_ports && !has_port(f, r->sport) && !has_port(f, r->dport))
 		return false;

@@ -11,7 +11,6 @@
  */
 #include <bpf/libbpf.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,21 +20,15 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "format.h"
+#include "convert.h"
+#include "sync.h"
 #include "tracer.h"
 
-#define TE_BATCH_NS 1000000	/* 1 ms: adds at most this much latency */
-#define TE_TICK_MS 1000		/* te_bpf_tick() period, even when idle */
-
-/* Counters with a single writer: no locked instruction needed. */
-static inline void bump(_Atomic uint64_t *c)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
-}
+#define TE_BATCH_NS 1000000 /* 1 ms: adds at most this much latency */
+#define TE_TICK_MS  1000    /* te_bpf_tick() period, even when idle */
 
 /* Said once, the first time: the program does not follow the contract. */
-static void te_warn_record_size(struct tcpevent *t, size_t size)
+static void warn_record_size(struct tcpevent *t, size_t size)
 {
 	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_relaxed))
 		return;
@@ -54,28 +47,28 @@ int te_poller_on_record(void *ctx, void *data, size_t size)
 
 	if (size == TCPEVENT_WAKEUP_SIZE)
 		return 0;
-	bump(&t->received);
+	te_bump(&t->received, 1);
 	if (size == TCPEVENT_RECORD_V1_SIZE) {
 		/* The first layout: a prefix of this one, the rest reads 0. */
 		memcpy(&widened, data, size);
 		memset((char *)&widened + size, 0, sizeof(widened) - size);
 		r = &widened;
 	} else if (size != sizeof(*r)) {
-		bump(&t->malformed);
-		te_warn_record_size(t, size);
+		te_bump(&t->malformed, 1);
+		warn_record_size(t, size);
 		return 0;
 	}
 	if (!te_record_valid(r)) {
-		bump(&t->malformed);
+		te_bump(&t->malformed, 1);
 		return 0;
 	}
 	if (!te_filter_match(&t->filter, r)) {
-		bump(&t->filtered);
+		te_bump(&t->filtered, 1);
 		return 0;
 	}
 	slot = te_queue_stage(&t->queue);
 	if (!slot) {
-		bump(&t->dropped_queue);
+		te_bump(&t->dropped_queue, 1);
 		return 0;
 	}
 	memcpy(slot, r, sizeof(*r));
@@ -143,7 +136,7 @@ static void *poller_main(void *arg)
 		if (atomic_load(&t->stopping))
 			break;
 		if (n != 0)
-			nap();	/* n < 0 (an error) naps too: no busy loop */
+			nap(); /* n < 0 (an error) naps too: no busy loop */
 		else
 			n = drain_or_go_idle(t);
 		nev = epoll_wait(t->epoll_fd, evs, 4, n != 0 ? 0 : TE_TICK_MS);
@@ -165,7 +158,6 @@ static int watch(int epfd, int fd)
 
 int te_poller_start(struct tcpevent *t)
 {
-	sigset_t all, old;
 	int err;
 
 	t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -176,11 +168,7 @@ int te_poller_start(struct tcpevent *t)
 	    (t->timer_fd >= 0 && watch(t->epoll_fd, t->timer_fd)))
 		return te_fail(errno, "cannot set up the poller: %s",
 			       strerror(errno));
-	/* The host's signal handlers must never run on our thread. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&t->poller, NULL, poller_main, t);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = te_thread_start_masked(&t->poller, poller_main, t);
 	if (err)
 		return te_fail(err, "cannot start the poller thread: %s",
 			       strerror(err));
@@ -192,7 +180,6 @@ int te_poller_start(struct tcpevent *t)
  * anything a consumer holds, so the join always completes. */
 void te_poller_stop(struct tcpevent *t)
 {
-
 	atomic_store(&t->stopping, 1);
 	if (t->stop_fd >= 0)
 		eventfd_write(t->stop_fd, 1);

@@ -160,7 +160,7 @@ static ssize_t read_proc_file(int procfd, uint32_t pid, const char *name,
 			char *p;
 
 			if (*cap >= max)
-				break;	/* cut: long enough for a summary */
+				break; /* cut: long enough for a summary */
 			p = realloc(*buf, ncap);
 			if (!p) {
 				close(fd);
@@ -186,9 +186,9 @@ static ssize_t read_proc_file(int procfd, uint32_t pid, const char *name,
 	return (ssize_t)len;
 }
 
-static void read_comm(int procfd, uint32_t pid, char comm[PROCOWNER_COMM_LEN])
+static void read_comm(int procfd, uint32_t pid, char comm[TCPEVENT_COMM_LEN])
 {
-	char path[32], buf[PROCOWNER_COMM_LEN + 1];
+	char path[32], buf[TCPEVENT_COMM_LEN + 1];
 	ssize_t n;
 	int fd;
 
@@ -196,7 +196,7 @@ static void read_comm(int procfd, uint32_t pid, char comm[PROCOWNER_COMM_LEN])
 	snprintf(path, sizeof(path), "%u/comm", pid);
 	fd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return;		/* vanished: keep the attribution, no name */
+		return; /* vanished: keep the attribution, no name */
 	do
 		n = read(fd, buf, sizeof(buf) - 1);
 	while (n < 0 && errno == EINTR);
@@ -205,8 +205,8 @@ static void read_comm(int procfd, uint32_t pid, char comm[PROCOWNER_COMM_LEN])
 		return;
 	if (buf[n - 1] == '\n')
 		n--;
-	if (n > PROCOWNER_COMM_LEN - 1)
-		n = PROCOWNER_COMM_LEN - 1;
+	if (n > TCPEVENT_COMM_LEN - 1)
+		n = TCPEVENT_COMM_LEN - 1;
 	memcpy(comm, buf, (size_t)n);
 	comm[n] = '\0';
 }
@@ -277,7 +277,7 @@ static int scan_pid(struct procowner *po, int procfd, uint32_t pid)
 	snprintf(path, sizeof(path), "%u/fd", pid);
 	fd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;	/* ENOENT/ESRCH gone, EACCES not ours */
+		return 0; /* ENOENT/ESRCH gone, EACCES not ours */
 	dir = fdopendir(fd);
 	if (!dir) {
 		close(fd);
@@ -292,13 +292,13 @@ static int scan_pid(struct procowner *po, int procfd, uint32_t pid)
 			continue;
 		n = readlinkat(fd, de->d_name, link, sizeof(link));
 		if (n <= 0 || (size_t)n >= sizeof(link))
-			continue;	/* closed meanwhile, or not a socket */
+			continue; /* closed meanwhile, or not a socket */
 		inode = procowner_parse_socket_link(link, (size_t)n);
 		if (!inode)
 			continue;
 		s = slot_of(po, inode);
 		if (!s->inode || s->proc)
-			continue;	/* not wanted, or a lower pid has it */
+			continue; /* not wanted, or a lower pid has it */
 		if (!proc && !(proc = add_proc(po, procfd, pid))) {
 			closedir(dir);
 			return -ENOMEM;
@@ -326,7 +326,7 @@ static int list_pids(int procfd, uint32_t **out, size_t *count)
 	struct dirent *de;
 	DIR *dir;
 
-	fd = dup(procfd);	/* closedir() closes it, keep procfd */
+	fd = dup(procfd); /* closedir() closes it, keep procfd */
 	if (fd < 0)
 		return -errno;
 	dir = fdopendir(fd);
@@ -378,7 +378,7 @@ int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids)
 	procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (procfd < 0) {
 		r = -errno;
-		return te_fail(r, "connections: owners: cannot open /proc: %s",
+		return te_fail(-r, "connections: owners: cannot open /proc: %s",
 			       strerror(-r));
 	}
 	if (n_pids) {
@@ -393,14 +393,16 @@ int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids)
 	} else {
 		r = list_pids(procfd, &list, &n);
 		if (r < 0 && r != -ENOMEM)
-			te_fail(r, "connections: owners: cannot list /proc: %s",
+			te_fail(-r,
+				"connections: owners: cannot list /proc: %s",
 				strerror(-r));
 	}
 	for (i = 0; !r && i < n && po->nfound < po->nwanted; i++)
-		if (!i || list[i] != list[i - 1])	/* duplicate pids */
+		if (!i || list[i] != list[i - 1]) /* duplicate pids */
 			r = scan_pid(po, procfd, list[i]);
 	if (r == -ENOMEM)
-		te_fail(r, "connections: owners: out of memory scanning /proc");
+		te_fail(-r,
+			"connections: owners: out of memory scanning /proc");
 	free(list);
 	close(procfd);
 	return r;

@@ -17,23 +17,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROCOWNER_COMM_LEN	16	/* = TCPEVENT_TASK_LEN */
-#define PROCOWNER_CMDLINE_MAX	(1u << 20)	/* longer ones are cut */
+#include "tcpevent_record.h"
+
+#define PROCOWNER_CMDLINE_MAX (1u << 20) /* longer ones are cut */
 
 struct procowner_proc {
 	uint32_t pid;
-	char comm[PROCOWNER_COMM_LEN];	/* "" if unreadable */
-	char *cmdline;			/* want_cmdline only; "" if unreadable */
+	char comm[TCPEVENT_COMM_LEN]; /* "" if unreadable */
+	char *cmdline;		      /* want_cmdline only; "" if unreadable */
 };
 
 struct procowner_slot {
-	uint64_t inode;			/* 0: empty slot */
-	uint32_t proc;			/* index into procs + 1; 0: not found */
+	uint64_t inode; /* 0: empty slot */
+	uint32_t proc;	/* index into procs + 1; 0: not found */
 };
 
 struct procowner {
 	struct procowner_slot *slots;
-	size_t mask;			/* slot count - 1 (a power of two) */
+	size_t mask; /* slot count - 1 (a power of two) */
 	size_t nwanted, nfound;
 	struct procowner_proc *procs;
 	size_t nprocs, proccap;

@@ -1,14 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "queue.h"
+#include "sync.h"
 
 int te_queue_init(struct te_queue *q, uint32_t limit)
 {
@@ -44,18 +41,12 @@ struct tcpevent_record *te_queue_stage(struct te_queue *q)
 	return &q->slots[pos & q->mask];
 }
 
-static long futex(_Atomic uint32_t *word, int op, uint32_t val,
-		  const struct timespec *timeout)
-{
-	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
-}
-
 static void wake_waiters(struct te_queue *q)
 {
 	atomic_fetch_add_explicit(&q->seq, 1, memory_order_seq_cst);
 	/* Pairs with the waiter's registration in te_queue_wait(). */
 	if (atomic_load_explicit(&q->waiters, memory_order_seq_cst))
-		futex(&q->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+		te_futex_wake_all(&q->seq);
 }
 
 uint64_t te_queue_publish(struct te_queue *q)
@@ -76,8 +67,8 @@ unsigned int te_queue_pop(struct te_queue *q, struct tcpevent_record *out,
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
 
 	for (;;) {
-		uint64_t tail = atomic_load_explicit(&q->tail,
-						     memory_order_acquire);
+		uint64_t tail =
+			atomic_load_explicit(&q->tail, memory_order_acquire);
 		uint64_t avail = tail - head;
 		unsigned int n = avail < max ? avail : max;
 
@@ -90,9 +81,10 @@ unsigned int te_queue_pop(struct te_queue *q, struct tcpevent_record *out,
 		 */
 		for (unsigned int i = 0; i < n; i++)
 			out[i] = q->slots[(head + i) & q->mask];
-		if (atomic_compare_exchange_weak_explicit(
-			    &q->head, &head, head + n, memory_order_acq_rel,
-			    memory_order_acquire))
+		if (atomic_compare_exchange_weak_explicit(&q->head, &head,
+							  head + n,
+							  memory_order_acq_rel,
+							  memory_order_acquire))
 			return n;
 	}
 }
@@ -112,7 +104,7 @@ void te_queue_wait(struct te_queue *q, int64_t timeout_ns)
 			ts.tv_nsec = timeout_ns % 1000000000;
 			tsp = &ts;
 		}
-		futex(&q->seq, FUTEX_WAIT_PRIVATE, seq, tsp);
+		te_futex_wait(&q->seq, seq, tsp);
 	}
 	atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_seq_cst);
 }

@@ -21,13 +21,13 @@
 #include "tcpevent_record.h"
 
 struct te_queue {
-	alignas(64) _Atomic uint64_t head;	/* next slot to take */
-	alignas(64) _Atomic uint64_t tail;	/* next slot to publish */
-	uint64_t staged;			/* producer only: filled, unpublished */
-	uint32_t limit;				/* at most this many queued */
-	uint32_t mask;				/* slots - 1 (power of two) */
+	alignas(64) _Atomic uint64_t head; /* next slot to take */
+	alignas(64) _Atomic uint64_t tail; /* next slot to publish */
+	uint64_t staged; /* producer only: filled, unpublished */
+	uint32_t limit;	 /* at most this many queued */
+	uint32_t mask;	 /* slots - 1 (power of two) */
 	struct tcpevent_record *slots;
-	alignas(64) _Atomic uint32_t seq;	/* futex word: bumped per publish */
+	alignas(64) _Atomic uint32_t seq; /* futex word: bumped per publish */
 	_Atomic uint32_t waiters;
 	_Atomic int closed;
 };

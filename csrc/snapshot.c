@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "sockdiag.h"
+#include "sync.h"
 #include "tracer.h"
 
 int te_snapshot_start(struct tcpevent *t)
@@ -28,50 +29,44 @@ int te_snapshot_start(struct tcpevent *t)
 	if (!stat("/proc/thread-self/ns/net", &ns))
 		t->own_netns = ns.st_ino;
 	its.it_value = its.it_interval;
-	t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	t->timer_fd =
+		timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (t->timer_fd < 0 || timerfd_settime(t->timer_fd, 0, &its, NULL))
 		return te_fail(errno, "cannot start the snapshot timer: %s",
 			       strerror(errno));
 	return 0;
 }
 
-static void bump(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
 void te_snapshot_tick(struct tcpevent *t)
 {
 	const struct te_filter *f = &t->filter;
+	struct sockdiag_result res = { 0 };
 	struct tcpevent_conn_query q;
-	struct tcpevent_conn *conns;
 	uint64_t expirations, queued = 0, dropped = 0;
 	uint64_t now;
-	size_t n;
 
 	if (read(t->timer_fd, &expirations, sizeof(expirations)) < 0)
-		return;	/* not due yet */
+		return; /* not due yet */
 	tcpevent_conn_query_init(&q);
 	q.family = f->family;
-	q.states = 1u << 1;	/* TCP_ESTABLISHED */
+	q.states = TCPEVENT_STATE_BIT(TCPEVENT_TCP_ESTABLISHED);
 	q.n_ports = f->n_ports;
 	q.ports = f->ports;
 	q.n_pids = f->n_pids;
 	q.pids = f->pids;
 	q.with_process = 1;
-	if (tcpevent_connections(&q, &conns, &n)) {
-		bump(&t->snapshot_failures, 1);
+	if (sockdiag_connections(&q, &res)) {
+		te_bump(&t->snapshot_errors, 1);
 		return;
 	}
 	now = te_clock_boottime_ns();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < res.count; i++) {
 		struct tcpevent_record r, *slot;
 
-		sockdiag_conn_to_record(&conns[i], now, &r);
-		r.netns = t->own_netns;	/* sock_diag lists this namespace */
+		sockdiag_conn_to_record(&res.conns[i], &res.addrs[i], now, &r);
+		r.netns = t->own_netns; /* sock_diag lists this namespace */
 		if (!te_filter_match(f, &r))
-			continue;	/* cgroups, namespaces */
+			continue; /* cgroups, namespaces */
 		slot = te_queue_stage(&t->queue);
 		if (!slot) {
 			dropped++;
@@ -80,8 +75,8 @@ void te_snapshot_tick(struct tcpevent *t)
 		memcpy(slot, &r, sizeof(r));
 		queued++;
 	}
-	tcpevent_connections_free(conns, n);
+	sockdiag_result_free(&res);
 	/* Like received for records: all produced, whatever became of them. */
-	bump(&t->snapshots, queued + dropped);
-	bump(&t->dropped_queue, dropped);
+	te_bump(&t->snapshots, queued + dropped);
+	te_bump(&t->dropped_queue, dropped);
 }

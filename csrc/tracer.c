@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "format.h"
+#include "convert.h"
 #include "tracer.h"
 
 #define TE_POP_CHUNK 64
-#define TE_OPT_ALL (TCPEVENT_OPT_NO_ACCEPT_HOOKS | TCPEVENT_OPT_CGROUP_SUBTREE)
+#define TE_OPT_ALL   (TCPEVENT_OPT_NO_ACCEPT_HOOKS | TCPEVENT_OPT_CGROUP_SUBTREE)
 
 void tcpevent_options_init(struct tcpevent_options *opts)
 {
@@ -46,7 +46,8 @@ static int read_options(const struct tcpevent_options *in,
 	if (!o->max_sockets)
 		o->max_sockets = TCPEVENT_DEFAULT_MAX_SOCKETS;
 	if (o->queue_size > TCPEVENT_MAX_QUEUE_SIZE)
-		return te_fail(EINVAL, "queue_size %u is over the limit of %u events",
+		return te_fail(EINVAL,
+			       "queue_size %u is over the limit of %u events",
 			       o->queue_size, TCPEVENT_MAX_QUEUE_SIZE);
 	if (o->ring_size < page || o->ring_size > TCPEVENT_MAX_RING_SIZE ||
 	    (o->ring_size & (o->ring_size - 1)))
@@ -57,7 +58,8 @@ static int read_options(const struct tcpevent_options *in,
 		return te_fail(EINVAL, "max_sockets %u is over the limit of %u",
 			       o->max_sockets, TCPEVENT_MAX_SOCKETS);
 	if (o->flags & ~TE_OPT_ALL)
-		return te_fail(EINVAL, "options.flags 0x%x has unknown bits 0x%x",
+		return te_fail(EINVAL,
+			       "options.flags 0x%x has unknown bits 0x%x",
 			       o->flags, o->flags & ~TE_OPT_ALL);
 	return 0;
 }
@@ -80,7 +82,7 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 		return te_fail(ENOMEM, "out of memory");
 	t->fork_generation = atomic_load(&te_fork_generation);
 	t->epoll_fd = t->stop_fd = t->timer_fd = -1;
-	t->bpf.ring_fd = t->bpf.counters_fd = -1;	/* before anything fails */
+	t->bpf.ring_fd = t->bpf.counters_fd = -1; /* before anything fails */
 	atomic_init(&t->notify_fd, -1);
 	t->snapshot_interval_ms = o.snapshot_interval_ms;
 	err = te_filter_init(&t->filter, &o);
@@ -102,7 +104,7 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 		/* Keep the cause: freeing must not overwrite it. */
 		memcpy(msg, tcpevent_last_error(), sizeof(msg));
 		tcpevent_free(t);
-		return te_fail(err, "%s", msg);
+		return te_fail(-err, "%s", msg);
 	}
 	*out = t;
 	return 0;
@@ -230,7 +232,7 @@ const char *tcpevent_warnings(struct tcpevent *t)
 	if (!t)
 		return "";
 	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_acquire))
-		return t->runtime_warning;	/* includes bpf.warning */
+		return t->runtime_warning; /* includes bpf.warning */
 	return t->bpf.warning;
 }
 
@@ -248,7 +250,7 @@ int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *st)
 	st->malformed = atomic_load(&t->malformed);
 	st->filtered = atomic_load(&t->filtered);
 	st->snapshots = atomic_load(&t->snapshots);
-	st->snapshot_errors = atomic_load(&t->snapshot_failures);
+	st->snapshot_errors = atomic_load(&t->snapshot_errors);
 	st->delivered = atomic_load(&t->delivered);
 	st->queued = te_queue_depth(&t->queue);
 	te_bpf_kernel_counts(&t->bpf, &k);

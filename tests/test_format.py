@@ -13,7 +13,7 @@ def test_address_text_matches_inet_ntop(build_c, csrc: Path) -> None:
     exe = build_c(
         HERE / "support" / "c" / "test_format.c",
         "test_format",
-        str(csrc / "format.c"),
+        str(csrc / "convert.c"),
         str(csrc / "clock.c"),
     )
     out = subprocess.run([exe, "2000000"], capture_output=True, text=True, timeout=120)

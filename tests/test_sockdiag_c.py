@@ -1,4 +1,5 @@
-"""Tests of the C sock_diag client (csrc/sockdiag.c, csrc/procowner.c).
+"""Tests of the C sock_diag client (csrc/sockdiag_*.c, csrc/connections.c,
+csrc/snapshot_record.c, csrc/procowner.c).
 
 The driver tests/support/c/test_sockdiag.c is compiled twice (plain and with
 ASan/UBSan); the connections it lists are real loopback sockets made here,
@@ -22,7 +23,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [
     "tests/support/c/test_sockdiag.c",
-    "csrc/sockdiag.c",
+    # the sock_diag client, file by file (csrc/sockdiag.h)
+    "csrc/sockdiag_parse.c",
+    "csrc/sockdiag_dump.c",
+    "csrc/sockdiag_netlink.c",
+    "csrc/connections.c",
+    "csrc/snapshot_record.c",
     "csrc/procowner.c",
     "csrc/error.c",  # te_fail(): the library's one error channel
 ]

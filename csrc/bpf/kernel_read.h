@@ -16,22 +16,22 @@
 
 #ifdef TCPEVENT_PORTABLE
 
-#define KPTR(type, p)			((type *)(p))
-#define KREAD(p, field)			BPF_CORE_READ(p, field)
-#define KREAD_BYTES(dst, n, p, field)	bpf_core_read(dst, n, &(p)->field)
+#define KPTR(type, p)		      ((type *)(p))
+#define KREAD(p, field)		      BPF_CORE_READ(p, field)
+#define KREAD_BYTES(dst, n, p, field) bpf_core_read(dst, n, &(p)->field)
 /* sk_protocol was a bitfield before 5.6. */
-#define KREAD_PROTOCOL(sk)		BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol)
+#define KREAD_PROTOCOL(sk) BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol)
 
 #else
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-#define KPTR(type, p)							\
-	((type *)bpf_rdonly_cast((const void *)(p),			\
+#define KPTR(type, p)                               \
+	((type *)bpf_rdonly_cast((const void *)(p), \
 				 bpf_core_type_id_kernel(type)))
-#define KREAD(p, field)			((p)->field)
-#define KREAD_BYTES(dst, n, p, field)	__builtin_memcpy(dst, &(p)->field, n)
-#define KREAD_PROTOCOL(sk)		((sk)->sk_protocol)
+#define KREAD(p, field)		      ((p)->field)
+#define KREAD_BYTES(dst, n, p, field) __builtin_memcpy(dst, &(p)->field, n)
+#define KREAD_PROTOCOL(sk)	      ((sk)->sk_protocol)
 
 #endif
 

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * tcpevent.bpf.c - one ring-buffer record per TCP connection that closes.
+ * tcp.bpf.c - the built-in program: TCP connections' events as ring-buffer
+ * records (tcpevent_record.h), of the kinds user space asks for (emit_*):
+ * a connection's close, its connect (the active side reaching ESTABLISHED)
+ * and its accept (accept() handing the passive side out), each at most
+ * once, for a socket whose birth the program saw and that passes the
+ * filters.
  *
  * The sock:inet_sock_set_state tracepoint fires on every TCP state change,
  * about five times per socket, so the common hit must cost almost nothing:
@@ -37,16 +42,16 @@ const volatile _Bool emit_accept = 0;
 #define CGROUP_MAX_DEPTH 16
 
 /* sock_owner.flags of ours, beside the record's TCPEVENT_F_ACTIVE/PASSIVE. */
-#define OWNER_ACCEPTED	0x40	/* its accept event was made */
+#define OWNER_ACCEPTED 0x40 /* its accept event was made */
 
 /* What we remember about a socket between its birth and its close. */
 struct sock_owner {
 	__u64 birth_ns;
-	__u64 established_ns;	/* when it reached ESTABLISHED, if timed; or 0 */
-	__u32 pid;		/* 0 until seen in process context */
+	__u64 established_ns; /* when it reached ESTABLISHED, if timed; or 0 */
+	__u32 pid;	      /* 0 until seen in process context */
 	__u32 uid;
 	char comm[TCPEVENT_COMM_LEN];
-	__u8 flags;		/* TCPEVENT_F_ACTIVE or _PASSIVE, OWNER_* */
+	__u8 flags; /* TCPEVENT_F_ACTIVE or _PASSIVE, OWNER_* */
 };
 
 /* A plain hash, not an LRU: when it is full a new socket is not tracked and
@@ -54,14 +59,14 @@ struct sock_owner {
  * space (max_sockets). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, TCPEVENT_DEFAULT_MAX_SOCKETS);
 	__type(key, __u64);
 	__type(value, struct sock_owner);
 } sockets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, TCPEVENT_DEFAULT_RING_SIZE);
 } events SEC(".maps");
 
 struct {
@@ -244,8 +249,7 @@ static __always_inline int on_birth(__u64 key, int newstate)
 
 	if (KREAD_PROTOCOL(sk) != IPPROTO_TCP)
 		return 0;
-	if (filter_family &&
-	    KREAD(sk, __sk_common.skc_family) != filter_family)
+	if (filter_family && KREAD(sk, __sk_common.skc_family) != filter_family)
 		goto filtered;
 	/* An unbound client's port is picked after SYN_SENT: 0 here. */
 	if (filter_ports &&
@@ -359,10 +363,11 @@ static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
 	read_addrs(sk, r->family, r);
 	r->cgroup_id = cgroup_id(sock_cgroup(sk));
 	r->netns = sock_netns(sk);
-	r->handshake_ns = o->established_ns ?
-			  o->established_ns - o->birth_ns : 0;
+	r->handshake_ns = o->established_ns ? o->established_ns - o->birth_ns :
+					      0;
 	r->accept_wait_ns = kind == TCPEVENT_KIND_ACCEPT && o->established_ns ?
-			    r->ts_ns - o->established_ns : 0;
+				    r->ts_ns - o->established_ns :
+				    0;
 	r->error = kind == TCPEVENT_KIND_CLOSE ? KREAD(sk, sk_err) : 0;
 	r->kind = kind;
 	r->reserved = 0;
@@ -374,7 +379,7 @@ static __always_inline int on_close(__u64 key, int oldstate)
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
 
 	if (!o)
-		return 0;	/* birth not seen, or filtered out at birth */
+		return 0; /* birth not seen, or filtered out at birth */
 	if (emit_close && event_allowed(key, o))
 		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate);
 	bpf_map_delete_elem(&sockets, &key);
@@ -412,7 +417,7 @@ static __always_inline int on_established(__u64 key, int oldstate)
 
 static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 sk = ctx->args[0];	/* struct sock *, the table's key */
+	__u64 sk = ctx->args[0]; /* struct sock *, the table's key */
 	int oldstate = ctx->args[1];
 	int newstate = ctx->args[2];
 
@@ -447,7 +452,7 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
  * process context would be skipped, and its event lost. So a second
  * program can go on the same hook: it does nothing unless tcpevent_state
  * is running on this CPU, i.e. exactly when the kernel skipped it. User
- * space attaches it only once the kernel reports such a skip (loader.c):
+ * space attaches it only once the kernel reports such a skip (upkeep.c):
  * attached, it costs a second dispatch on every hit.
  */
 struct {
@@ -547,8 +552,8 @@ static __always_inline void on_accepted(__u64 key)
 		return;
 	o->flags |= OWNER_ACCEPTED;
 	if (event_allowed(key, o))
-		emit(key, o, TCPEVENT_KIND_ACCEPT, KREAD(KPTR(struct sock, key),
-						       __sk_common.skc_state));
+		emit(key, o, TCPEVENT_KIND_ACCEPT,
+		     KREAD(KPTR(struct sock, key), __sk_common.skc_state));
 }
 
 /*
@@ -558,8 +563,8 @@ static __always_inline void on_accepted(__u64 key)
  */
 static __always_inline int on_accept(long fd)
 {
-	struct task_struct *task = KPTR(struct task_struct,
-					bpf_get_current_task());
+	struct task_struct *task =
+		KPTR(struct task_struct, bpf_get_current_task());
 	struct files_struct *files;
 	struct fdtable *fdt;
 	struct socket *sock;

@@ -37,74 +37,76 @@ tcpevent_cleanup_fn cleanup;
 
 /* ---- The extended API ------------------------------------------------- */
 
-#define TCPEVENT_TASK_LEN 16
-#define TCPEVENT_ADDR_LEN 46	/* INET6_ADDRSTRLEN */
+/* The size of tcpevent_event.task: the one command length,
+ * TCPEVENT_COMM_LEN (tcpevent_record.h), under its older name. */
+#define TCPEVENT_TASK_LEN TCPEVENT_COMM_LEN
+#define TCPEVENT_ADDR_LEN 46 /* INET6_ADDRSTRLEN */
 
 /* Which side of a connection an event is about (enum tcpevent_kind is in
  * tcpevent_record.h). */
 enum tcpevent_direction {
 	TCPEVENT_DIRECTION_UNKNOWN = 0,
-	TCPEVENT_DIRECTION_OUTBOUND = 1,	/* it called connect() */
-	TCPEVENT_DIRECTION_INBOUND = 2,		/* accept() hands it out */
+	TCPEVENT_DIRECTION_OUTBOUND = 1, /* it called connect() */
+	TCPEVENT_DIRECTION_INBOUND = 2,	 /* accept() hands it out */
 };
 
 /* One event, naturally aligned (unlike tcp_event_t). */
 struct tcpevent_event {
-	uint64_t time_ns;		/* wall clock, ns since the Unix epoch */
-	uint64_t lifetime_ns;		/* first sighting -> this event; 0 if unknown */
-	uint64_t rx_bytes;		/* bytes_received */
-	uint64_t tx_bytes;		/* bytes_acked */
-	uint64_t cgroup_id;		/* the socket's cgroup v2 id; 0 if unknown */
-	uint64_t handshake_ns;		/* SYN_SENT/SYN_RECV -> ESTABLISHED; 0: not measured */
-	uint64_t accept_wait_ns;	/* accept: ESTABLISHED -> accept() returned */
-	uint32_t pid;			/* owning process (tgid); 0 if unknown */
+	uint64_t time_ns;     /* wall clock, ns since the Unix epoch */
+	uint64_t lifetime_ns; /* first sighting -> this event; 0 if unknown */
+	uint64_t rx_bytes;    /* bytes_received */
+	uint64_t tx_bytes;    /* bytes_acked */
+	uint64_t cgroup_id;   /* the socket's cgroup v2 id; 0 if unknown */
+	uint64_t handshake_ns; /* SYN_SENT/SYN_RECV -> ESTABLISHED; 0: not measured */
+	uint64_t accept_wait_ns; /* accept: ESTABLISHED -> accept() returned */
+	uint32_t pid;		 /* owning process (tgid); 0 if unknown */
 	uint32_t uid;
-	uint32_t segs_out;		/* data_segs_out */
-	uint32_t segs_in;		/* data_segs_in */
-	uint32_t rtt_us;		/* smoothed RTT; 0 if unknown */
-	uint32_t retrans;		/* total retransmitted segments */
-	uint32_t netns;			/* the socket's network namespace inode; 0 if unknown */
-	uint16_t family;		/* AF_INET or AF_INET6 */
-	uint16_t sport;			/* local port, host byte order */
-	uint16_t dport;			/* remote port, host byte order */
-	uint16_t error;			/* the socket's pending error (an errno), or 0 */
-	uint8_t kind;			/* enum tcpevent_kind */
-	uint8_t state;			/* TCP state before the close / current */
-	uint8_t direction;		/* enum tcpevent_direction */
-	char task[TCPEVENT_TASK_LEN];	/* NUL-terminated */
-	char saddr[TCPEVENT_ADDR_LEN];	/* inet_ntop text, NUL-terminated */
+	uint32_t segs_out; /* data_segs_out */
+	uint32_t segs_in;  /* data_segs_in */
+	uint32_t rtt_us;   /* smoothed RTT; 0 if unknown */
+	uint32_t retrans;  /* total retransmitted segments */
+	uint32_t netns; /* the socket's network namespace inode; 0 if unknown */
+	uint16_t family;   /* AF_INET or AF_INET6 */
+	uint16_t sport;	   /* local port, host byte order */
+	uint16_t dport;	   /* remote port, host byte order */
+	uint16_t error;	   /* the socket's pending error (an errno), or 0 */
+	uint8_t kind;	   /* enum tcpevent_kind */
+	uint8_t state;	   /* TCP state before the close / current */
+	uint8_t direction; /* enum tcpevent_direction */
+	char task[TCPEVENT_COMM_LEN];  /* NUL-terminated */
+	char saddr[TCPEVENT_ADDR_LEN]; /* inet_ntop text, NUL-terminated */
 	char daddr[TCPEVENT_ADDR_LEN];
 	uint8_t reserved[5];
 };
 
 struct tcpevent_options {
-	size_t size;			/* sizeof(struct tcpevent_options) */
-	const char *program;		/* NULL: built-in; else BPF object path */
-	uint32_t queue_size;		/* events held in user space; 0: default */
-	uint32_t ring_size;		/* kernel ring buffer bytes; 0: default */
-	uint32_t max_sockets;		/* sockets tracked in the kernel; 0: default */
-	uint32_t snapshot_interval_ms;	/* 0: no snapshot events */
-	uint16_t family;		/* 0: both; AF_INET or AF_INET6 only */
-	uint16_t n_ports;		/* events whose local or remote port ... */
-	const uint16_t *ports;		/* ... is one of these; none: all */
-	uint32_t n_pids;		/* events owned by one of these ... */
-	const uint32_t *pids;		/* ... processes; none: all */
-	uint32_t flags;			/* TCPEVENT_OPT_* */
+	size_t size;	      /* sizeof(struct tcpevent_options) */
+	const char *program;  /* NULL: built-in; else BPF object path */
+	uint32_t queue_size;  /* events held in user space; 0: default */
+	uint32_t ring_size;   /* kernel ring buffer bytes; 0: default */
+	uint32_t max_sockets; /* sockets tracked in the kernel; 0: default */
+	uint32_t snapshot_interval_ms; /* 0: no snapshot events */
+	uint16_t family;	       /* 0: both; AF_INET or AF_INET6 only */
+	uint16_t n_ports;      /* events whose local or remote port ... */
+	const uint16_t *ports; /* ... is one of these; none: all */
+	uint32_t n_pids;       /* events owned by one of these ... */
+	const uint32_t *pids;  /* ... processes; none: all */
+	uint32_t flags;	       /* TCPEVENT_OPT_* */
 	/* Appended: a caller's smaller struct (its size) leaves them 0. */
-	uint32_t events;		/* TCPEVENT_EVENT_* bits; 0: close only */
-	uint32_t n_cgroups;		/* sockets made in one of these ... */
-	const uint64_t *cgroups;	/* ... cgroup v2 ids (or below one:
+	uint32_t events;	 /* TCPEVENT_EVENT_* bits; 0: close only */
+	uint32_t n_cgroups;	 /* sockets made in one of these ... */
+	const uint64_t *cgroups; /* ... cgroup v2 ids (or below one:
 					 * TCPEVENT_OPT_CGROUP_SUBTREE); none: all */
-	uint32_t n_netns;		/* sockets of one of these ... */
-	const uint32_t *netns;		/* ... network namespaces (inode
+	uint32_t n_netns;	 /* sockets of one of these ... */
+	const uint32_t *netns;	 /* ... network namespaces (inode
 					 * numbers); none: all */
 };
 
 /* Event kinds to deliver (options.events), as bits of enum tcpevent_kind.
  * Snapshots are asked for with snapshot_interval_ms instead. */
-#define TCPEVENT_EVENT_CLOSE	(1u << TCPEVENT_KIND_CLOSE)
-#define TCPEVENT_EVENT_CONNECT	(1u << TCPEVENT_KIND_CONNECT)
-#define TCPEVENT_EVENT_ACCEPT	(1u << TCPEVENT_KIND_ACCEPT)
+#define TCPEVENT_EVENT_CLOSE   (1u << TCPEVENT_KIND_CLOSE)
+#define TCPEVENT_EVENT_CONNECT (1u << TCPEVENT_KIND_CONNECT)
+#define TCPEVENT_EVENT_ACCEPT  (1u << TCPEVENT_KIND_ACCEPT)
 
 /*
  * Do not attach the accept() hooks (syscalls:sys_exit_accept4/accept). While
@@ -115,36 +117,34 @@ struct tcpevent_options {
  * down has no owner: pid 0, as a socket nobody accepted. Also: no tracefs,
  * so no CAP_DAC_READ_SEARCH (docs/privileges.md).
  */
-#define TCPEVENT_OPT_NO_ACCEPT_HOOKS	(1u << 0)
+#define TCPEVENT_OPT_NO_ACCEPT_HOOKS (1u << 0)
 /* options.cgroups also match every cgroup below them. */
-#define TCPEVENT_OPT_CGROUP_SUBTREE	(1u << 1)
+#define TCPEVENT_OPT_CGROUP_SUBTREE (1u << 1)
 
 struct tcpevent_stats {
-	uint64_t received;		/* records read from the kernel */
-	uint64_t dropped_kernel;	/* lost: kernel ring buffer was full */
-	uint64_t dropped_queue;		/* lost: user-space queue was full */
-	uint64_t queued;		/* waiting in the queue now */
-	uint64_t delivered;		/* handed to callers */
-	uint64_t malformed;		/* records rejected (custom programs) */
-	uint64_t untracked;		/* sockets not tracked: table full */
-	uint64_t filtered;		/* records dropped by the filters */
-	uint64_t snapshots;		/* snapshot events made (queued or dropped) */
-	uint64_t snapshot_errors;	/* snapshot listings that failed */
-	uint64_t missed;		/* events the kernel may never have
+	uint64_t received;	  /* records read from the kernel */
+	uint64_t dropped_kernel;  /* lost: kernel ring buffer was full */
+	uint64_t dropped_queue;	  /* lost: user-space queue was full */
+	uint64_t queued;	  /* waiting in the queue now */
+	uint64_t delivered;	  /* handed to callers */
+	uint64_t malformed;	  /* records rejected (custom programs) */
+	uint64_t untracked;	  /* sockets not tracked: table full */
+	uint64_t filtered;	  /* records dropped by the filters */
+	uint64_t snapshots;	  /* snapshot events made (queued or dropped) */
+	uint64_t snapshot_errors; /* snapshot listings that failed */
+	uint64_t missed;	  /* events the kernel may never have
 					 * shown us (an upper bound): hook runs
 					 * it skipped (one of ours was running
 					 * on that CPU) and closes of tracked
 					 * sockets no program saw */
 };
 
-#define TCPEVENT_DEFAULT_QUEUE_SIZE	65536u
-#define TCPEVENT_DEFAULT_RING_SIZE	(4u << 20)
-#define TCPEVENT_DEFAULT_MAX_SOCKETS	65536u
-/* Bounds of the options (tcpevent_open() refuses others with EINVAL). The
- * ring size is also a power of two of at least one page. */
-#define TCPEVENT_MAX_QUEUE_SIZE		(1u << 24)
-#define TCPEVENT_MAX_RING_SIZE		(1u << 30)
-#define TCPEVENT_MAX_SOCKETS		(1u << 24)
+/* Bounds of the options (tcpevent_open() refuses others with EINVAL); their
+ * defaults, TCPEVENT_DEFAULT_*, are in tcpevent_record.h. The ring size is
+ * also a power of two of at least one page. */
+#define TCPEVENT_MAX_QUEUE_SIZE (1u << 24)
+#define TCPEVENT_MAX_RING_SIZE	(1u << 30)
+#define TCPEVENT_MAX_SOCKETS	(1u << 24)
 
 struct tcpevent;
 

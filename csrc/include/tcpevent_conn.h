@@ -40,19 +40,19 @@ enum tcpevent_tcp_state {
 	TCPEVENT_TCP_BOUND_INACTIVE,
 };
 
-#define TCPEVENT_STATE_BIT(s)	(1u << (s))
+#define TCPEVENT_STATE_BIT(s) (1u << (s))
 /* The default (query.states == 0): sockets of real connections, i.e. with
  * an inode, an owner and a tcp_info. Leaves out LISTEN, CLOSE, TIME_WAIT and
  * SYN_RECV (the last two are kernel mini-sockets without any of those). */
-#define TCPEVENT_STATES_CONNECTED					\
-	(TCPEVENT_STATE_BIT(TCPEVENT_TCP_ESTABLISHED) |			\
-	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_SYN_SENT) |			\
-	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_FIN_WAIT1) |			\
-	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_FIN_WAIT2) |			\
-	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_CLOSE_WAIT) |			\
-	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_LAST_ACK) |			\
+#define TCPEVENT_STATES_CONNECTED                       \
+	(TCPEVENT_STATE_BIT(TCPEVENT_TCP_ESTABLISHED) | \
+	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_SYN_SENT) |    \
+	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_FIN_WAIT1) |   \
+	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_FIN_WAIT2) |   \
+	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_CLOSE_WAIT) |  \
+	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_LAST_ACK) |    \
 	 TCPEVENT_STATE_BIT(TCPEVENT_TCP_CLOSING))
-#define TCPEVENT_STATES_ALL	0xffffffffu
+#define TCPEVENT_STATES_ALL 0xffffffffu
 
 /* Values of tcpevent_conn.timer: the kernel's idiag_timer (which timer is
  * pending), named as ss names them. */
@@ -65,7 +65,7 @@ enum tcpevent_conn_timer {
 };
 
 /* tcpevent_conn.shutdown when the kernel sent no INET_DIAG_SHUTDOWN. */
-#define TCPEVENT_SHUTDOWN_ABSENT	0xff
+#define TCPEVENT_SHUTDOWN_ABSENT 0xff
 
 /*
  * Our own copy of the kernel's struct tcp_info as of Linux 6.18
@@ -92,9 +92,10 @@ struct tcpevent_tcp_info {
 	uint8_t tcpi_backoff;
 	uint8_t tcpi_options;
 	uint8_t tcpi_snd_wscale : 4, tcpi_rcv_wscale : 4;
-	uint8_t tcpi_delivery_rate_app_limited : 1, tcpi_fastopen_client_fail : 2;
+	uint8_t tcpi_delivery_rate_app_limited : 1,
+		tcpi_fastopen_client_fail : 2;
 
-	uint32_t tcpi_rto;		/* usec */
+	uint32_t tcpi_rto; /* usec */
 	uint32_t tcpi_ato;
 	uint32_t tcpi_snd_mss;
 	uint32_t tcpi_rcv_mss;
@@ -107,14 +108,14 @@ struct tcpevent_tcp_info {
 
 	/* Times, msec ago. */
 	uint32_t tcpi_last_data_sent;
-	uint32_t tcpi_last_ack_sent;	/* not remembered, always 0 */
+	uint32_t tcpi_last_ack_sent; /* not remembered, always 0 */
 	uint32_t tcpi_last_data_recv;
 	uint32_t tcpi_last_ack_recv;
 
 	/* Metrics. */
 	uint32_t tcpi_pmtu;
 	uint32_t tcpi_rcv_ssthresh;
-	uint32_t tcpi_rtt;		/* smoothed RTT, usec */
+	uint32_t tcpi_rtt; /* smoothed RTT, usec */
 	uint32_t tcpi_rttvar;
 	uint32_t tcpi_snd_ssthresh;
 	uint32_t tcpi_snd_cwnd;
@@ -126,10 +127,10 @@ struct tcpevent_tcp_info {
 
 	uint32_t tcpi_total_retrans;
 
-	uint64_t tcpi_pacing_rate;	/* bytes/s */
+	uint64_t tcpi_pacing_rate; /* bytes/s */
 	uint64_t tcpi_max_pacing_rate;
-	uint64_t tcpi_bytes_acked;	/* offset 120 */
-	uint64_t tcpi_bytes_received;	/* offset 128 */
+	uint64_t tcpi_bytes_acked;    /* offset 120 */
+	uint64_t tcpi_bytes_received; /* offset 128 */
 	uint32_t tcpi_segs_out;
 	uint32_t tcpi_segs_in;
 
@@ -140,9 +141,9 @@ struct tcpevent_tcp_info {
 
 	uint64_t tcpi_delivery_rate;
 
-	uint64_t tcpi_busy_time;	/* usec busy sending data */
-	uint64_t tcpi_rwnd_limited;	/* usec limited by receive window */
-	uint64_t tcpi_sndbuf_limited;	/* usec limited by send buffer */
+	uint64_t tcpi_busy_time;      /* usec busy sending data */
+	uint64_t tcpi_rwnd_limited;   /* usec limited by receive window */
+	uint64_t tcpi_sndbuf_limited; /* usec limited by send buffer */
 
 	uint32_t tcpi_delivered;
 	uint32_t tcpi_delivered_ce;
@@ -154,17 +155,17 @@ struct tcpevent_tcp_info {
 
 	uint32_t tcpi_rcv_ooopack;
 
-	uint32_t tcpi_snd_wnd;		/* peer's advertised window, bytes */
-	uint32_t tcpi_rcv_wnd;		/* local advertised window, bytes */
+	uint32_t tcpi_snd_wnd; /* peer's advertised window, bytes */
+	uint32_t tcpi_rcv_wnd; /* local advertised window, bytes */
 
 	uint32_t tcpi_rehash;
 
 	uint16_t tcpi_total_rto;
 	uint16_t tcpi_total_rto_recoveries;
-	uint32_t tcpi_total_rto_time;	/* msec; 6.7+ ends here (248) */
+	uint32_t tcpi_total_rto_time; /* msec; 6.7+ ends here (248) */
 
 	/* Accurate ECN, 6.18+ */
-	uint32_t tcpi_received_ce;	/* CE-marked segments received */
+	uint32_t tcpi_received_ce; /* CE-marked segments received */
 	uint32_t tcpi_delivered_e1_bytes;
 	uint32_t tcpi_delivered_e0_bytes;
 	uint32_t tcpi_delivered_ce_bytes;
@@ -184,20 +185,20 @@ static inline int tcpevent_tcp_info_has(size_t info_len, size_t field_offset,
 }
 
 /* TCPEVENT_TCP_INFO_HAS(conn, tcpi_bytes_acked): is that field present? */
-#define TCPEVENT_TCP_INFO_HAS(conn, field)				\
-	tcpevent_tcp_info_has((conn)->info_len,				\
-		offsetof(struct tcpevent_tcp_info, field),		\
-		sizeof(((struct tcpevent_tcp_info *)0)->field))
+#define TCPEVENT_TCP_INFO_HAS(conn, field)                               \
+	tcpevent_tcp_info_has((conn)->info_len,                          \
+			      offsetof(struct tcpevent_tcp_info, field), \
+			      sizeof(((struct tcpevent_tcp_info *)0)->field))
 
 /* Socket memory (INET_DIAG_SKMEMINFO, the SK_MEMINFO_* u32 array). Entry i
  * is present when i < tcpevent_conn.skmem_count. */
 struct tcpevent_skmem {
-	uint32_t rmem_alloc;		/* bytes in the receive queue */
+	uint32_t rmem_alloc; /* bytes in the receive queue */
 	uint32_t rcvbuf;
-	uint32_t wmem_alloc;		/* bytes in flight (in qdisc/driver) */
+	uint32_t wmem_alloc; /* bytes in flight (in qdisc/driver) */
 	uint32_t sndbuf;
 	uint32_t fwd_alloc;
-	uint32_t wmem_queued;		/* bytes in the send queue */
+	uint32_t wmem_queued; /* bytes in the send queue */
 	uint32_t optmem;
 	uint32_t backlog;
 	uint32_t drops;
@@ -205,56 +206,56 @@ struct tcpevent_skmem {
 
 /* One socket. Strings are NUL-terminated. */
 struct tcpevent_conn {
-	uint16_t family;		/* AF_INET or AF_INET6 */
-	uint16_t sport;			/* local port, host byte order */
-	uint16_t dport;			/* remote port, host byte order */
-	uint8_t state;			/* enum tcpevent_tcp_state */
-	uint8_t shutdown;		/* SHUT_* bits seen: 1 rd, 2 wr; 0xff absent */
-	char saddr[TCPEVENT_ADDR_LEN];	/* inet_ntop text; an IPv4-mapped */
-	char daddr[TCPEVENT_ADDR_LEN];	/* IPv6 socket gives "::ffff:a.b.c.d" */
-	uint32_t ifindex;		/* bound device, 0 if none */
+	uint16_t family;  /* AF_INET or AF_INET6 */
+	uint16_t sport;	  /* local port, host byte order */
+	uint16_t dport;	  /* remote port, host byte order */
+	uint8_t state;	  /* enum tcpevent_tcp_state */
+	uint8_t shutdown; /* SHUT_* bits seen: 1 rd, 2 wr; 0xff absent */
+	char saddr[TCPEVENT_ADDR_LEN]; /* inet_ntop text; an IPv4-mapped */
+	char daddr[TCPEVENT_ADDR_LEN]; /* IPv6 socket gives "::ffff:a.b.c.d" */
+	uint32_t ifindex;	       /* bound device, 0 if none */
 	uint32_t uid;
-	uint64_t inode;			/* 0 for TIME_WAIT / SYN_RECV minisocks */
-	uint64_t cookie;		/* = bpf_get_socket_cookie() of the socket */
-	uint32_t rqueue;		/* LISTEN: accept queue; else unread bytes */
-	uint32_t wqueue;		/* LISTEN: backlog limit; else unacked bytes */
-	uint32_t expires_ms;		/* pending timer, msec */
-	uint8_t timer;			/* 0 none, 1 retrans, 2 keepalive, 3 TIME_WAIT, 4 probe */
-	uint8_t retrans;		/* retransmits / probes of the timer */
-	uint8_t tos;			/* INET_DIAG_TOS, 0 if absent */
-	uint8_t tclass;			/* INET_DIAG_TCLASS (IPv6), 0 if absent */
-	uint8_t v6only;			/* INET_DIAG_SKV6ONLY, 0 if absent */
-	uint8_t skmem_count;		/* u32 entries of skmem the kernel sent */
+	uint64_t inode;	     /* 0 for TIME_WAIT / SYN_RECV minisocks */
+	uint64_t cookie;     /* = bpf_get_socket_cookie() of the socket */
+	uint32_t rqueue;     /* LISTEN: accept queue; else unread bytes */
+	uint32_t wqueue;     /* LISTEN: backlog limit; else unacked bytes */
+	uint32_t expires_ms; /* pending timer, msec */
+	uint8_t timer; /* 0 none, 1 retrans, 2 keepalive, 3 TIME_WAIT, 4 probe */
+	uint8_t retrans;     /* retransmits / probes of the timer */
+	uint8_t tos;	     /* INET_DIAG_TOS, 0 if absent */
+	uint8_t tclass;	     /* INET_DIAG_TCLASS (IPv6), 0 if absent */
+	uint8_t v6only;	     /* INET_DIAG_SKV6ONLY, 0 if absent */
+	uint8_t skmem_count; /* u32 entries of skmem the kernel sent */
 	uint8_t reserved[2];
-	uint32_t mark;			/* INET_DIAG_MARK (root only), 0 if absent */
-	uint32_t attrs;			/* bit 1u << INET_DIAG_x: attribute x received */
-	uint64_t cgroup_id;		/* INET_DIAG_CGROUP_ID, 0 if absent */
+	uint32_t mark;	    /* INET_DIAG_MARK (root only), 0 if absent */
+	uint32_t attrs;	    /* bit 1u << INET_DIAG_x: attribute x received */
+	uint64_t cgroup_id; /* INET_DIAG_CGROUP_ID, 0 if absent */
 	/* Owner: only filled when asked (with_process, with_cmdline or pids). */
-	uint32_t pid;			/* 0: unknown or not asked */
-	char task[TCPEVENT_TASK_LEN];	/* /proc/<pid>/comm, "" if unknown */
-	char *cmdline;			/* with_cmdline: args joined by spaces ("" if
+	uint32_t pid;		      /* 0: unknown or not asked */
+	char task[TCPEVENT_COMM_LEN]; /* /proc/<pid>/comm, "" if unknown */
+	char *cmdline; /* with_cmdline: args joined by spaces ("" if
 					 * unreadable); otherwise, or pid 0: NULL.
 					 * Freed by tcpevent_connections_free(). */
-	char cong[16];			/* congestion control, "" if absent */
+	char cong[16]; /* congestion control, "" if absent */
 	struct tcpevent_skmem skmem;
-	uint32_t info_len;		/* tcp_info bytes the kernel sent; 0: none
+	uint32_t info_len; /* tcp_info bytes the kernel sent; 0: none
 					 * (may exceed sizeof(info) on newer kernels) */
 	uint32_t reserved2;
 	struct tcpevent_tcp_info info;
 };
 
 struct tcpevent_conn_query {
-	size_t size;			/* sizeof(struct tcpevent_conn_query) */
-	uint16_t family;		/* 0: both; AF_INET or AF_INET6 only */
-	uint16_t n_ports;		/* sockets whose local or remote port is */
-	const uint16_t *ports;		/* one of these (host order); none: all */
-	uint32_t states;		/* TCPEVENT_STATE_BIT mask; 0: CONNECTED */
-	uint32_t n_pids;		/* sockets held open by one of these */
-	const uint32_t *pids;		/* processes; none: all (implies owners) */
-	int with_process;		/* fill pid and task */
-	int with_cmdline;		/* also cmdline (implies with_process) */
+	size_t size;	       /* sizeof(struct tcpevent_conn_query) */
+	uint16_t family;       /* 0: both; AF_INET or AF_INET6 only */
+	uint16_t n_ports;      /* sockets whose local or remote port is */
+	const uint16_t *ports; /* one of these (host order); none: all */
+	uint32_t states;       /* TCPEVENT_STATE_BIT mask; 0: CONNECTED */
+	uint32_t n_pids;       /* sockets held open by one of these */
+	const uint32_t *pids;  /* processes; none: all (implies owners) */
+	int with_process;      /* fill pid and task */
+	int with_cmdline;      /* also cmdline (implies with_process) */
 	/* Appended: a caller's smaller struct (its size) leaves it NULL. */
-	const char *netns;		/* the sockets of this network namespace:
+	const char *netns; /* the sockets of this network namespace:
 					 * the path of its nsfs file
 					 * (/proc/PID/ns/net, /run/netns/NAME);
 					 * NULL: the caller's. Entering another

@@ -9,23 +9,34 @@
 
 #include <linux/types.h>
 
+/* A task's command name (comm), its NUL included: the kernel's
+ * TASK_COMM_LEN. Every comm and task field of the API has this size. */
 #define TCPEVENT_COMM_LEN 16
+
+/*
+ * Defaults of tcpevent_options (tcpevent.h), here because the built-in BPF
+ * program declares its maps with the same sizes: events held in user space,
+ * the kernel ring buffer's bytes, and the sockets tracked in the kernel.
+ */
+#define TCPEVENT_DEFAULT_QUEUE_SIZE  65536u
+#define TCPEVENT_DEFAULT_RING_SIZE   (4u << 20)
+#define TCPEVENT_DEFAULT_MAX_SOCKETS 65536u
 
 /* Most pids, or ports, one filter holds (the BPF filter maps' size). */
 #define TCPEVENT_MAX_FILTER 1024
 
 /* Record flags. */
-#define TCPEVENT_F_OWNER	0x1	/* pid/uid/comm are the owner's */
-#define TCPEVENT_F_ACTIVE	0x2	/* the side that called connect() */
-#define TCPEVENT_F_PASSIVE	0x4	/* a side accept() hands out (born SYN_RECV) */
-#define TCPEVENT_F_SNAPSHOT	0x80	/* user space only: a live sample */
+#define TCPEVENT_F_OWNER    0x1	 /* pid/uid/comm are the owner's */
+#define TCPEVENT_F_ACTIVE   0x2	 /* the side that called connect() */
+#define TCPEVENT_F_PASSIVE  0x4	 /* a side accept() hands out (born SYN_RECV) */
+#define TCPEVENT_F_SNAPSHOT 0x80 /* user space only: a live sample */
 
 /* Why an event was made (tcpevent_record.kind, tcpevent_event.kind). */
 enum tcpevent_kind {
-	TCPEVENT_KIND_CLOSE = 0,	/* the connection reached TCP_CLOSE */
-	TCPEVENT_KIND_SNAPSHOT = 1,	/* user space: a sample of a live one */
-	TCPEVENT_KIND_CONNECT = 2,	/* the active side reached ESTABLISHED */
-	TCPEVENT_KIND_ACCEPT = 3,	/* accept() handed the passive side out */
+	TCPEVENT_KIND_CLOSE = 0,    /* the connection reached TCP_CLOSE */
+	TCPEVENT_KIND_SNAPSHOT = 1, /* user space: a sample of a live one */
+	TCPEVENT_KIND_CONNECT = 2,  /* the active side reached ESTABLISHED */
+	TCPEVENT_KIND_ACCEPT = 3,   /* accept() handed the passive side out */
 };
 
 /*
@@ -34,31 +45,31 @@ enum tcpevent_kind {
  * TCPEVENT_RECORD_V1_SIZE is the first layout's size (up to comm).
  */
 struct tcpevent_record {
-	__u64 ts_ns;		/* bpf_ktime_get_boot_ns() at the event */
-	__u64 lifetime_ns;	/* first sighting -> event */
-	__u64 rx_bytes;		/* tcp_sock->bytes_received */
-	__u64 tx_bytes;		/* tcp_sock->bytes_acked */
-	__u32 pid;		/* owner tgid, 0 if unknown */
+	__u64 ts_ns;	   /* bpf_ktime_get_boot_ns() at the event */
+	__u64 lifetime_ns; /* first sighting -> event */
+	__u64 rx_bytes;	   /* tcp_sock->bytes_received */
+	__u64 tx_bytes;	   /* tcp_sock->bytes_acked */
+	__u32 pid;	   /* owner tgid, 0 if unknown */
 	__u32 uid;
-	__u32 segs_out;		/* tcp_sock->data_segs_out */
-	__u32 segs_in;		/* tcp_sock->data_segs_in */
-	__u32 rtt_us;		/* tcp_sock->srtt_us >> 3 */
-	__u32 retrans;		/* tcp_sock->total_retrans */
-	__u16 family;		/* AF_INET or AF_INET6 */
-	__u16 sport;		/* host byte order */
-	__u16 dport;		/* host byte order */
-	__u8 state;		/* state before TCP_CLOSE; else the current one */
-	__u8 flags;		/* TCPEVENT_F_* */
-	__u8 saddr[16];		/* network order; IPv4 in the first 4 bytes */
+	__u32 segs_out; /* tcp_sock->data_segs_out */
+	__u32 segs_in;	/* tcp_sock->data_segs_in */
+	__u32 rtt_us;	/* tcp_sock->srtt_us >> 3 */
+	__u32 retrans;	/* tcp_sock->total_retrans */
+	__u16 family;	/* AF_INET or AF_INET6 */
+	__u16 sport;	/* host byte order */
+	__u16 dport;	/* host byte order */
+	__u8 state;	/* state before TCP_CLOSE; else the current one */
+	__u8 flags;	/* TCPEVENT_F_* */
+	__u8 saddr[16]; /* network order; IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char comm[TCPEVENT_COMM_LEN];
 	/* Since the second layout. */
-	__u64 cgroup_id;	/* the socket's cgroup v2 id; 0 if unknown */
-	__u64 handshake_ns;	/* SYN_SENT/SYN_RECV -> ESTABLISHED; 0 if not measured */
-	__u64 accept_wait_ns;	/* ESTABLISHED -> accept() returned; 0 if not */
-	__u32 netns;		/* inode of the socket's network namespace */
-	__u16 error;		/* the socket's pending error (sk_err), or 0 */
-	__u8 kind;		/* enum tcpevent_kind */
+	__u64 cgroup_id; /* the socket's cgroup v2 id; 0 if unknown */
+	__u64 handshake_ns; /* SYN_SENT/SYN_RECV -> ESTABLISHED; 0 if not measured */
+	__u64 accept_wait_ns; /* ESTABLISHED -> accept() returned; 0 if not */
+	__u32 netns;	      /* inode of the socket's network namespace */
+	__u16 error;	      /* the socket's pending error (sk_err), or 0 */
+	__u8 kind;	      /* enum tcpevent_kind */
 	__u8 reserved;
 };
 
@@ -78,10 +89,10 @@ const volatile __u32 tcpevent_record_size = sizeof(struct tcpevent_record);
 
 /* Indexes of the optional per-CPU "counters" array. */
 enum tcpevent_counter {
-	TCPEVENT_CNT_RINGBUF_FULL = 0,	/* record lost: ring buffer full */
-	TCPEVENT_CNT_UNTRACKED = 1,	/* socket not tracked: table full */
-	TCPEVENT_CNT_NESTED = 2,	/* hits the nested-hit program handled */
-	TCPEVENT_CNT_UNSEEN_CLOSE = 3,	/* an owned socket's close never seen */
+	TCPEVENT_CNT_RINGBUF_FULL = 0, /* record lost: ring buffer full */
+	TCPEVENT_CNT_UNTRACKED = 1,    /* socket not tracked: table full */
+	TCPEVENT_CNT_NESTED = 2,       /* hits the nested-hit program handled */
+	TCPEVENT_CNT_UNSEEN_CLOSE = 3, /* an owned socket's close never seen */
 	TCPEVENT_CNT_MAX,
 };
 

@@ -12,40 +12,21 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "sync.h"
 #include "tracer.h"
 
 static _Atomic(struct tcpevent *) current;
 static _Atomic unsigned int users;
-static _Atomic(struct tcpevent *) retired;	/* linked by ->retired_next */
-static _Atomic unsigned int cleanups;		/* cleanup() generation */
-static _Atomic unsigned int adding;		/* 1 while one call attaches */
-
-/* Sleep while *word == val (or until a wake-up, or a signal). */
-static void futex_wait(_Atomic unsigned int *word, unsigned int val)
-{
-	syscall(SYS_futex, (unsigned int *)word, FUTEX_WAIT_PRIVATE, val,
-		NULL, NULL, 0);
-}
-
-/* Wake every sleeper on word; only a system call, so fit for a signal
- * handler (errno is kept for the code the handler interrupted). */
-static void futex_wake_all(_Atomic unsigned int *word)
-{
-	int saved = errno;
-
-	syscall(SYS_futex, (unsigned int *)word, FUTEX_WAKE_PRIVATE, INT_MAX,
-		NULL, NULL, 0);
-	errno = saved;
-}
+static _Atomic(struct tcpevent *) retired; /* linked by ->retired_next */
+static _Atomic uint32_t cleanups;	   /* cleanup() generation */
+static _Atomic uint32_t adding;		   /* 1 while one call attaches */
 
 static void reap(void)
 {
@@ -108,8 +89,9 @@ static uint32_t env_u32(const char *name, double scale)
 		return 0;
 	d = strtod(v, &end);
 	if (*end || d < 0 || d * scale > UINT32_MAX) {
-		fprintf(stderr, "tcpevent: ignoring %s=%s: not a valid number\n",
-			name, v);
+		fprintf(stderr,
+			"tcpevent: ignoring %s=%s: not a valid number\n", name,
+			v);
 		return 0;
 	}
 	return (uint32_t)(d * scale);
@@ -129,8 +111,8 @@ static bool env_flag(const char *name)
  * already; -EINPROGRESS: another call is attaching (nothing printed); else
  * -errno, printed once and in tcpevent_last_error().
  */
-static int attach(const char *program, const char *caller,
-		  const char *attached, unsigned int gen)
+static int attach(const char *program, const char *caller, const char *attached,
+		  unsigned int gen)
 {
 	struct tcpevent_options o;
 	struct tcpevent *t;
@@ -139,7 +121,7 @@ static int attach(const char *program, const char *caller,
 	if (atomic_exchange(&adding, 1))
 		return -EINPROGRESS;
 	if (atomic_load(&cleanups) != gen)
-		goto out;	/* cleanup() came after the call: it wins */
+		goto out; /* cleanup() came after the call: it wins */
 	if (atomic_load(&current)) {
 		fprintf(stderr, "tcpevent: %s: already attached; %s\n", caller,
 			attached);
@@ -153,7 +135,8 @@ static int attach(const char *program, const char *caller,
 	if (!is_blank(program) && is_path(program)) {
 		o.program = program;
 	} else if (!is_blank(program)) {
-		fprintf(stderr, "tcpevent: %s: the %zu bytes of program text are not compiled; loading the built-in CO-RE program, which produces the same events\n",
+		fprintf(stderr,
+			"tcpevent: %s: the %zu bytes of program text are not compiled; loading the built-in CO-RE program, which produces the same events\n",
 			caller, strlen(program));
 	}
 	err = tcpevent_open(&o, &t);
@@ -173,7 +156,7 @@ static int attach(const char *program, const char *caller,
 	}
 out:
 	atomic_store(&adding, 0);
-	futex_wake_all(&adding);
+	te_futex_wake_all(&adding);
 	return err;
 }
 
@@ -181,7 +164,8 @@ void AddProbe(const char *program)
 {
 	if (attach(program, "AddProbe", "this call changes nothing",
 		   atomic_load(&cleanups)) == -EINPROGRESS)
-		fprintf(stderr, "tcpevent: AddProbe: another AddProbe or setupBPF is attaching; this call changes nothing\n");
+		fprintf(stderr,
+			"tcpevent: AddProbe: another AddProbe or setupBPF is attaching; this call changes nothing\n");
 }
 
 /*
@@ -198,18 +182,18 @@ int setupBPF(const char *program)
 	while ((err = attach(program, "setupBPF",
 			     "serving that tracer until cleanup()", gen)) ==
 	       -EINPROGRESS)
-		futex_wait(&adding, 1);
+		te_futex_wait(&adding, 1, NULL);
 	if (err)
 		return err;
 	while (atomic_load(&cleanups) == gen)
-		futex_wait(&cleanups, gen);
+		te_futex_wait(&cleanups, gen, NULL);
 	return 0;
 }
 
 void printCharArray(const char *text)
 {
 	printf("Array: %s\n", text ? text : "(null)");
-	fflush(stdout);	/* the caller may be another runtime with its own buffers */
+	fflush(stdout); /* the caller may be another runtime with its own buffers */
 }
 
 unsigned getStatus(void)
@@ -242,8 +226,8 @@ void cleanup(void)
 	if (t)
 		retire(t);
 	else if (!atomic_load(&users))
-		reap();	/* e.g. what a fork child inherited */
-	futex_wake_all(&cleanups);	/* setupBPF() returns */
+		reap();		      /* e.g. what a fork child inherited */
+	te_futex_wake_all(&cleanups); /* setupBPF() returns */
 }
 
 int tcpevent_default_stats(struct tcpevent_stats *stats)
@@ -254,7 +238,8 @@ int tcpevent_default_stats(struct tcpevent_stats *stats)
 	if (t)
 		err = tcpevent_stats(t, stats);
 	else
-		err = te_fail(ENODEV, "no default tracer: AddProbe() has not attached one");
+		err = te_fail(ENODEV,
+			      "no default tracer: AddProbe() has not attached one");
 	put();
 	return err;
 }
@@ -268,7 +253,7 @@ void te_legacy_after_fork(void)
 	atomic_store(&adding, 0);
 	if (t) {
 		t->retired_next = atomic_load(&retired);
-		atomic_store(&retired, t);	/* freed by the next reap */
+		atomic_store(&retired, t); /* freed by the next reap */
 	}
 }
 

@@ -14,14 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../../benchmarks/legacy_calls.h"
 #include "common.h"
 
-static tcpevent_AddProbe_fn *AddProbe;
-static tcpevent_setupBPF_fn *setupBPF;
-static tcpevent_getStatus_fn *getStatus;
-static tcpevent_DequeuePerfEvent_fn *DequeuePerfEvent;
-static tcpevent_printCharArray_fn *printCharArray;
-static tcpevent_cleanup_fn *cleanup_fn;
+static struct legacy_calls legacy;
 static const char *(*last_error)(void);
 
 static double now(void)
@@ -35,21 +31,21 @@ static double now(void)
 static void on_sigint(int sig)
 {
 	(void)sig;
-	cleanup_fn();	/* the original example's pattern, without exit() */
+	legacy.cleanup();	/* the original example's pattern, without exit() */
 }
 
 /* AddProbe() returns once attached (or failed): no waiting needed. */
 static int wait_ready(void)
 {
-	return getStatus();
+	return legacy.getStatus();
 }
 
 /* Poll getStatus() until attached (setupBPF() does not return then). */
 static int wait_attached(void)
 {
-	for (int i = 0; i < 600 && !getStatus(); i++)
+	for (int i = 0; i < 600 && !legacy.getStatus(); i++)
 		usleep(50000);
-	return getStatus();
+	return legacy.getStatus();
 }
 
 /* A thread serving through setupBPF(ARG) until cleanup(). */
@@ -64,7 +60,7 @@ static void *serve(void *arg)
 {
 	struct server *s = arg;
 
-	s->rc = setupBPF(s->program);
+	s->rc = legacy.setupBPF(s->program);
 	atomic_store(&s->returned, 1);
 	return NULL;
 }
@@ -81,7 +77,7 @@ static void cleanup_and_join(struct server *servers, int n)
 {
 	double t0 = now();
 
-	cleanup_fn();
+	legacy.cleanup();
 	for (int i = 0; i < n; i++)
 		pthread_join(servers[i].thread, NULL);
 	printf("RETURNED seconds=%.3f", now() - t0);
@@ -102,7 +98,7 @@ static void dequeue_zeroed(const char *label)
 {
 	static const struct tcp_event_t zero;
 	double t0 = now();
-	struct tcp_event_t ev = DequeuePerfEvent();
+	struct tcp_event_t ev = legacy.DequeuePerfEvent();
 
 	printf("%s zeroed=%d seconds=%.3f\n", label, !memcmp(&ev, &zero, sizeof(ev)),
 	       now() - t0);
@@ -115,61 +111,52 @@ int main(int argc, char **argv)
 	void *lib;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	lib = dlopen(argv[1], RTLD_NOW);
-	if (!lib) {
-		fprintf(stderr, "dlopen: %s\n", dlerror());
+	lib = legacy_calls_open(argv[1], &legacy);
+	if (!lib)
 		return 2;
-	}
-	AddProbe = dlsym(lib, "AddProbe");
-	setupBPF = dlsym(lib, "setupBPF");
-	getStatus = dlsym(lib, "getStatus");
-	DequeuePerfEvent = dlsym(lib, "DequeuePerfEvent");
-	printCharArray = dlsym(lib, "printCharArray");
-	cleanup_fn = dlsym(lib, "cleanup");
 	last_error = dlsym(lib, "tcpevent_last_error");
-	if (!AddProbe || !setupBPF || !getStatus || !DequeuePerfEvent ||
-	    !printCharArray || !cleanup_fn || !last_error) {
+	if (!last_error) {
 		fprintf(stderr, "dlsym: %s\n", dlerror());
 		return 2;
 	}
 
 	if (!strcmp(scenario, "addprobe")) {	/* ARG: NULL if absent */
-		AddProbe(arg);
+		legacy.AddProbe(arg);
 		printf("status=%u\n", wait_ready());
 	} else if (!strcmp(scenario, "addprobe-twice")) {
-		AddProbe(NULL);
+		legacy.AddProbe(NULL);
 		printf("status=%u\n", wait_ready());
-		AddProbe(arg);
-		printf("status=%u\n", getStatus());
+		legacy.AddProbe(arg);
+		printf("status=%u\n", legacy.getStatus());
 	} else if (!strcmp(scenario, "cleanup-first")) {
-		cleanup_fn();
-		printf("status=%u\n", getStatus());
+		legacy.cleanup();
+		printf("status=%u\n", legacy.getStatus());
 		dequeue_zeroed("before-addprobe");
-		AddProbe(NULL);
+		legacy.AddProbe(NULL);
 		printf("status=%u\n", wait_ready());
 	} else if (!strcmp(scenario, "cleanup-twice")) {
-		AddProbe(NULL);
+		legacy.AddProbe(NULL);
 		printf("status=%u\n", wait_ready());
-		cleanup_fn();
-		cleanup_fn();
-		printf("status=%u\n", getStatus());
+		legacy.cleanup();
+		legacy.cleanup();
+		printf("status=%u\n", legacy.getStatus());
 		dequeue_zeroed("after-cleanup");
-		AddProbe(NULL);	/* attaching again works */
+		legacy.AddProbe(NULL);	/* attaching again works */
 		printf("status=%u\n", wait_ready());
 	} else if (!strcmp(scenario, "sigint")) {
 		signal(SIGINT, on_sigint);
-		AddProbe(NULL);
+		legacy.AddProbe(NULL);
 		printf("status=%u\n", wait_ready());
 		printf("READY\n");
 		/* Blocks until the handler's cleanup() releases it; events of
 		 * other processes may come first. */
 		for (;;) {
-			struct tcp_event_t ev = DequeuePerfEvent();
+			struct tcp_event_t ev = legacy.DequeuePerfEvent();
 
 			if (!ev.family)
 				break;
 		}
-		printf("RETURNED status=%u\n", getStatus());
+		printf("RETURNED status=%u\n", legacy.getStatus());
 		dequeue_zeroed("after-cleanup");
 		getchar();	/* the test inspects us, then lets us go */
 	} else if (!strcmp(scenario, "setupbpf")) {
@@ -182,15 +169,15 @@ int main(int argc, char **argv)
 		printf("blocking=%d\n", !atomic_load(&s.returned));
 		pause_for_test("READY");
 		cleanup_and_join(&s, 1);
-		printf("status=%u\n", getStatus());
+		printf("status=%u\n", legacy.getStatus());
 		dequeue_zeroed("after-cleanup");
 		pause_for_test("CLEANED");
 	} else if (!strcmp(scenario, "setupbpf-fail")) {
 		/* On this thread: returning at all means it did not serve. */
 		double t0 = now();
-		int rc = setupBPF(arg);
+		int rc = legacy.setupBPF(arg);
 
-		printf("rc=%d seconds=%.3f status=%u\n", rc, now() - t0, getStatus());
+		printf("rc=%d seconds=%.3f status=%u\n", rc, now() - t0, legacy.getStatus());
 		printf("error=%s\n", last_error());
 	} else if (!strcmp(scenario, "setupbpf-sigint")) {
 		/* setupBPF() on the main thread, which the SIGINT handler's
@@ -199,25 +186,25 @@ int main(int argc, char **argv)
 
 		signal(SIGINT, on_sigint);
 		printf("READY\n");
-		rc = setupBPF(NULL);
-		printf("RETURNED rc=%d status=%u\n", rc, getStatus());
+		rc = legacy.setupBPF(NULL);
+		printf("RETURNED rc=%d status=%u\n", rc, legacy.getStatus());
 	} else if (!strcmp(scenario, "addprobe-setupbpf")) {
 		/* AddProbe's tracer, then two setupBPF() serving it, and an
 		 * AddProbe that changes nothing. */
 		struct server s[2];
 
-		AddProbe(NULL);
+		legacy.AddProbe(NULL);
 		printf("status=%u\n", wait_ready());
 		pause_for_test("ATTACHED");
 		start_server(&s[0], arg);
 		start_server(&s[1], NULL);
-		AddProbe(NULL);
+		legacy.AddProbe(NULL);
 		usleep(300000);
 		printf("blocking=%d\n", !atomic_load(&s[0].returned) &&
 		       !atomic_load(&s[1].returned));
 		pause_for_test("READY");
 		cleanup_and_join(s, 2);
-		printf("status=%u\n", getStatus());
+		printf("status=%u\n", legacy.getStatus());
 	} else if (!strcmp(scenario, "setupbpf-race")) {
 		/* Two setupBPF() at once: one loads, the other serves it. */
 		struct server s[2];
@@ -230,15 +217,15 @@ int main(int argc, char **argv)
 		       !atomic_load(&s[1].returned));
 		pause_for_test("READY");
 		cleanup_and_join(s, 2);
-		printf("status=%u\n", getStatus());
+		printf("status=%u\n", legacy.getStatus());
 	} else if (!strcmp(scenario, "print")) {
-		printCharArray(arg);
-		printCharArray("");
+		legacy.printCharArray(arg);
+		legacy.printCharArray("");
 	} else {
 		fprintf(stderr, "unknown scenario %s\n", scenario);
 		return 2;
 	}
-	cleanup_fn();
+	legacy.cleanup();
 	printf("DONE\n");
 	return 0;
 }

@@ -31,12 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../../benchmarks/legacy_calls.h"
 #include "common.h"
 
-static void (*AddProbe)(const char *);
-static unsigned (*getStatus)(void);
-static struct tcp_event_t (*DequeuePerfEvent)(void);
-static void (*cleanup_fn)(void);
+static struct legacy_calls legacy;
 
 static double now(void)
 {
@@ -150,14 +148,14 @@ static int cycles(int n)
 
 	printf("fds_before=%d\nthreads_before=%d\n", fds, tasks);
 	for (int i = 0; i < n; i++) {
-		AddProbe(NULL);
-		ok += getStatus() == 1;
+		legacy.AddProbe(NULL);
+		ok += legacy.getStatus() == 1;
 		print_held();
 		if (i == 0)
 			printf("fds_attached=%d\nthreads_attached=%d\n",
 			       count_dir("/proc/self/fd"), count_dir("/proc/self/task"));
-		cleanup_fn();
-		ok += getStatus() == 0;
+		legacy.cleanup();
+		ok += legacy.getStatus() == 0;
 	}
 	printf("ok=%d\nseconds=%.3f\n", ok, now() - t0);
 	printf("fds_after=%d\nthreads_after=%d\n", count_dir("/proc/self/fd"),
@@ -194,7 +192,7 @@ static void *consume(void *arg)
 	struct consumer *c = arg;
 
 	for (;;) {
-		struct tcp_event_t ev = DequeuePerfEvent();
+		struct tcp_event_t ev = legacy.DequeuePerfEvent();
 
 		if (!ev.family)
 			break;
@@ -222,7 +220,7 @@ static void *closer(void *arg)
 {
 	(void)arg;
 	cleanup_started = now();
-	cleanup_fn();
+	legacy.cleanup();
 	return NULL;
 }
 
@@ -240,8 +238,8 @@ static int threads_close(void)
 	struct key *all;
 
 	listen_loopback();
-	AddProbe(NULL);
-	printf("status=%u\n", getStatus());
+	legacy.AddProbe(NULL);
+	printf("status=%u\n", legacy.getStatus());
 	for (int i = 0; i < CONSUMERS; i++) {
 		cs[i].keys = calloc(MAX_KEEP, sizeof(struct key));
 		pthread_create(&cs[i].tid, NULL, consume, &cs[i]);
@@ -276,7 +274,7 @@ static int threads_close(void)
 	       atomic_load(&connections_made), total, ours, dups, used);
 	printf("cleanup_seconds=%.4f\nrelease_seconds=%.4f\n",
 	       cleanup_done - cleanup_started, latest - cleanup_started);
-	printf("status_after=%u\nthreads_left=%d\n", getStatus(),
+	printf("status_after=%u\nthreads_left=%d\n", legacy.getStatus(),
 	       count_dir("/proc/self/task"));
 	for (int i = 0; i < CONSUMERS; i++)
 		free(cs[i].keys);
@@ -305,7 +303,7 @@ static int wait_pair(uint32_t pid, unsigned cport, const char *who)
 	int seen = 0;
 
 	while (seen != 3) {
-		struct tcp_event_t ev = DequeuePerfEvent();
+		struct tcp_event_t ev = legacy.DequeuePerfEvent();
 
 		if (!ev.family)
 			return -1;
@@ -333,8 +331,8 @@ static int fork_scenario(void)
 	signal(SIGALRM, on_alarm);
 	alarm(30);
 	listen_loopback();
-	AddProbe(NULL);
-	printf("parent_status=%u\n", getStatus());
+	legacy.AddProbe(NULL);
+	printf("parent_status=%u\n", legacy.getStatus());
 	printf("parent_before_fork=%d\n", wait_pair(getpid(), connect_once(), "parent"));
 	if (pipe(fds))
 		return 1;
@@ -345,9 +343,9 @@ static int fork_scenario(void)
 
 		close(fds[0]);
 		/* The inherited default tracer is not the child's. */
-		printf("child_status_inherited=%u\n", getStatus());
+		printf("child_status_inherited=%u\n", legacy.getStatus());
 		t0 = now();
-		ev = DequeuePerfEvent();
+		ev = legacy.DequeuePerfEvent();
 		printf("child_dequeue_zeroed=%d\nchild_dequeue_seconds=%.3f\n",
 		       !memcmp(&ev, &zero, sizeof(ev)), now() - t0);
 		/* A connection the parent must see, made before the child's own
@@ -355,12 +353,12 @@ static int fork_scenario(void)
 		child_port = connect_once();
 		if (write(fds[1], &child_port, sizeof(child_port)) < 0)
 			_exit(1);
-		AddProbe(NULL);
-		printf("child_status_new=%u\n", getStatus());
+		legacy.AddProbe(NULL);
+		printf("child_status_new=%u\n", legacy.getStatus());
 		printf("child_own_events=%d\n",
 		       wait_pair(getpid(), connect_once(), "child"));
-		cleanup_fn();
-		printf("child_status_cleanup=%u\n", getStatus());
+		legacy.cleanup();
+		printf("child_status_cleanup=%u\n", legacy.getStatus());
 		fflush(stdout);
 		_exit(0);
 	}
@@ -371,9 +369,9 @@ static int fork_scenario(void)
 	printf("child_exit=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	/* The child's connection, then ours: neither was taken by the child. */
 	printf("parent_sees_child=%d\n", wait_pair(child, child_port, "parent"));
-	printf("parent_status_after=%u\n", getStatus());
+	printf("parent_status_after=%u\n", legacy.getStatus());
 	printf("parent_after_fork=%d\n", wait_pair(getpid(), connect_once(), "parent"));
-	cleanup_fn();
+	legacy.cleanup();
 	close(listen_fd);
 	return 0;
 }
@@ -385,15 +383,9 @@ int main(int argc, char **argv)
 	int rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	lib = dlopen(argv[1], RTLD_NOW);
-	if (!lib) {
-		fprintf(stderr, "dlopen: %s\n", dlerror());
+	lib = legacy_calls_open(argv[1], &legacy);
+	if (!lib)
 		return 2;
-	}
-	AddProbe = dlsym(lib, "AddProbe");
-	getStatus = dlsym(lib, "getStatus");
-	DequeuePerfEvent = dlsym(lib, "DequeuePerfEvent");
-	cleanup_fn = dlsym(lib, "cleanup");
 
 	if (!strcmp(scenario, "cycles") && argc > 3)
 		rc = cycles(atoi(argv[3]));
@@ -405,7 +397,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "unknown scenario %s\n", scenario);
 		return 2;
 	}
-	cleanup_fn();
+	legacy.cleanup();
 	dlclose(lib);
 	printf("DONE\n");
 	return rc;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h"
+#include "convert.h"
 
 static int check(int family, const uint8_t *a)
 {

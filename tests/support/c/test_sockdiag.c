@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * test_sockdiag.c - driver for the sock_diag client (csrc/sockdiag.c,
- * csrc/procowner.c), run by tests/test_sockdiag_c.py.
+ * test_sockdiag.c - driver for the sock_diag client (csrc/sockdiag.h lists
+ * its files; csrc/procowner.c), run by tests/test_sockdiag_c.py.
  *
  *   list [4|6|0] [--port P]... [--pid P]... [--process] [--cmdline]
  *        [--states MASK] [--time]
@@ -396,7 +396,7 @@ static void test_short_info(void)
 
 		c->pid = 42;
 		strcpy(c->task, "snapper");
-		sockdiag_conn_to_record(c, 123, &r);
+		sockdiag_conn_to_record(c, &res.addrs[0], 123, &r);
 		CHECK((r.flags & TCPEVENT_F_SNAPSHOT) && r.ts_ns == 123 &&
 		      r.pid == 42 && r.sport == 40000 && r.dport == 8080 &&
 		      r.rtt_us == 0xabababab && r.tx_bytes == 0 &&

@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: MIT
+/*
+ * Kernel records into the events callers receive, in the consumer's thread
+ * at dequeue (convert.h), and those into the original struct. Runs once per
+ * event delivered: nothing here may call into stdio or allocate.
+ */
 #include <string.h>
+#include <sys/socket.h>
 
-#include "format.h"
+#include "convert.h"
 
 /*
  * Address text, exactly as glibc's inet_ntop() writes it (tests compare the
- * two), but without its trip through sprintf(): that was a fifth of the
- * consumer's CPU time.
+ * two), but without its trip through vfprintf(), which runs for every
+ * event delivered (what it cost: docs/performance.md, "What was changed
+ * to get there").
  */
 static char *put_dec(char *p, unsigned int v)
 {
@@ -82,9 +89,9 @@ void te_format_addr(int family, const uint8_t *raw, char *out)
 {
 	char *end = out;
 
-	if (family == 2)
+	if (family == AF_INET)
 		end = put_ipv4(out, raw);
-	else if (family == 10)
+	else if (family == AF_INET6)
 		end = put_ipv6(out, raw);
 	*end = '\0';
 }
@@ -113,11 +120,12 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	ev->netns = r->netns;
 	ev->error = r->error;
 	ev->kind = (r->flags & TCPEVENT_F_SNAPSHOT) ? TCPEVENT_KIND_SNAPSHOT :
-						r->kind;
+						      r->kind;
 	ev->state = r->state;
-	ev->direction = (r->flags & TCPEVENT_F_ACTIVE) ? TCPEVENT_DIRECTION_OUTBOUND :
-			(r->flags & TCPEVENT_F_PASSIVE) ? TCPEVENT_DIRECTION_INBOUND :
-			TCPEVENT_DIRECTION_UNKNOWN;
+	ev->direction =
+		(r->flags & TCPEVENT_F_ACTIVE)	? TCPEVENT_DIRECTION_OUTBOUND :
+		(r->flags & TCPEVENT_F_PASSIVE) ? TCPEVENT_DIRECTION_INBOUND :
+						  TCPEVENT_DIRECTION_UNKNOWN;
 	/* The record's comm may come unterminated from a custom program. */
 	memcpy(ev->task, r->comm, comm_len);
 	memset(ev->task + comm_len, 0, sizeof(ev->task) - comm_len);
@@ -142,6 +150,8 @@ void tcpevent_event_to_abi(const struct tcpevent_event *ev,
 	out->DPT = ev->dport;
 	/* Sources are NUL-terminated and shorter than the zeroed targets. */
 	memcpy(out->task, ev->task, strnlen(ev->task, sizeof(ev->task) - 1));
-	memcpy(out->SADDR, ev->saddr, strnlen(ev->saddr, sizeof(ev->saddr) - 1));
-	memcpy(out->DADDR, ev->daddr, strnlen(ev->daddr, sizeof(ev->daddr) - 1));
+	memcpy(out->SADDR, ev->saddr,
+	       strnlen(ev->saddr, sizeof(ev->saddr) - 1));
+	memcpy(out->DADDR, ev->daddr,
+	       strnlen(ev->daddr, sizeof(ev->daddr) - 1));
 }

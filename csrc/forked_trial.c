@@ -36,7 +36,7 @@ static void child(int fd, int (*fn)(void *), void *arg)
 		if (n > 0)
 			p += n, left -= n;
 	}
-	_exit(0);	/* no atexit handlers, no destructors: not our process */
+	_exit(0); /* no atexit handlers, no destructors: not our process */
 }
 
 int te_trial(int (*fn)(void *), void *arg, const char *what)
@@ -73,12 +73,15 @@ int te_trial(int (*fn)(void *), void *arg, const char *what)
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (got < sizeof(res))
-		return te_fail(EINVAL, "%s is corrupt: checking it crashed libbpf (%s)",
-			       what, WIFSIGNALED(status) ?
-			       strsignal(WTERMSIG(status)) : "no result");
+		return te_fail(EINVAL,
+			       "%s is corrupt: checking it crashed libbpf (%s)",
+			       what,
+			       WIFSIGNALED(status) ?
+				       strsignal(WTERMSIG(status)) :
+				       "no result");
 	if (res.err) {
 		res.msg[sizeof(res.msg) - 1] = '\0';
-		return te_fail(res.err, "%s", res.msg);
+		return te_fail(-res.err, "%s", res.msg);
 	}
 	return 0;
 }
