@@ -12,7 +12,7 @@ Modes (one per run; each is a function ``(args) -> exit status`` in
 
 ``tcpevent exporter ...`` and ``tcpevent ship ...`` are subcommands with
 arguments of their own, the Prometheus exporter (:mod:`tcpevent.exporter`)
-and the ClickHouse shipper (:mod:`tcpevent.ship.main`): :func:`main` hands
+and the ClickHouse shipper (:mod:`tcpevent.ship.command`): :func:`main` hands
 each everything after its word before parsing anything.
 
 How things are printed is :mod:`tcpevent.cli.render`'s job.
@@ -425,7 +425,7 @@ def _run_exporter(argv: Sequence[str]) -> int:
 
 def _run_ship(argv: Sequence[str]) -> int:
     """``tcpevent ship ARGS``: the shipper parses ``ARGS`` itself."""
-    from tcpevent.ship import main as ship
+    from tcpevent.ship import command as ship
 
     return ship.main(argv)
 

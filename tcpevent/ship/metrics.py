@@ -12,7 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tcpevent._health import HealthCollector
+from tcpevent.exporter.health import HealthCollector
 from tcpevent.ship.shipper import ShipStats
 from tcpevent.stats import TracerStats
 

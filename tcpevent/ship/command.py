@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tcpevent._cmdline import (
+from tcpevent.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     Stop,
@@ -79,7 +79,7 @@ def _table(text: str) -> str:
 
 
 def _events(text: str) -> tuple[str, ...]:
-    from tcpevent.cli import _event_kinds  # the command's own --events, one parser
+    from tcpevent.cli.command import _event_kinds  # the command's own --events, one parser
 
     return _event_kinds(text)
 
