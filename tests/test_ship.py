@@ -405,3 +405,46 @@ def test_sigterm_before_anything_is_a_clean_exit(tmp_path: Path) -> None:
     ship = Ship(["--clickhouse", "http://127.0.0.1:1", "--spool", str(tmp_path / "s")])
     assert ship.stop(signal.SIGTERM) == 0, ship.log()
     assert "stopped: sent 0" in ship.log()
+
+
+def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
+    """``systemd-analyze verify`` accepts examples/systemd/tcpevent-ship.service
+    and reads it as a non-root user with no new privileges and a bounding
+    set of the three tracing capabilities (as the exporter's unit; systemd is
+    not PID 1 here, so the unit is checked as systemd reads it)."""
+    import shutil
+
+    unit_src = Path(__file__).resolve().parent.parent / "examples/systemd/tcpevent-ship.service"
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is needed: make deps installs systemd"
+    tcpevent = tmp_path / "tcpevent"
+    tcpevent.write_text(f'#!/bin/sh\nexec {sys.executable} -m tcpevent "$@"\n')
+    tcpevent.chmod(0o755)
+    text = unit_src.read_text()
+    assert "ExecStart=/usr/local/bin/tcpevent ship" in text
+    assert "--password" not in text.replace("--password-file %d/", "")  # never a password
+    unit = tmp_path / unit_src.name
+    unit.write_text(text.replace("/usr/local/bin/tcpevent", str(tcpevent)))
+    r = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "" and r.stderr.strip() == "", r
+    r = subprocess.run(
+        [analyze, "security", "--offline=true", "--json=short", str(unit)],
+        capture_output=True,
+        text=True,
+    )
+    checks = {c["json_field"]: c["set"] for c in json.loads(r.stdout)}
+    assert checks["UserOrDynamicUser"] is True
+    assert checks["NoNewPrivileges"] is True
+    kept = {k for k, ok in checks.items() if k.startswith("CapabilityBoundingSet_") and not ok}
+    assert kept == {
+        "CapabilityBoundingSet_CAP_BPF",
+        "CapabilityBoundingSet_CAP_DAC_FOWNER_IPC_OWNER",
+    }
+    # The command line systemd would run parses (a usage error would be 2).
+    args = text.split("ExecStart=/usr/local/bin/tcpevent ship", 1)[1].split("\n[")[0]
+    args = args.split("LoadCredential")[0].replace("\\\n", " ")
+    argv = args.replace("%d", str(tmp_path)).replace("%S", str(tmp_path)).split()
+    from tcpevent.ship.command import build_parser
+
+    parsed = build_parser().parse_args(argv)
+    assert parsed.spool == f"{tmp_path}/tcpevent/spool" and parsed.metrics is not None

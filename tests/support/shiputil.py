@@ -10,6 +10,8 @@ it as ``dport``, and nothing else has the listener's port.
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import signal
 import socket
@@ -19,7 +21,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from liveness import PROMPTLY
@@ -115,6 +118,40 @@ def spool_rows(directory: Path) -> int:
     return sum(int(p.name.split("-")[1].split(".")[0]) for p in directory.glob("*-*.jsonl.gz"))
 
 
+def spooled_events(directory: Path) -> list[dict[str, object]]:
+    """The rows in a spool's batch files (read while no shipper runs on it)."""
+    rows = []
+    for path in sorted(directory.glob("*-*.jsonl.gz")):
+        text = gzip.decompress(path.read_bytes()).decode()
+        rows += [json.loads(line) for line in text.splitlines()]
+    return rows
+
+
+def client_end(row: dict[str, object]) -> tuple[object, object]:
+    """(direction, client port) of a close row of :class:`Traffic`'s."""
+    port = row["sport"] if row["direction"] == "outbound" else row["dport"]
+    return row["direction"], port
+
+
+End = tuple[object, object]
+
+
+def both_ends(ports: Iterable[int]) -> Counter[End]:
+    """The close events of connections with these client ports, counted
+    (a multiset: a port reused is two connections)."""
+    return Counter((d, p) for p in ports for d in ("outbound", "inbound"))
+
+
+def within(part: Counter[End], whole: Counter[End]) -> bool:
+    """Each element of ``part`` at most as often in ``whole``."""
+    return not excess(part, whole)
+
+
+def excess(part: Counter[End], whole: Counter[End]) -> list[tuple[End, int, int]]:
+    """What ``part`` has more often than ``whole``: (element, there, here)."""
+    return [(k, n, whole[k]) for k, n in part.items() if whole[k] < n]
+
+
 class Traffic:
     """Connections to one loopback listener of its own (``port``)."""
 
@@ -126,24 +163,35 @@ class Traffic:
         self.listener.listen(512)
         self.port: int = self.listener.getsockname()[1]
         self.client_ports: list[int] = []
+        #: Each connection: its client port, when it began and ended
+        #: (monotonic). Loopback reuses a port in TIME_WAIT for a new
+        #: connection (tcp_tw_reuse), so a port may come more than once.
+        self.times: list[tuple[int, float, float]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._error: OSError | None = None
 
     def one(self, payload: int = 100) -> int:
-        """One connection, ``payload`` bytes each way; its client port."""
+        """One connection, ``payload`` bytes each way; its client port
+        (recorded as soon as it is connected: its events come whatever
+        happens next)."""
+        began = time.monotonic()
         client = socket.create_connection((self.addr, self.port))
-        server, _ = self.listener.accept()
-        with client, server:
-            port = int(client.getsockname()[1])
-            client.sendall(b"c" * payload)
-            _recv(server, payload)
-            server.sendall(b"s" * payload)
-            _recv(client, payload)
-            client.close()
-            server.recv(1)  # the FIN: the server's close is a LAST_ACK
+        port = int(client.getsockname()[1])
         with self._lock:
             self.client_ports.append(port)
+        with client:
+            server, _ = self.listener.accept()
+            with server:
+                client.sendall(b"c" * payload)
+                _recv(server, payload)
+                server.sendall(b"s" * payload)
+                _recv(client, payload)
+                client.close()
+                server.recv(1)  # the FIN: the server's close is a LAST_ACK
+        with self._lock:
+            self.times.append((port, began, time.monotonic()))
         return port
 
     def many(self, n: int) -> list[int]:
@@ -154,26 +202,40 @@ class Traffic:
         self._stop.clear()
 
         def run() -> None:
-            while not self._stop.is_set():
-                self.one()
-                self._stop.wait(1 / per_second)
+            try:
+                while not self._stop.is_set():
+                    self.one()
+                    self._stop.wait(1 / per_second)
+            except OSError as exc:
+                self._error = exc
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread; an error that ended it early is an AssertionError."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise AssertionError(f"the traffic thread failed: {error!r}")
 
     def ports(self) -> list[int]:
         with self._lock:
             return list(self.client_ports)
 
+    def between(self, start: float, end: float) -> list[int]:
+        """The client ports of the connections wholly within ``start..end``."""
+        with self._lock:
+            return [p for p, b, e in self.times if start <= b and e <= end]
+
     def close(self) -> None:
-        self.stop()
-        self.listener.close()
+        try:
+            self.stop()
+        finally:
+            self.listener.close()
 
 
 def _recv(sock: socket.socket, n: int) -> None:
