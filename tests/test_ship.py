@@ -448,3 +448,45 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
 
     parsed = build_parser().parse_args(argv)
     assert parsed.spool == f"{tmp_path}/tcpevent/spool" and parsed.metrics is not None
+
+
+def test_the_queries_of_the_docs_run_on_clickhouse_18(clickhouse: ClickHouse) -> None:
+    """Every SELECT and ALTER of docs/fleet.md, on a table of the documented
+    schema holding a close, a failed connect and a duplicate."""
+    import re
+
+    from tcpevent._convert import ZERO_EVENT
+    from tcpevent.event import TcpState
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "fleet.md").read_text()
+    queries = [q for q in re.findall(r"```sql\n(.*?)```", docs, re.S) if "CREATE" not in q]
+    assert len(queries) >= 5, queries
+    table = table_name()
+    clickhouse.query(create_table_sql(table))
+    enc = RowEncoder(HostIdentity("h", "1" * 32, "b"))
+    now = time.time_ns()
+    evs = [
+        replace(ZERO_EVENT, time_ns=now, daddr="10.1.2.3", dport=5432, rx_bytes=10, tx_bytes=5),
+        replace(
+            ZERO_EVENT,
+            time_ns=now + 1,
+            daddr="10.1.2.4",
+            dport=80,
+            direction="outbound",
+            state=TcpState.SYN_SENT,
+            error=errno.ECONNREFUSED,
+        ),
+    ]
+    body = gzip.compress("".join(enc.line(e) for e in evs + evs[:1]).encode())
+    ClickHouseClient(clickhouse.url).insert(f"`{table}`", body)
+    results = []
+    for q in queries:
+        sql = re.sub(r"\btcp_events\b", table, q).strip().rstrip(";")
+        sql = sql.replace("'2026-12-01 00:00:00'", "'1970-01-01 00:00:00'").replace(
+            "'2026-12-02 00:00:00'", "'2100-01-01 00:00:00'"
+        )
+        results.append(clickhouse.query(sql))
+    assert results[0] == "2\n"  # three rows, one of them twice: two events
+    assert results[1].split("\t")[:3] == ["10.1.2.3", "5432", "1"]  # top talkers, deduplicated
+    assert results[2].split("\t")[3:6] == ["1", "5", "10"]  # the peer's history: sent, received
+    assert results[3].split("\t")[:3] == ["80", "ECONNREFUSED", "1"]  # failed connects
