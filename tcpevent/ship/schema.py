@@ -129,6 +129,13 @@ class RowEncoder:
     def __init__(self, identity: HostIdentity) -> None:
         self.identity = identity
         self._prefix = identity.prefix()
+        # What every row of this host and boot has, as JSON once.
+        self._host = (
+            f'"host":{_quote(identity.host)},"host_id":{_quote(identity.host_id)},'
+            f'"boot_id":{_quote(identity.boot_id)}'
+        )
+        self._quoted: dict[str, str] = {}
+        self._cgroups: dict[int, str] = {}
 
     def row(self, ev: TcpEvent) -> dict[str, Any]:
         """The event as the table's columns."""
@@ -170,5 +177,54 @@ class RowEncoder:
         }
 
     def line(self, ev: TcpEvent) -> str:
-        """One ``JSONEachRow`` line, with its newline."""
-        return json.dumps(self.row(ev), separators=(",", ":")) + "\n"
+        """One ``JSONEachRow`` line, with its newline: ``json.dumps(row(ev))``
+        (the same object), written directly. It runs once per event: the
+        strings, which repeat (commands, addresses, kinds, states), are
+        quoted once and remembered, the cgroup's names once per cgroup."""
+        q = self._quoted
+        task, saddr, daddr = ev.task, ev.saddr, ev.daddr
+        kind, direction, state = ev.kind, ev.direction, ev.state.name
+        error = ev.error_name or ""
+        for text in (task, saddr, daddr, kind, direction, state, error):
+            if text not in q:
+                self._remember(text)
+        cgroup = self._cgroups.get(ev.cgroup_id)
+        if cgroup is None:
+            cgroup = self._cgroup(ev)
+        return (
+            f'{{"time":{ev.time_ns // 1_000_000_000},"time_ns":{ev.time_ns},{self._host},'
+            f'"event_id":{_event_id(ev, self._prefix)},"kind":{q[kind]},'
+            f'"direction":{q[direction]},"pid":{ev.pid},"uid":{ev.uid},"task":{q[task]},'
+            f'"family":"{family_name(ev.family)}","saddr":{q[saddr]},"sport":{ev.sport},'
+            f'"daddr":{q[daddr]},"dport":{ev.dport},"rx_bytes":{ev.rx_bytes},'
+            f'"tx_bytes":{ev.tx_bytes},"segs_out":{ev.segs_out},"segs_in":{ev.segs_in},'
+            f'"rtt_us":{ev.rtt_us},"retrans":{ev.retrans},"state":{q[state]},'
+            f'"error":{q[error]},"lifetime_ns":{ev.lifetime_ns},'
+            f'"handshake_ns":{ev.handshake_ns},"accept_wait_ns":{ev.accept_wait_ns},'
+            f'"cgroup_id":{ev.cgroup_id},{cgroup},"netns":{ev.netns}}}\n'
+        )
+
+    def _remember(self, text: str) -> None:
+        if len(self._quoted) >= _QUOTED_MAX:
+            self._quoted.clear()  # bounded: a host with endless distinct peers
+        self._quoted[text] = _quote(_text(text))
+
+    def _cgroup(self, ev: TcpEvent) -> str:
+        names: Mapping[str, str | None] = ev.cgroup_names() if ev.cgroup_id else {}
+        fragment = (
+            f'"cgroup":{_quote(_text(names.get("cgroup") or ""))},'
+            f'"container_id":{_quote(names.get("container_id") or "")},'
+            f'"pod_uid":{_quote(names.get("pod_uid") or "")}'
+        )
+        if len(self._cgroups) >= _QUOTED_MAX:
+            self._cgroups.clear()
+        self._cgroups[ev.cgroup_id] = fragment
+        return fragment
+
+
+#: Strings and cgroups remembered at most (then forgotten all at once).
+_QUOTED_MAX = 65536
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)
