@@ -511,3 +511,50 @@ def test_a_line_is_its_row_as_json() -> None:
         assert line.endswith("\n") and line.count("\n") == 1
         assert json.loads(line) == enc.row(ev)
         assert list(json.loads(line)) == [c.name for c in COLUMNS]
+
+
+@pytest.mark.bpf
+def test_https_with_a_ca_file_and_a_wrong_ca_kept_in_the_spool(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """ClickHouse over HTTPS: a CA that did not sign its certificate is a
+    clear TLS error and the rows wait; the right CA file sends them, once."""
+    from tlsutil import make_certs
+
+    certs = make_certs(tmp_path_factory.mktemp("ch-certs"))
+    server = ClickHouse(
+        tmp_path_factory.mktemp("clickhouse-tls"),
+        tls=(certs.path("server.crt"), certs.path("server.key")),
+    )
+    traffic = Traffic()
+    table = table_name()
+    (tmp_path / "pw").write_text(PASSWORD)
+    base = [
+        *("--clickhouse", server.https_url, "--table", table, "--user", USER),
+        *("--password-file", str(tmp_path / "pw"), "--spool", str(tmp_path / "spool")),
+        *("--port", str(traffic.port), "--batch-seconds", "0.2"),
+    ]
+    try:
+        wrong = Ship([*base, "--ca-file", certs.path("other-ca.crt")])
+        try:
+            ports = traffic.many(10)
+            wrong.wait_log(
+                r"TLS with https://127\.0\.0\.1:\d+/ failed: .*CERTIFICATE_VERIFY_FAILED"
+            )
+        finally:
+            assert wrong.stop() == 0, wrong.log()
+        right = Ship([*base, "--ca-file", certs.path("ca.crt")])
+        try:
+            assert right.waiting() == 20
+            assert wait_rows(server, table, 20) == 20, right.log()
+        finally:
+            assert right.stop() == 0, right.log()
+        rows = server.rows(f"SELECT direction, sport, dport FROM {table} FINAL")
+        got = sorted(
+            (r["direction"], r["sport"] if r["direction"] == "outbound" else r["dport"])
+            for r in rows
+        )
+        assert got == sorted((d, p) for p in ports for d in ("outbound", "inbound"))
+    finally:
+        traffic.close()
+        server.stop()

@@ -73,8 +73,11 @@ def available() -> bool:
 class ClickHouse:
     """One server of the test's own; ``url`` is its HTTP interface."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: a certificate and key (PEM) to serve HTTPS with too
+        (``https_url``)."""
         self.dir = workdir
+        self.tls = tls
         self.data = workdir / "data"
         (self.data / "tmp").mkdir(parents=True)
         self.users = workdir / "users.xml"
@@ -83,7 +86,7 @@ class ClickHouse:
         self.log = workdir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         for _attempt in range(5):  # a free port may be taken before the server binds it
-            self.http_port, self.tcp_port, self.inter_port = _free_ports(3)
+            self.http_port, self.tcp_port, self.inter_port, self.https_port = _free_ports(4)
             if self.start(must=False):
                 return
         raise AssertionError(f"clickhouse-server did not start: {self.tail()}")
@@ -91,6 +94,11 @@ class ClickHouse:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def https_url(self) -> str:
+        assert self.tls, "started without tls="
+        return f"https://127.0.0.1:{self.https_port}"
 
     def tail(self) -> str:
         text = ""
@@ -102,6 +110,16 @@ class ClickHouse:
     def start(self, must: bool = True) -> bool:
         """Start it (on its ports, with its data); whether it answers."""
         assert self.proc is None
+        tls: list[str] = []
+        if self.tls:
+            # No Diffie-Hellman parameters file: ECDHE only (the default
+            # configuration names one that Debian does not ship).
+            tls = [
+                f"--https_port={self.https_port}",
+                f"--openSSL.server.certificateFile={self.tls[0]}",
+                f"--openSSL.server.privateKeyFile={self.tls[1]}",
+                "--openSSL.server.dhParamsFile=",
+            ]
         with (self.dir / "stdout.log").open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -116,6 +134,7 @@ class ClickHouse:
                     f"--logger.errorlog={self.dir / 'error.log'}",
                     "--logger.level=warning",
                     "--listen_host=127.0.0.1",
+                    *tls,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
