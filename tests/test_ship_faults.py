@@ -281,3 +281,31 @@ def test_a_full_spool_drops_and_counts(traffic: Traffic, table: str, tmp_path: P
     assert_accounted(dropped + held, int(m["tcpevent_events_missed_total"]), produced, ship.log())
     assert "the spool is full" in ship.log()
     assert f"dropped {dropped}" in ship.log().splitlines()[-1]
+
+
+def test_a_clickhouse_that_stops_answering_is_retried_after_the_timeout(
+    clickhouse: ClickHouse, traffic: Traffic, table: str, tmp_path: Path
+) -> None:
+    """A server that takes the connection but does not answer (SIGSTOP: the
+    kernel still accepts into its backlog): each insert times out after
+    --timeout and is sent again; one that the server committed before it
+    froze then arrives twice, and counts once."""
+    spool = tmp_path / "spool"
+    ship = Ship(ship_args(clickhouse.url, table, spool, traffic, "--timeout", "2"))
+    assert clickhouse.proc is not None
+    try:
+        first = traffic.many(20)
+        assert wait_for(lambda: table_count(clickhouse, table) == 40), ship.log()
+        clickhouse.proc.send_signal(signal.SIGSTOP)
+        try:
+            frozen = traffic.many(50)
+            ship.wait_log("timed out")
+            assert wait_for(lambda: spool_rows(spool) >= 100), ship.log()
+        finally:
+            clickhouse.proc.send_signal(signal.SIGCONT)
+        assert wait_for(lambda: table_count(clickhouse, table) == 140), ship.log()
+        assert wait_for(lambda: spool_rows(spool) == 0)
+    finally:
+        assert ship.stop() == 0, ship.log()
+    assert assert_once(clickhouse, table) == both_ends(first) + both_ends(frozen)
+    assert "takes batches again" in ship.log()
