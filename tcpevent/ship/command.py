@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tcpevent.cli.common import (
     EXIT_FAILURE,
@@ -40,6 +41,9 @@ from tcpevent.ship.schema import DEFAULT_TABLE, check_table_name
 from tcpevent.ship.shipper import DEFAULT_BATCH_ROWS, DEFAULT_BATCH_SECONDS, Shipper
 from tcpevent.ship.spool import Spool, parse_size
 from tcpevent.tracer import Tracer
+
+if TYPE_CHECKING:
+    from tcpevent.exporter.command import Listen
 
 __all__ = ["DEFAULT_SPOOL", "DEFAULT_SPOOL_SIZE", "build_parser", "main"]
 
@@ -84,7 +88,7 @@ def _events(text: str) -> tuple[str, ...]:
     return _event_kinds(text)
 
 
-def _listen(text: str) -> object:
+def _listen(text: str) -> Listen:
     try:
         from tcpevent.exporter import parse_listen
     except ModuleNotFoundError as exc:

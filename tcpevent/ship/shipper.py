@@ -12,6 +12,7 @@ counted (``dropped``) and logged.
 from __future__ import annotations
 
 import gzip
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -86,8 +87,6 @@ class ShipStats:
 
 
 def _stderr(line: str) -> None:
-    import sys
-
     print(f"tcpevent ship: {line}", file=sys.stderr, flush=True)
 
 
