@@ -5,7 +5,8 @@ shape), and a spool too small. Every event kept is in the table exactly
 once afterwards (``FINAL``), and what could not be kept is counted.
 
 The traffic is loopback connections to a listener of each test's own
-(tests/support/shiputil.py), the shipper filtered to its port: each
+(tests/support/shiputil.py), the shipper filtered to its port and to the
+test's pid (another process may connect to that port too): each
 connection is two close events, ``outbound`` (client port = ``sport``) and
 ``inbound`` (client port = ``dport``).
 """
@@ -74,6 +75,9 @@ def ship_args(ch_url: str, table: str, spool: Path, traffic: Traffic, *more: str
     return [
         *("--clickhouse", ch_url, "--table", table, "--user", USER),
         *("--password-file", str(pw), "--spool", str(spool), "--port", str(traffic.port)),
+        # Our pid too: another process of the host may connect to our port
+        # (a test of its own that probes "free" ports), and would be counted.
+        *("--pid", str(os.getpid())),
         *("--batch-seconds", "0.2", "--log-interval", "1", *more),
     ]
 

@@ -59,8 +59,8 @@ class ShipStats:
     sent: int
     """Rows ClickHouse acknowledged."""
     spooled: int
-    """Rows that had to wait in the spool: their batch's first attempt
-    failed, or it was written while ClickHouse was failing."""
+    """Rows that had to wait in the spool for ClickHouse: in it when an
+    attempt failed, or written to it while ClickHouse was failing."""
     retried: int
     """Failed attempts at sending a batch (each one is tried again)."""
     dropped: int
@@ -300,10 +300,14 @@ class Shipper:
                 )
 
     def _failed(self, batch: Batch, message: str) -> None:
+        # Every batch in the spool now waits for ClickHouse: this one, and
+        # those queued behind it (each counted once).
+        waiting = self.spool.pending()
         with self._lock:
             self._retried += 1
             self._failing = True
             self._last_error = message
-            if not batch.waited:
-                batch.waited = True
-                self._spooled += batch.rows
+            for b in waiting if batch in waiting else [batch, *waiting]:
+                if not b.waited:
+                    b.waited = True
+                    self._spooled += b.rows

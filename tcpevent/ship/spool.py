@@ -156,6 +156,11 @@ class Spool:
                 self._bytes -= batch.size
             self._cond.notify_all()
 
+    def pending(self) -> list[Batch]:
+        """The batches now in the spool, oldest first (a snapshot)."""
+        with self._cond:
+            return list(self._batches)
+
     def wait_empty(self, timeout: float | None) -> bool:
         """Wait until every batch is gone; whether they are."""
         with self._cond:
