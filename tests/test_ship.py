@@ -280,7 +280,7 @@ def test_the_schema_creates_on_clickhouse_18_and_matches_the_rows(clickhouse: Cl
 
 
 def test_a_batch_sent_twice_counts_once_with_final(clickhouse: ClickHouse) -> None:
-    from tcpevent._convert import ZERO_EVENT
+    from tcpevent.event import ZERO_EVENT
 
     table = table_name()
     clickhouse.query(create_table_sql(table))
@@ -298,7 +298,7 @@ def test_a_batch_sent_twice_counts_once_with_final(clickhouse: ClickHouse) -> No
 
 
 def test_event_ids_are_deterministic_and_tell_events_apart() -> None:
-    from tcpevent._convert import ZERO_EVENT
+    from tcpevent.event import ZERO_EVENT
 
     a, b = HostIdentity("h", "1" * 32, "boot-a"), HostIdentity("h", "1" * 32, "boot-b")
     ev = replace(ZERO_EVENT, time_ns=123, saddr="127.0.0.1", sport=1, daddr="127.0.0.1", dport=2)
@@ -316,7 +316,7 @@ def test_event_ids_are_deterministic_and_tell_events_apart() -> None:
 
 
 def test_a_command_name_that_is_not_utf8_is_shipped_as_escapes() -> None:
-    from tcpevent._convert import ZERO_EVENT
+    from tcpevent.event import ZERO_EVENT
 
     enc = RowEncoder(HostIdentity("h", "1" * 32, "b"))
     ev = replace(ZERO_EVENT, task="caf\udce9")
@@ -459,8 +459,7 @@ def test_the_queries_of_the_docs_run_on_clickhouse_18(clickhouse: ClickHouse) ->
     schema holding a close, a failed connect and a duplicate."""
     import re
 
-    from tcpevent._convert import ZERO_EVENT
-    from tcpevent.event import TcpState
+    from tcpevent.event import ZERO_EVENT, TcpState
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "fleet.md").read_text()
     queries = [q for q in re.findall(r"```sql\n(.*?)```", docs, re.S) if "CREATE" not in q]
@@ -498,8 +497,7 @@ def test_the_queries_of_the_docs_run_on_clickhouse_18(clickhouse: ClickHouse) ->
 
 def test_a_line_is_its_row_as_json() -> None:
     """The fast line writer and the row agree, for every kind of value."""
-    from tcpevent._convert import ZERO_EVENT
-    from tcpevent.event import TcpState
+    from tcpevent.event import ZERO_EVENT, TcpState
 
     enc = RowEncoder(HostIdentity('h"\\', "1" * 32, "b"))
     odd = [

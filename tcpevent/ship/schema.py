@@ -223,7 +223,7 @@ class RowEncoder:
 
 
 #: Strings and cgroups remembered at most (then forgotten all at once).
-_QUOTED_MAX = 65536
+_QUOTED_MAX = 50_000
 
 
 def _quote(text: str) -> str:

@@ -33,7 +33,7 @@ __all__ = ["Batch", "Spool", "SpoolError", "parse_size"]
 
 _FILE = re.compile(r"(\d{20})-(\d+)\.jsonl\.gz")
 _LOCK = ".lock"
-_SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_SUFFIX = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 class SpoolError(OSError):
