@@ -175,7 +175,8 @@ def _serve_http(
 def _serve_web_config(where: Listen, registry: CollectorRegistry, path: str) -> tuple[Any, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from tcpevent.webconfig import MetricsServer, WebConfigError, load_web_config
+    from tcpevent.webconfig import WebConfigError, load_web_config
+    from tcpevent.webserver import MetricsServer
 
     try:
         config = load_web_config(path)

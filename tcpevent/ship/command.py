@@ -278,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         server = None
         if args.metrics is not None:
             from tcpevent.ship.metrics import ship_registry
-            from tcpevent.webconfig import MetricsServer
+            from tcpevent.webserver import MetricsServer
 
             render = ship_registry(
                 lambda: shipper.stats,
