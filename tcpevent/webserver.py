@@ -67,7 +67,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _HTTPServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+    # Request threads are joined by server_close(), never left running at
+    # exit: one inside bcrypt (native code that released the GIL) when the
+    # interpreter finalizes is killed by a forced unwind, and the process
+    # aborts ("FATAL: exception not rethrown"). CONNECTION_TIMEOUT bounds
+    # the wait.
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(
         self,
@@ -196,7 +202,8 @@ class MetricsServer:
         self._thread.join(5)
 
     def server_close(self) -> None:
-        """Close the listening socket."""
+        """Close the listening socket; wait for the requests under way (each
+        ends within CONNECTION_TIMEOUT)."""
         self._server.server_close()
 
     def close(self) -> None:
