@@ -28,8 +28,12 @@ APT_TEST_PACKAGES := clang-format llvm bpftool pkg-config coreutils iproute2 nft
 	mono-runtime util-linux systemd podman runc busybox-static
 # Without their recommends: the Prometheus server the exporter's tests scrape
 # with (not its node exporter).
-APT_TEST_LEAN_PACKAGES := prometheus
-PIP_TEST_PACKAGES := pytest pytest-mock pytest-timeout mypy ruff prometheus_client
+# clickhouse-server and clickhouse-client: the ClickHouse (Debian's 18.16)
+# `tcpevent ship` is tested and benchmarked against, run by the tests as a
+# plain process on loopback (the package's own service is not used).
+APT_TEST_LEAN_PACKAGES := prometheus clickhouse-server clickhouse-client
+# PyYAML and bcrypt: --web.config.file (the extra tcpevent[web]).
+PIP_TEST_PACKAGES := pytest pytest-mock pytest-timeout mypy ruff prometheus_client PyYAML bcrypt
 
 .PHONY: all deps test-deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
 
@@ -56,8 +60,8 @@ deps:
 test-deps: deps
 	$(call apt_install,$(APT_TEST_PACKAGES))
 	$(call apt_install,$(APT_TEST_LEAN_PACKAGES),--no-install-recommends)
-	@$(PYTHON) -c "import pytest, pytest_mock, pytest_timeout, mypy, prometheus_client" \
-		2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST_PACKAGES)
+	@$(PYTHON) -c "import pytest, pytest_mock, pytest_timeout, mypy, prometheus_client, yaml, \
+		bcrypt" 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST_PACKAGES)
 	@command -v ruff >/dev/null || $(PYTHON) -m pip install -q ruff
 
 build: deps

@@ -26,7 +26,9 @@ single and Python batch), close-to-dequeue latency at a fixed 10,000
 connections/s, the BPF program's own cost per tracepoint hit
 (kernel.bpf_stats_enabled, restored afterwards), what an attached tracer
 costs other processes' system calls (benchmarks/syscalls.c), with and
-without the accept() hooks, and the Python conversion alone. Last, every
+without the accept() hooks, the Python conversion alone, and ``tcpevent
+ship`` shipping a churn into a real ClickHouse (benchmarks/ship.py: rows/s
+and the shipper's CPU per event). Last, every
 speed target (benchmarks/targets.py) with what was measured and whether it
 was met: the test suite asserts none of them.
 
@@ -52,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ship
 import targets
 
 HERE = Path(__file__).resolve().parent
@@ -487,6 +490,9 @@ def main() -> int:
     report["host_syscall"] = host_syscall_cost(consumer, args.rounds)
     print("Python conversion of a synthetic batch:", flush=True)
     report["conversion"] = conversion_throughput()
+    print(f"tcpevent ship into ClickHouse ({args.connections:,} connections):", flush=True)
+    report["ship"] = ship.ship_throughput(churn, args.connections, fresh_netns)
+    print(json.dumps(report["ship"]), flush=True)
     report["targets"] = targets.check(report)
     print("targets:\n" + targets.table(report["targets"]), flush=True)
     RESULTS.mkdir(exist_ok=True)

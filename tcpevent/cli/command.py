@@ -10,9 +10,10 @@ Modes (one per run; each is a function ``(args) -> exit status`` in
   their ``tcp_info``, as a table (like ``ss -tip``) or JSON lines; no BPF;
 - ``install-lib``: copy the packaged ``libtcpEvent.so`` for C clients.
 
-``tcpevent exporter ...`` is a subcommand with arguments of its own, the
-Prometheus exporter (:mod:`tcpevent.exporter`): :func:`main` hands it
-everything after the word ``exporter`` before parsing anything.
+``tcpevent exporter ...`` and ``tcpevent ship ...`` are subcommands with
+arguments of their own, the Prometheus exporter (:mod:`tcpevent.exporter`)
+and the ClickHouse shipper (:mod:`tcpevent.ship.command`): :func:`main` hands
+each everything after its word before parsing anything.
 
 How things are printed is :mod:`tcpevent.cli.render`'s job.
 
@@ -130,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
             "only of the processes it may inspect).\n"
             "Exit status: 0 ok (also on SIGINT/SIGTERM), 1 the tracer could not start,\n"
             "2 bad arguments, 77 not privileged.\n"
-            "The Prometheus exporter: tcpevent exporter --help."
+            "The Prometheus exporter: tcpevent exporter --help.\n"
+            "Events into ClickHouse: tcpevent ship --help."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -421,11 +423,20 @@ def _run_exporter(argv: Sequence[str]) -> int:
     return exporter.main(argv)
 
 
+def _run_ship(argv: Sequence[str]) -> int:
+    """``tcpevent ship ARGS``: the shipper parses ``ARGS`` itself."""
+    from tcpevent.ship import command as ship
+
+    return ship.main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tcpevent``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["exporter"]:
         return _run_exporter(argv[1:])
+    if argv[:1] == ["ship"]:
+        return _run_ship(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_mode(parser, args)

@@ -2,8 +2,10 @@
 tracer and serves ``/metrics``, :mod:`.metrics` turns events into series
 under a budget, :mod:`.health` reports the tracer's own counters.
 
-The only part of the package that imports ``prometheus_client`` (the
-optional extra ``tcpevent[prometheus]``)."""
+With :mod:`tcpevent.ship.metrics` (``tcpevent ship --metrics``, which
+serves this package's health collector too), the only part of the package
+that imports ``prometheus_client`` (the optional extra
+``tcpevent[prometheus]``)."""
 
 from tcpevent.exporter.command import DEFAULT_LISTEN, Listen, build_parser, main, parse_listen
 

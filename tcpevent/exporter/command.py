@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         "127.0.0.1; IPv6 in brackets ([::1]:9477); port 0: any free port",
     )
     serving.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth for /metrics, in the Prometheus exporter-toolkit format "
+        "(tls_server_config, basic_auth_users; needs tcpevent[web]; docs/fleet.md)",
+    )
+    serving.add_argument(
         "--max-series",
         type=bounded_int("max series", 1, 2**31 - 1),
         default=DEFAULT_MAX_SERIES,
@@ -149,14 +156,41 @@ class ListenError(Exception):
     """The metrics cannot be served where asked (exit status 1)."""
 
 
-def _serve_http(where: Listen, registry: CollectorRegistry) -> tuple[Any, Listen]:
-    """Start serving ``registry``; the server and where it listens."""
+def _serve_http(
+    where: Listen, registry: CollectorRegistry, web_config: str | None = None
+) -> tuple[Any, str]:
+    """Start serving ``registry``; the server (``shutdown()``,
+    ``server_close()``) and its URL. With a web configuration file: the
+    server of :mod:`tcpevent.webconfig` (TLS, basic auth)."""
     try:
+        if web_config is not None:
+            return _serve_web_config(where, registry, web_config)
         server, _thread = start_http_server(where.port, where.address, registry)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ListenError(f"cannot listen on {where}: {reason}") from None
-    return server, Listen(where.address, int(server.server_address[1]))
+    return server, f"http://{Listen(where.address, int(server.server_address[1]))}/metrics"
+
+
+def _serve_web_config(where: Listen, registry: CollectorRegistry, path: str) -> tuple[Any, str]:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from tcpevent.webconfig import WebConfigError, load_web_config
+    from tcpevent.webserver import MetricsServer
+
+    try:
+        config = load_web_config(path)
+    except WebConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+    def log(line: str) -> None:
+        print(f"tcpevent exporter: {line}", file=sys.stderr, flush=True)
+
+    def render() -> tuple[bytes, str]:
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    server = MetricsServer(where.address, where.port, render, config, log)
+    return server, server.url
 
 
 def _open_tracer(args: argparse.Namespace) -> Tracer:
@@ -180,12 +214,12 @@ def run(args: argparse.Namespace, metrics: EventMetrics) -> int:
     stop = Stop()
     with signals_stop(stop):
         # Listen first: a port in use is found before anything is loaded.
-        server, where = _serve_http(args.listen, registry)
+        server, url = _serve_http(args.listen, registry, args.web_config_file)
         try:
             tracer = _open_tracer(args)
             with tracer:
                 print(
-                    f"tcpevent exporter: serving http://{where}/metrics",
+                    f"tcpevent exporter: serving {url}",
                     file=sys.stderr,
                     flush=True,
                 )

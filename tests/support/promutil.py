@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-SERVING_RE = re.compile(r"serving http://(\S+)/metrics")
+SERVING_RE = re.compile(r"serving https?://(\S+)/metrics")
 #: Liveness bound for anything that should happen within a few scrapes.
 SCRAPES_TIMEOUT = 30.0
 
@@ -55,7 +55,9 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
 class Prometheus:
     """Debian's prometheus server, scraping every second what tests add."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_jobs: str = "") -> None:
+        """``extra_jobs``: more entries of ``scrape_configs`` (YAML, indented
+        as list items under it), e.g. jobs with TLS and basic auth."""
         self.dir = workdir
         self.targets = workdir / "targets"
         self.targets.mkdir()
@@ -71,7 +73,7 @@ class Prometheus:
             "  - job_name: tcpevent\n"
             "    file_sd_configs:\n"
             f"      - files: ['{self.targets}/*.json']\n"
-            "        refresh_interval: 1s\n"
+            "        refresh_interval: 1s\n" + extra_jobs
         )
         for _attempt in range(5):  # the free port may be taken before prometheus binds it
             self.port = free_port()
