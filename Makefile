@@ -20,13 +20,17 @@ LIB_SO ?= tcpevent/lib/libtcpEvent.so
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool gcc make \
 	pkg-config coreutils iproute2 nftables mono-mcs mono-runtime util-linux systemd \
 	podman runc busybox-static
+# Only for `make test` (not `make run`): the real servers the attribution
+# tests run on loopback, each comparing its own account with the events
+# (PostgreSQL's backends with pgbench, sshd's per-connection child).
+TEST_APT_PACKAGES := postgresql openssh-server openssh-client
 # Without their recommends: the Prometheus server the exporter's tests scrape
 # with (not its node exporter).
 APT_LEAN_PACKAGES := prometheus
 PIP_PACKAGES := "setuptools>=64" wheel "cffi>=1.15" pytest pytest-mock \
 	pytest-timeout mypy ruff prometheus_client
 
-.PHONY: all deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
+.PHONY: all deps test-deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
 
 # $(call apt_install,PACKAGES[,apt-get options]): those not installed yet.
 define apt_install
@@ -52,10 +56,13 @@ deps:
 build: deps
 	$(PYTHON) -m pip install -q --no-build-isolation -e .
 
+test-deps: deps
+	$(call apt_install,$(TEST_APT_PACKAGES),--no-install-recommends)
+
 run: build
 	$(PYTHON) -m tcpevent
 
-test: build
+test: build test-deps
 	TCPEVENT_REQUIRE_BPF=1 $(PYTHON) -m pytest -q -ra
 
 lint: deps
@@ -77,7 +84,7 @@ bench: build
 # instrumented: libasan is preloaded and its leak check is off; the C drivers
 # the tests build with -fsanitize check leaks themselves.
 ASAN_DIR := build/asan
-test-asan: deps
+test-asan: deps test-deps
 	rm -rf $(ASAN_DIR)
 	TCPEVENT_SANITIZE=address,undefined $(PYTHON) setup.py -q build_ext \
 		--build-lib $(ASAN_DIR) --build-temp $(ASAN_DIR)/tmp
@@ -111,7 +118,7 @@ kernel-deps: deps
 	@$(PYTHON) -c "import virtme_ng" 2>/dev/null || $(PYTHON) -m pip install -q virtme-ng
 	$(PYTHON) tests/kernels/run.py install
 
-test-kernels: build kernel-deps
+test-kernels: build kernel-deps test-deps
 	$(PYTHON) tests/kernels/run.py
 
 # libevent.so is the name C# clients load ([DllImport("event")]). It is also

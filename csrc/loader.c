@@ -195,11 +195,11 @@ static int check_record_layout(struct bpf_object *obj)
 	if (rodata_var(obj, "tcpevent_record_size", &size, sizeof(size), false))
 		return 0;	/* no marker: records are checked one by one */
 	if (size != sizeof(struct tcpevent_record) &&
-	    size != TCPEVENT_RECORD_V1_SIZE)
+	    size != TCPEVENT_RECORD_V1_SIZE && size != TCPEVENT_RECORD_V2_SIZE)
 		return te_fail(EINVAL,
-			       "the program was built with a struct tcpevent_record of %u bytes; this library reads %zu (or the first layout's %d): rebuild it with this version's tcpevent_record.h",
+			       "the program was built with a struct tcpevent_record of %u bytes; this library reads %zu (or the earlier layouts' %d and %d): rebuild it with this version's tcpevent_record.h",
 			       size, sizeof(struct tcpevent_record),
-			       TCPEVENT_RECORD_V1_SIZE);
+			       TCPEVENT_RECORD_V1_SIZE, TCPEVENT_RECORD_V2_SIZE);
 	return 0;
 }
 
@@ -313,11 +313,15 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	};
 	struct bpf_map *events, *sockets;
 	struct bpf_program *prog;
+	bool release;
 	_Bool on;
 	int err;
 
-	/* Not loaded at all: not verified, not attached, no fd. */
-	if (o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS)
+	/* Not loaded at all: not verified, not attached, no fd. With the
+	 * release hook, the accept() hooks serve only accept events. */
+	release = te_release_plan(b);
+	if ((o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS) ||
+	    (release && !(f->events & TCPEVENT_EVENT_ACCEPT)))
 		bpf_object__for_each_program(prog, b->obj)
 			if (is_accept_program(prog))
 				bpf_program__set_autoload(prog, false);
@@ -572,6 +576,19 @@ static int attach_all(struct te_bpf *b)
 			continue;	/* left out on purpose (configure()) */
 		if (is_sweep_program(prog)) {
 			plan_sweeps(b, prog);
+			continue;
+		}
+		if (te_is_release_program(prog)) {
+			err = te_release_attach(b, prog);
+			/* The built-in program works without it; a passive
+			 * socket reset before its close is then ownerless. */
+			if (err && !b->custom) {
+				add_warning(b, "the owner of a passive connection reset before its process closed it is unknown: %s",
+					    tcpevent_last_error());
+				te_error_clear();
+			} else if (err) {
+				return err;
+			}
 			continue;
 		}
 		if (is_nested_program(prog)) {

@@ -118,6 +118,13 @@ struct te_kernel_counts {
 };
 void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c);
 
+/* cgroup_link.c: the release hook (tcpevent_release). Before load: whether
+ * it can be loaded here (else it is left out); after: attach it to the
+ * cgroup v2 root. */
+bool te_is_release_program(const struct bpf_program *prog);
+bool te_release_plan(struct te_bpf *b);
+int te_release_attach(struct te_bpf *b, struct bpf_program *prog);
+
 /* trial.c: run fn in a forked child first; its failure (or crash) is
  * reported as ours, naming `what`. */
 int te_trial(int (*fn)(void *), void *arg, const char *what);
