@@ -85,7 +85,8 @@ bool te_release_plan(struct te_bpf *b)
 	if (!release)
 		return false;
 	/* Without it the accept() hooks name the passive side (loader.c). */
-	if (!may_load_cgroup_programs() || !cgroup2_root(root, sizeof(root))) {
+	if (b->no_release || !may_load_cgroup_programs() ||
+	    !cgroup2_root(root, sizeof(root))) {
 		bpf_program__set_autoload(release, false);
 		return false;
 	}

@@ -671,6 +671,17 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		te_error_clear();
 		err = load_object(&args);
 	}
+	/* A kernel without cgroup/sock_release (before 5.9): without it, the
+	 * accept() hooks name the passive side (cgroup_link.c). */
+	if (err && err != -EPERM && !opts->program) {
+		bpf_object__close(b->obj);
+		b->obj = NULL;
+		b->no_release = true;
+		b->warning[0] = '\0';
+		te_libbpf_capture_begin();
+		te_error_clear();
+		err = load_object(&args);
+	}
 	if (!err)
 		err = fill_filter_maps(b, f);
 	if (!err)

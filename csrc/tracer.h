@@ -30,6 +30,7 @@ struct te_bpf {
 	unsigned int ticks;
 	bool custom;
 	bool portable;			/* the built-in's portable build */
+	bool no_release;		/* load without the release hook */
 	_Atomic uint32_t *poller_idle;	/* in the program's .bss, or NULL */
 	void *bss;			/* our mapping of that .bss */
 	size_t bss_len;

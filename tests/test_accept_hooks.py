@@ -63,7 +63,7 @@ def reset_by_peer(tracer: tcpevent.Tracer, close_server: bool = True) -> tcpeven
         events: list[tcpevent.TcpEvent] = []
 
         def arrived() -> bool:
-            events.extend(tracer.dequeue_batch(64, timeout=0))
+            events.extend(tracer.dequeue_batch(4096, timeout=0))
             return any((e.sport, e.dport, e.kind) == (*port, "close") for e in events)
 
         if close_server:

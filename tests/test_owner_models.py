@@ -319,3 +319,20 @@ def test_legacy_abi_carries_the_closer() -> None:
             legacy.wait()
     assert reported_port == client_port and child != parent
     assert out.split() == [str(child), "te-child"]
+
+
+def test_connection_reset_before_accept_has_no_owner() -> None:
+    """Nobody accepted it: no process ever held it (pid 0, task ""), its
+    uid the socket's; the origin is still the listener's owner."""
+    me = os.getpid()
+    with tcpevent.Tracer() as tracer, socket.create_server(("127.0.0.1", 0)) as ls:
+        port = ls.getsockname()[1]
+        c = socket.create_connection(("127.0.0.1", port))
+        client_port = c.getsockname()[1]
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # RST to the connection waiting in the accept queue
+        events = closes(tracer, (port, client_port))
+    srv = side(events, port)
+    assert (srv.pid, srv.task, srv.uid) == (0, "", os.getuid())
+    assert (srv.origin_pid, srv.direction) == (me, "inbound")
+    assert side(events, client_port).pid == me

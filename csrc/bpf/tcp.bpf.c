@@ -450,9 +450,9 @@ static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
 		count(TCPEVENT_CNT_RINGBUF_FULL);
 		return;
 	}
-	/* A held close is told as it was at the close. */
-	r->ts_ns = (o->flags & OWNER_HELD) ? o->closed_ns :
-					     bpf_ktime_get_boot_ns();
+	/* A held close too is timed when it is told (its release): records
+	 * enter the ring in time order. Its state and error are the close's. */
+	r->ts_ns = bpf_ktime_get_boot_ns();
 	r->lifetime_ns = r->ts_ns - o->birth_ns;
 	r->pid = o->owner.pid;
 	r->flags = o->flags & (TCPEVENT_F_ACTIVE | TCPEVENT_F_PASSIVE);

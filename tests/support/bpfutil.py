@@ -63,10 +63,11 @@ def fdinfos(pid: int) -> Iterator[str]:
             continue
 
 
-#: Links of an attached built-in tracer: the state-change program, then the
-#: accept() and accept4() hooks (attached in that order, so a process
-#: holding the first is not yet tracing accepts).
-TRACER_LINKS = 3
+#: Links of an attached default built-in tracer (as root): the state-change
+#: program, then the release hook on the cgroup v2 root (attached last: a
+#: process holding both is wholly attached). The accept() hooks, for accept
+#: events, come between them.
+TRACER_LINKS = 2
 
 
 def attached(pid: int, links: int = TRACER_LINKS) -> bool:
