@@ -14,6 +14,7 @@ so that it sees their listen().
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -336,3 +337,60 @@ def test_connection_reset_before_accept_has_no_owner() -> None:
     assert (srv.pid, srv.task, srv.uid) == (0, "", os.getuid())
     assert (srv.origin_pid, srv.direction) == (me, "inbound")
     assert side(events, client_port).pid == me
+
+
+# Without CAP_NET_ADMIN (and CAP_SYS_ADMIN) the release hook cannot load;
+# with accept_hooks=False nothing names a passive socket before its close.
+NO_RELEASE_HOOK = textwrap.dedent(
+    """
+    import json, os, socket, struct, time, tcpevent
+    LINGER0 = struct.pack("ii", 1, 0)
+    with tcpevent.Tracer(accept_hooks=False) as t:
+        ls = socket.create_server(("127.0.0.1", 0))
+        port = ls.getsockname()[1]
+        pairs = {}
+        for case in ("server-aborts", "client-resets"):
+            c = socket.create_connection(("127.0.0.1", port))
+            s, _ = ls.accept()
+            pairs[case] = [port, c.getsockname()[1]]
+            first, then = (s, c) if case == "server-aborts" else (c, s)
+            first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+            first.close()  # RST
+            time.sleep(0.1)
+            then.close()
+        got = {}
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            for e in t.dequeue_batch(4096, timeout=0.1):
+                for case, key in pairs.items():
+                    if [e.sport, e.dport] == key:
+                        got[case] = [e.pid, e.task, e.state.name, e.error_name]
+    print(json.dumps({"me": os.getpid(), "got": got}))
+    """
+)
+
+
+def test_abortive_close_is_the_closers_without_the_release_hook() -> None:
+    """The kernel fact the program relies on there (checked on this kernel):
+    tcp_close() of an unread or SO_LINGER-0 socket goes straight to
+    TCP_CLOSE in the closing process, with sk_shutdown already SHUTDOWN_MASK;
+    a reset received (tcp_done(), softirq) sets it only after that state
+    change. So the first is the closer's, the second nobody's."""
+    out = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set=-net_admin,-sys_admin",
+            "--inh-caps=-net_admin,-sys_admin",
+            sys.executable,
+            "-c",
+            NO_RELEASE_HOOK,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    me, got = result["me"], result["got"]
+    assert got["server-aborts"][0] == me and got["server-aborts"][2] == "ESTABLISHED"
+    assert got["client-resets"] == [0, "", "ESTABLISHED", "ECONNRESET"]
