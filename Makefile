@@ -32,6 +32,11 @@ APT_TEST_PACKAGES := clang-format llvm bpftool pkg-config coreutils iproute2 nft
 # `tcpevent ship` is tested and benchmarked against, run by the tests as a
 # plain process on loopback (the package's own service is not used).
 APT_TEST_LEAN_PACKAGES := prometheus clickhouse-server clickhouse-client
+# The real servers the attribution tests run on loopback themselves, each
+# comparing its own account with the events (PostgreSQL's backends with
+# pgbench, sshd's per-connection child): installed with their services
+# left stopped (a policy-rc.d that refuses, only while installing).
+APT_TEST_SERVER_PACKAGES := postgresql openssh-server openssh-client
 # PyYAML and bcrypt: --web.config.file (the extra tcpevent[web]).
 PIP_TEST_PACKAGES := pytest pytest-mock pytest-timeout mypy ruff prometheus_client PyYAML bcrypt
 
@@ -60,6 +65,16 @@ deps:
 test-deps: deps
 	$(call apt_install,$(APT_TEST_PACKAGES))
 	$(call apt_install,$(APT_TEST_LEAN_PACKAGES),--no-install-recommends)
+	@policy=/usr/sbin/policy-rc.d; made=; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; \
+		chmod 0755 $$policy; made=1; fi; \
+	missing=$$(for p in $(APT_TEST_SERVER_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; \
+	done); rc=0; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		$$missing || rc=$$?; fi; \
+	[ -z "$$made" ] || rm -f $$policy; exit $$rc
 	@$(PYTHON) -c "import pytest, pytest_mock, pytest_timeout, mypy, prometheus_client, yaml, \
 		bcrypt" 2>/dev/null || $(PYTHON) -m pip install -q $(PIP_TEST_PACKAGES)
 	@command -v ruff >/dev/null || $(PYTHON) -m pip install -q ruff

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare builds of the BPF program by the churn rate they leave.
 
-    python3 benchmarks/ab.py [--bpf-stats] ROUNDS NAME=OBJECT [NAME=OBJECT ...]
+    python3 benchmarks/ab.py [--bpf-stats | --syscalls] ROUNDS NAME=OBJECT [NAME=OBJECT ...]
 
 Each round runs, in turn, an untraced churn and one churn per NAME with the
 C consumer (benchmarks/consumer.c) attached through ``AddProbe(OBJECT)``
@@ -18,6 +18,12 @@ With ``--bpf-stats``, the churn rates are not measured (the kernel's
 statistics slow every run a little); instead each configuration's churn
 runs with ``kernel.bpf_stats_enabled`` (restored after), and what is printed
 is each program's mean time per run, in ns, over the rounds.
+
+With ``--syscalls``, no churn: what each configuration, attached and idle,
+costs another process's system calls (``getppid()``, benchmarks/syscalls.c,
+as ``make bench`` measures it), alternating with untraced, ROUNDS rounds:
+e.g. ``ab.py --syscalls 5 before=lib@REV after=`` compares two revisions'
+default tracers.
 """
 
 from __future__ import annotations
@@ -76,7 +82,8 @@ def library_of(rev: str, workdir: Path) -> str:
 
 def main(argv: list[str]) -> int:
     stats_mode = "--bpf-stats" in argv
-    argv = [a for a in argv if a != "--bpf-stats"]
+    syscalls_mode = "--syscalls" in argv
+    argv = [a for a in argv if a not in ("--bpf-stats", "--syscalls")]
     if len(argv) < 3 or not argv[1].isdigit():
         print(__doc__, file=sys.stderr)
         return 2
@@ -92,6 +99,12 @@ def main(argv: list[str]) -> int:
             program = object_of(program[1:], workdir)
         env = {"CONSUMER_PROGRAM": program} if program else {}
         configs[name] = run.Tracer(name, [str(consumer), lib], env)
+    if syscalls_mode:
+        # Short samples (200,000 calls, median of 5): on a shared machine
+        # they find the moments when nobody else has a syscall tracepoint.
+        run.syscall_costs(configs, int(argv[1]), ("200000", "5"))
+        shutil.rmtree(workdir)
+        return 0
     if stats_mode:
         per_run: dict[str, dict[str, list[float]]] = {}
         for _ in range(int(argv[1])):

@@ -131,6 +131,13 @@ TARGETS = (
         unit=" us",
     ),
     Target(
+        # No syscall tracepoint by default (issue 20): nothing measurable.
+        "getppid() of others, default tracer / untraced",
+        _row("host_syscall", "C consumer", "ratio"),
+        1.03,
+        higher_is_better=False,
+    ),
+    Target(
         "getppid() of others, tracer without accept hooks / untraced",
         _row("host_syscall", "C, no accept hooks", "ratio"),
         1.08,

@@ -63,6 +63,20 @@ int te_bpf_attach_all(struct te_bpf *b)
 			te_bpf_plan_sweeps(b, prog);
 			continue;
 		}
+		if (te_is_release_program(prog)) {
+			err = te_release_attach(b, prog);
+			/* The built-in program works without it; a passive
+			 * socket reset before its close is then ownerless. */
+			if (err && !b->custom) {
+				te_bpf_warn(b,
+					    "the owner of a passive connection reset before its process closed it is unknown: %s",
+					    tcpevent_last_error());
+				te_error_clear();
+			} else if (err) {
+				return err;
+			}
+			continue;
+		}
 		if (te_is_nested_program(prog)) {
 			te_bpf_hold_in_standby(b, prog);
 			if (b->watched_fd >= 0)

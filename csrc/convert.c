@@ -132,6 +132,12 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	te_format_addr(r->family, r->saddr, ev->saddr);
 	te_format_addr(r->family, r->daddr, ev->daddr);
 	memset(ev->reserved, 0, sizeof(ev->reserved));
+	ev->origin_pid = r->origin_pid;
+	ev->origin_uid = r->origin_uid;
+	comm_len = strnlen(r->origin_comm, sizeof(r->origin_comm) - 1);
+	memcpy(ev->origin_task, r->origin_comm, comm_len);
+	memset(ev->origin_task + comm_len, 0,
+	       sizeof(ev->origin_task) - comm_len);
 }
 
 void tcpevent_event_to_abi(const struct tcpevent_event *ev,

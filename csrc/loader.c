@@ -112,11 +112,15 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	};
 	struct bpf_map *events, *sockets;
 	struct bpf_program *prog;
+	bool release;
 	_Bool on;
 	int err;
 
-	/* Not loaded at all: not verified, not attached, no fd. */
-	if (o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS)
+	/* Not loaded at all: not verified, not attached, no fd. With the
+	 * release hook, the accept() hooks serve only accept events. */
+	release = te_release_plan(b);
+	if ((o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS) ||
+	    (release && !(f->events & TCPEVENT_EVENT_ACCEPT)))
 		bpf_object__for_each_program(prog, b->obj)
 			if (te_is_accept_program(prog))
 				bpf_program__set_autoload(prog, false);
@@ -260,6 +264,17 @@ int te_bpf_open(struct te_bpf *b, const struct tcpevent_options *opts,
 		bpf_object__close(b->obj);
 		b->obj = NULL;
 		b->portable = true;
+		b->warning[0] = '\0';
+		te_libbpf_capture_begin();
+		te_error_clear();
+		err = load_object(&args);
+	}
+	/* A kernel without cgroup/sock_release (before 5.9): without it, the
+	 * accept() hooks name the passive side (cgroup_link.c). */
+	if (err && err != -EPERM && !opts->program) {
+		bpf_object__close(b->obj);
+		b->obj = NULL;
+		b->no_release = true;
 		b->warning[0] = '\0';
 		te_libbpf_capture_begin();
 		te_error_clear();

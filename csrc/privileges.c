@@ -39,6 +39,13 @@ static bool has_cap(const struct __user_cap_data_struct *d, int cap)
 	return d[cap / 32].effective & (1u << (cap % 32));
 }
 
+bool te_has_capability(int cap)
+{
+	struct __user_cap_data_struct data[2];
+
+	return read_caps(data) && has_cap(data, cap);
+}
+
 int te_check_privileges(void)
 {
 	struct __user_cap_data_struct data[2];

@@ -25,6 +25,9 @@
  */
 int te_check_privileges(void);
 
+/* Whether this process has capability cap (false if it cannot tell). */
+bool te_has_capability(int cap);
+
 /*
  * Whether opening the perf event of a classic tracepoint is refused for
  * lack of CAP_SYS_ADMIN: Debian's and Ubuntu's kernels add a level 3 to

@@ -30,6 +30,7 @@ struct te_bpf {
 	unsigned int ticks;
 	bool custom;
 	bool portable;		       /* the built-in's portable build */
+	bool no_release;	       /* load without the release hook */
 	_Atomic uint32_t *poller_idle; /* in the program's .bss, or NULL */
 	void *bss;		       /* our mapping of that .bss */
 	size_t bss_len;
@@ -118,6 +119,13 @@ struct te_kernel_counts {
 	uint64_t missed;       /* hook runs skipped: program already running */
 };
 void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c);
+
+/* cgroup_link.c: the release hook (tcpevent_release). Before load: whether
+ * it can be loaded here (else it is left out); after: attach it to the
+ * cgroup v2 root. */
+bool te_is_release_program(const struct bpf_program *prog);
+bool te_release_plan(struct te_bpf *b);
+int te_release_attach(struct te_bpf *b, struct bpf_program *prog);
 
 /* forked_trial.c: run fn in a forked child first; its failure (or crash) is
  * reported as ours, naming `what`. */

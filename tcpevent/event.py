@@ -203,6 +203,9 @@ class TcpEvent(Endpoints, CgroupNames):
         "kind",
         "lifetime_ns",
         "netns",
+        "origin_pid",
+        "origin_task",
+        "origin_uid",
         "pid",
         "retrans",
         "rtt_us",
@@ -221,9 +224,13 @@ class TcpEvent(Endpoints, CgroupNames):
     time_ns: int
     """Wall-clock time of the event, ns since the Unix epoch (``EventTime``)."""
     pid: int
-    """The owning process (tgid); 0 if unknown."""
+    """The owner (tgid): the process that ended the connection in process
+    context (its close(), shutdown() or exit), or when none did (a reset, a
+    timeout) the last one seen holding it (connect(), accept(), the release
+    of a socket reset while open); 0 if unknown. The process that set it up
+    is :attr:`origin_pid` (docs/attribution.md)."""
     uid: int
-    """The owning process's user id (``UserId``)."""
+    """The owner's user id (``UserId``)."""
     rx_bytes: int
     """Bytes received: ``tcp_sock->bytes_received`` (``rx_b``)."""
     tx_bytes: int
@@ -239,7 +246,7 @@ class TcpEvent(Endpoints, CgroupNames):
     dport: int
     """Remote port (``DPT``)."""
     task: str
-    """The owning process's command name (``comm``)."""
+    """The owner's command name (``comm``)."""
     saddr: str
     """Local address, ``inet_ntop`` text (``SADDR``)."""
     daddr: str
@@ -274,6 +281,15 @@ class TcpEvent(Endpoints, CgroupNames):
     netns: int
     """The inode number of the socket's network namespace (as
     ``readlink /proc/PID/ns/net`` shows); 0 if unknown."""
+    origin_pid: int
+    """The process that set the connection up (tgid): the one that called
+    connect(), or for the passive side the one that called listen() on its
+    listening socket; 0 if unknown (docs/attribution.md). :attr:`pid` is the
+    one that ended it."""
+    origin_uid: int
+    """:attr:`origin_pid`'s user id."""
+    origin_task: str
+    """:attr:`origin_pid`'s command name."""
 
     @property
     def error_name(self) -> str | None:

@@ -162,11 +162,14 @@ class Tracer:
     ``"accept"`` (accept() handed the passive side out); with connect or
     accept events, handshake times are measured (docs/lifecycle.md).
 
-    ``accept_hooks=False`` leaves out the two ``accept()`` syscall hooks:
+    ``accept_hooks=False`` forbids the two ``accept()`` syscall hooks:
     while any syscall tracepoint is attached, every system call of every
     process on the host is slower (docs/performance.md says by how much).
-    The price: a passive connection that ends in softirq (reset by its peer)
-    before its process closed or shut it down has no owner (``pid`` 0).
+    They are attached only for accept events, or where the release hook (a
+    cgroup program: ``CAP_NET_ADMIN``) cannot be loaded; without both, a
+    passive connection that ends in softirq (reset by its peer) before its
+    process closed or shut it down has no owner (``pid`` 0). Which process
+    an event names: docs/attribution.md.
 
     Arguments are validated before anything is loaded (``TypeError``,
     ``ValueError``, :class:`~tcpevent.ProgramNotFoundError`); a failure to

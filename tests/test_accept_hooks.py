@@ -1,11 +1,15 @@
-"""The accept() hooks can be left out, through every interface.
+"""The accept() hooks are attached only where needed, and can be left out.
 
 While any syscall tracepoint is attached, every system call on the host goes
 through the kernel's syscall-tracing path (`make bench` measures it with
-benchmarks/syscalls.c). ``accept_hooks=False`` (Python), ``TCPEVENT_OPT_NO_ACCEPT_HOOKS`` (C),
-``TCPEVENT_NO_ACCEPT_HOOKS=1`` (the original ABI) and ``--no-accept-hooks``
-(the CLI) leave them out: not loaded, not attached. The price is the owner of
-a passive socket that ends in softirq before its process closed it.
+benchmarks/syscalls.c). So by default the tracer has none: the release hook
+(a cgroup program at the socket's last close, tcpevent_release) names the
+owner of a passive socket reset before its process closed it, and the
+accept() hooks are loaded only for accept events (or where the release hook
+cannot be loaded). ``accept_hooks=False`` (Python),
+``TCPEVENT_OPT_NO_ACCEPT_HOOKS`` (C), ``TCPEVENT_NO_ACCEPT_HOOKS=1`` (the
+original ABI) and ``--no-accept-hooks`` (the CLI) forbid them: never loaded,
+and accept events refused.
 """
 
 from __future__ import annotations
@@ -30,44 +34,77 @@ pytestmark = pytest.mark.bpf
 
 HERE = Path(__file__).resolve().parent
 ACCEPT_PROGRAMS = {"tcpevent_accept", "tcpevent_accept4"}
+RELEASE = "tcpevent_release"
 
 
-def reset_by_peer(tracer: tcpevent.Tracer) -> tcpevent.TcpEvent:
+def reset_seen(sock: socket.socket) -> bool:
+    """Whether the peer's reset has reached the socket (it reads ECONNRESET
+    once: that consumes the socket's error, which the event still has)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except ConnectionResetError:
+        return True
+    except BlockingIOError:
+        return False
+
+
+def reset_by_peer(tracer: tcpevent.Tracer, close_server: bool = True) -> tcpevent.TcpEvent:
     """Accept a connection, reset it from the client: the accepted side goes
-    to TCP_CLOSE in softirq, never through this process's close(). Returns
-    that side's event."""
+    to TCP_CLOSE in softirq, never through this process's close(). Then
+    close the accepted socket (or, ``close_server=False``, keep it open
+    until the event came). Returns that side's event."""
     with listener() as ls:
         client = socket.create_connection(ls.getsockname())
         server, _ = ls.accept()
         port = server.getsockname()[1], server.getpeername()[1]
         set_reset_on_close(client)
         client.close()
+        assert wait_until(lambda: reset_seen(server))
         events: list[tcpevent.TcpEvent] = []
 
         def arrived() -> bool:
-            events.extend(tracer.dequeue_batch(64, timeout=0))
-            return any((e.sport, e.dport) == port for e in events)
+            events.extend(tracer.dequeue_batch(4096, timeout=0))
+            return any((e.sport, e.dport, e.kind) == (*port, "close") for e in events)
 
-        assert wait_until(arrived, timeout=5)
+        if close_server:
+            server.close()
+        # A close held for a release that does not come is flushed by the
+        # sweep within about two seconds.
+        assert wait_until(arrived, timeout=10)
         server.close()
-    return next(e for e in events if (e.sport, e.dport) == port)
+    return next(e for e in events if (e.sport, e.dport, e.kind) == (*port, "close"))
 
 
-def test_python_option_leaves_the_hooks_out_and_the_owner_unknown() -> None:
+def test_default_tracer_has_no_accept_hooks_and_names_the_reset_sides_closer() -> None:
     me = os.getpid()
-    with listener() as probe:
-        port = probe.getsockname()[1]
-    with tcpevent.Tracer(ports=[port]):
-        assert bpfutil.program_names(me) >= ACCEPT_PROGRAMS
-    with tcpevent.Tracer(accept_hooks=False) as tracer:
+    with tcpevent.Tracer() as tracer:
         held = bpfutil.program_names(me)
-        assert "tcpevent_state" in held and not held & ACCEPT_PROGRAMS
+        assert {"tcpevent_state", RELEASE} <= held and not held & ACCEPT_PROGRAMS
         assert tracer.warnings == ""
         ev = reset_by_peer(tracer)
-    assert (ev.pid, ev.task) == (0, "")  # nobody known to own it
-    with tcpevent.Tracer() as tracer:
+    # Reset in softirq, held until this process closed it: its owner.
+    comm = Path(f"/proc/{me}/comm").read_text().strip()
+    assert (ev.pid, ev.task, ev.error_name) == (me, comm, "ECONNRESET")
+    assert ev.origin_pid == me
+
+
+def test_python_option_leaves_the_hooks_out() -> None:
+    me = os.getpid()
+    with tcpevent.Tracer(events={"accept", "close"}):
+        assert bpfutil.program_names(me) >= ACCEPT_PROGRAMS | {RELEASE}
+    with tcpevent.Tracer(accept_hooks=False) as tracer:
+        held = bpfutil.program_names(me)
+        assert {"tcpevent_state", RELEASE} <= held and not held & ACCEPT_PROGRAMS
+        assert tracer.warnings == ""
         ev = reset_by_peer(tracer)
-    assert ev.pid == me and ev.task  # the accept() hook named this process
+        assert ev.pid == me  # the release hook still names it
+        # Never closed while the tracer waits: flushed, nobody known to own it.
+        ev = reset_by_peer(tracer, close_server=False)
+    assert (ev.pid, ev.task) == (0, "")
+    assert ev.origin_pid == me and ev.error_name == "ECONNRESET"
+    with tcpevent.Tracer(events={"accept", "close"}) as tracer:
+        ev = reset_by_peer(tracer, close_server=False)
+    assert ev.kind == "close" and ev.pid == me and ev.task  # the accept() hook named it
 
 
 def test_python_option_must_be_a_bool() -> None:
@@ -124,8 +161,9 @@ def test_legacy_environment_variable(libpath: Path, value: str) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and err == ""
-    assert "tcpevent_state" in held
-    assert bool(held & ACCEPT_PROGRAMS) == (value == "0")
+    assert {"tcpevent_state", RELEASE} <= held
+    # The original ABI makes close events only: the release hook suffices.
+    assert not held & ACCEPT_PROGRAMS
 
 
 def test_cli_flag() -> None:
@@ -153,14 +191,30 @@ def attached_tracepoints(pid: int) -> set[str]:
     return {e["tracepoint"] for e in bpfutil.bpftool("perf", "show") or [] if e["pid"] == pid}
 
 
+def release_links(pid: int) -> list[dict]:
+    """The cgroup links (bpftool link) of the process's release hook."""
+    ids = bpfutil.held_by(pid)["link_id"]
+    return [
+        link
+        for link in bpfutil.bpftool("link", "show") or []
+        if link["id"] in ids and link.get("attach_type") == "cgroup_inet_sock_release"
+    ]
+
+
 def test_the_syscall_hooks_are_attached_only_while_a_hooked_tracer_is_open() -> None:
-    """The reason for the option: every system call on the host pays while a
-    syscall tracepoint has a program (make bench measures how much). So they
-    are attached only by a tracer that wants them, and only while it is open."""
+    """The reason: every system call on the host pays while a syscall
+    tracepoint has a program (make bench measures how much). So they are
+    attached only by a tracer that makes accept events, and only while it
+    is open; the default tracer has none, only the state-change tracepoint
+    and the release hook on the cgroup v2 root."""
     me = os.getpid()
     syscall_hooks = {"sys_exit_accept4", "sys_exit_accept"}
     assert not attached_tracepoints(me)
     with tcpevent.Tracer(ports=[1]):
+        assert attached_tracepoints(me) == {"inet_sock_set_state"}
+        assert len(release_links(me)) == 1
+    assert not attached_tracepoints(me) and not release_links(me)
+    with tcpevent.Tracer(ports=[1], events={"accept", "close"}):
         assert attached_tracepoints(me) == {"inet_sock_set_state", *syscall_hooks}
     assert not attached_tracepoints(me)
     with tcpevent.Tracer(ports=[1], accept_hooks=False):

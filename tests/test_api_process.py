@@ -20,11 +20,12 @@ import tcpevent
 
 pytestmark = pytest.mark.bpf
 
+#: The default tracer's programs (as root): the accept() hooks are loaded
+#: only for accept events; the release hook replaces them (docs/attribution.md).
 OUR_PROGRAMS = {
     "tcpevent_state",
     "tcpevent_state_nested",
-    "tcpevent_accept",
-    "tcpevent_accept4",
+    "tcpevent_release",
     "tcpevent_sweep",
 }
 

@@ -223,6 +223,9 @@ def make_event(**changes: Any) -> tcpevent.TcpEvent:
         "accept_wait_ns": 0,
         "cgroup_id": 4242,
         "netns": 4026531840,
+        "origin_pid": 1177900,
+        "origin_uid": 1000,
+        "origin_task": "bash",
     }
     fields.update(changes)
     return tcpevent.TcpEvent(**fields)

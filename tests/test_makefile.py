@@ -40,7 +40,11 @@ def words(text: str) -> set[str]:
 
 def test_make_run_installs_no_test_only_package() -> None:
     run, test = words(make("-n", "run")), words(make("-n", "test"))
-    test_only = variable("APT_TEST_PACKAGES") + variable("APT_TEST_LEAN_PACKAGES")
+    test_only = (
+        variable("APT_TEST_PACKAGES")
+        + variable("APT_TEST_LEAN_PACKAGES")
+        + variable("APT_TEST_SERVER_PACKAGES")
+    )
     assert {"podman", "mono-runtime", "prometheus", "nftables", "runc"} <= set(test_only)
     assert set(test_only) & run == set(), "make run would install test-only packages"
     assert set(variable("APT_RUN_PACKAGES")) <= run

@@ -21,6 +21,8 @@
 #define KREAD_BYTES(dst, n, p, field) bpf_core_read(dst, n, &(p)->field)
 /* sk_protocol was a bitfield before 5.6. */
 #define KREAD_PROTOCOL(sk) BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol)
+/* sk_shutdown was a bitfield in older kernels too. */
+#define KREAD_SHUTDOWN(sk) BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown)
 
 #else
 
@@ -32,6 +34,7 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define KREAD(p, field)		      ((p)->field)
 #define KREAD_BYTES(dst, n, p, field) __builtin_memcpy(dst, &(p)->field, n)
 #define KREAD_PROTOCOL(sk)	      ((sk)->sk_protocol)
+#define KREAD_SHUTDOWN(sk)	      ((sk)->sk_shutdown)
 
 #endif
 

@@ -16,8 +16,12 @@
  * returns at the switch.
  *
  * The owner (pid, uid, comm) is taken where the kernel runs in the owning
- * process: connect() for the active side, accept() or close() for the
- * passive side, never from whatever task runs the softirq at close.
+ * process, never from whatever task runs the softirq at close: the process
+ * that ends the connection (its close(), shutdown() or exit: the release
+ * hook, FIN_WAIT1/LAST_ACK, an abortive close), else the last one seen
+ * holding it (connect(), accept()). The origin is the process that set it
+ * up: connect()'s caller, or the one that made the listener listen().
+ * (docs/attribution.md.)
  */
 #include "vmlinux_min.h"
 #include <bpf/bpf_helpers.h>
@@ -42,16 +46,43 @@ const volatile _Bool emit_accept = 0;
 #define CGROUP_MAX_DEPTH 16
 
 /* sock_owner.flags of ours, beside the record's TCPEVENT_F_ACTIVE/PASSIVE. */
+#define OWNER_CLOSER   0x10 /* pid/uid/comm are the closer's: final */
+#define OWNER_HELD     0x20 /* closed; its record waits for the release */
 #define OWNER_ACCEPTED 0x40 /* its accept event was made */
+
+/* A held close nobody releases is flushed, ownerless, by the sweep once it
+ * is this old (so 1 to 2 sweep periods after the close). */
+#define HOLD_MAX_NS 1000000000ULL
+
+/* Who a process was, at one moment in process context. */
+struct task_id {
+	__u32 pid; /* tgid; 0: unknown */
+	__u32 uid;
+	char comm[TCPEVENT_COMM_LEN];
+};
 
 /* What we remember about a socket between its birth and its close. */
 struct sock_owner {
 	__u64 birth_ns;
 	__u64 established_ns; /* when it reached ESTABLISHED, if timed; or 0 */
-	__u32 pid;	      /* 0 until seen in process context */
-	__u32 uid;
-	char comm[TCPEVENT_COMM_LEN];
-	__u8 flags; /* TCPEVENT_F_ACTIVE or _PASSIVE, OWNER_* */
+	__u64 closed_ns;      /* OWNER_HELD: when it reached TCP_CLOSE */
+	struct task_id owner; /* the last process seen with it, or its closer */
+	struct task_id origin; /* connect()'s caller, or the listener's */
+	__u16 error;	       /* OWNER_HELD: sk_err at the close */
+	__u8 close_state;      /* OWNER_HELD: the state before TCP_CLOSE */
+	__u8 flags;	       /* TCPEVENT_F_ACTIVE or _PASSIVE, OWNER_* */
+};
+
+/* A listening socket's port, where its SYN_RECV children find its owner. */
+struct listener_key {
+	__u32 netns;
+	__u16 port; /* host order */
+	__u16 family;
+};
+
+struct listener {
+	__u64 sk; /* the listening socket: only its close forgets it */
+	struct task_id owner; /* who called listen() */
 };
 
 /* A plain hash, not an LRU: when it is full a new socket is not tracked and
@@ -63,6 +94,27 @@ struct {
 	__type(key, __u64);
 	__type(value, struct sock_owner);
 } sockets SEC(".maps");
+
+/* Several listeners on one port (SO_REUSEPORT, distinct addresses) share
+ * an entry: the latest listen() names the origin. A listener beyond the
+ * table's size gives its connections no origin (origin_pid 0). */
+#define MAX_LISTENERS 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LISTENERS);
+	__type(key, struct listener_key);
+	__type(value, struct listener);
+} listeners SEC(".maps");
+
+/* [0] is set by user space once tcpevent_release is attached to the cgroup
+ * v2 root (cgroup_link.c): only then may a close wait for the release. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} release_hooked SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -139,11 +191,11 @@ static __always_inline _Bool pid_allowed(__u32 pid)
 	return !filter_pids || bpf_map_lookup_elem(&pid_filter, &pid);
 }
 
-static __always_inline void take_owner(struct sock_owner *o)
+static __always_inline void take_task(struct task_id *t)
 {
-	o->pid = bpf_get_current_pid_tgid() >> 32;
-	o->uid = (__u32)bpf_get_current_uid_gid();
-	bpf_get_current_comm(o->comm, sizeof(o->comm));
+	t->pid = bpf_get_current_pid_tgid() >> 32;
+	t->uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(t->comm, sizeof(t->comm));
 }
 
 static __always_inline _Bool ports_allowed(__u16 sport, __u16 dport)
@@ -216,10 +268,16 @@ static __always_inline _Bool netns_allowed(struct sock *sk)
  * if it had an owner. A birth and the sweep may both find it: only the one
  * whose delete works counts.
  */
-static __always_inline void forget_lost(__u64 key, __u32 pid)
+static __always_inline void forget_lost(__u64 key, _Bool counted)
 {
-	if (!bpf_map_delete_elem(&sockets, &key) && pid)
+	if (!bpf_map_delete_elem(&sockets, &key) && counted)
 		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+}
+
+/* Owned, or closed and held: an event would have come from it. */
+static __always_inline _Bool was_event(const struct sock_owner *o)
+{
+	return o->owner.pid || (o->flags & OWNER_HELD);
 }
 
 /*
@@ -235,7 +293,44 @@ static __always_inline void evict_stale(__u64 key)
 	struct sock_owner *stale = bpf_map_lookup_elem(&sockets, &key);
 
 	if (stale)
-		forget_lost(key, stale->pid);
+		forget_lost(key, was_event(stale));
+}
+
+static __always_inline struct listener_key listener_of(__u64 key)
+{
+	struct sock *sk = KPTR(struct sock, key);
+	struct listener_key lk = {
+		.netns = sock_netns(sk),
+		.port = bpf_ntohs(
+			KREAD(KPTR(struct inet_sock, key), inet_sport)),
+		.family = KREAD(sk, __sk_common.skc_family),
+	};
+
+	return lk;
+}
+
+/* listen(), in the process that calls it: the origin of its children. */
+static __always_inline void on_listen(__u64 key)
+{
+	struct listener l = { .sk = key };
+	struct listener_key lk;
+
+	/* Never tracked; its close must not find an earlier entry. */
+	evict_stale(key);
+	if (KREAD_PROTOCOL(KPTR(struct sock, key)) != IPPROTO_TCP)
+		return;
+	lk = listener_of(key);
+	take_task(&l.owner);
+	bpf_map_update_elem(&listeners, &lk, &l, BPF_ANY);
+}
+
+static __always_inline void forget_listener(__u64 key)
+{
+	struct listener_key lk = listener_of(key);
+	struct listener *l = bpf_map_lookup_elem(&listeners, &lk);
+
+	if (l && l->sk == key)
+		bpf_map_delete_elem(&listeners, &lk);
 }
 
 static __always_inline int on_birth(__u64 key, int newstate)
@@ -263,11 +358,19 @@ static __always_inline int on_birth(__u64 key, int newstate)
 	o.birth_ns = bpf_ktime_get_boot_ns();
 	o.flags = newstate == TCP_SYN_SENT ? TCPEVENT_F_ACTIVE :
 					     TCPEVENT_F_PASSIVE;
-	/* connect() runs in the owner; a SYN_RECV child is born in softirq. */
+	/* connect() runs in the owner; a SYN_RECV child is born in softirq,
+	 * its origin the owner of the listener on its port. */
 	if (newstate == TCP_SYN_SENT) {
-		take_owner(&o);
-		if (!pid_allowed(o.pid))
+		take_task(&o.owner);
+		if (!pid_allowed(o.owner.pid))
 			goto filtered;
+		o.origin = o.owner;
+	} else {
+		struct listener_key lk = listener_of(key);
+		struct listener *l = bpf_map_lookup_elem(&listeners, &lk);
+
+		if (l)
+			o.origin = l->owner;
 	}
 	/* Most births find the address free: one update, no lookup. */
 	err = bpf_map_update_elem(&sockets, &key, &o, BPF_NOEXIST);
@@ -289,11 +392,31 @@ static __always_inline void claim_owner(__u64 key)
 {
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
 
-	if (!o || o->pid)
+	if (!o || o->owner.pid)
 		return;
-	take_owner(o);
-	if (!pid_allowed(o->pid))
+	take_task(&o->owner);
+	if (!pid_allowed(o->owner.pid))
 		bpf_map_delete_elem(&sockets, &key);
+}
+
+/* The process ending the connection (in process context): the owner from
+ * now on, whoever held it before. Once per socket. */
+static __always_inline void take_closer(__u64 key, struct sock_owner *o)
+{
+	if (o->flags & OWNER_CLOSER)
+		return;
+	o->flags |= OWNER_CLOSER;
+	take_task(&o->owner);
+	if (!pid_allowed(o->owner.pid))
+		bpf_map_delete_elem(&sockets, &key);
+}
+
+static __always_inline void claim_closer(__u64 key)
+{
+	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
+
+	if (o)
+		take_closer(key, o);
 }
 
 static __always_inline void read_addrs(struct sock *sk, __u16 family,
@@ -315,7 +438,7 @@ static __always_inline _Bool event_allowed(__u64 key, struct sock_owner *o)
 {
 	struct sock *sk = KPTR(struct sock, key);
 
-	if (filter_pids && (!o->pid || !pid_allowed(o->pid)))
+	if (filter_pids && (!o->owner.pid || !pid_allowed(o->owner.pid)))
 		return 0;
 	return ports_allowed(bpf_ntohs(KREAD(KPTR(struct inet_sock, key),
 					     inet_sport)),
@@ -335,14 +458,16 @@ static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
 		count(TCPEVENT_CNT_RINGBUF_FULL);
 		return;
 	}
+	/* A held close too is timed when it is told (its release): records
+	 * enter the ring in time order. Its state and error are the close's. */
 	r->ts_ns = bpf_ktime_get_boot_ns();
 	r->lifetime_ns = r->ts_ns - o->birth_ns;
-	r->pid = o->pid;
+	r->pid = o->owner.pid;
 	r->flags = o->flags & (TCPEVENT_F_ACTIVE | TCPEVENT_F_PASSIVE);
-	if (o->pid) {
-		r->uid = o->uid;
+	if (o->owner.pid) {
+		r->uid = o->owner.uid;
 		r->flags |= TCPEVENT_F_OWNER;
-		__builtin_memcpy(r->comm, o->comm, sizeof(r->comm));
+		__builtin_memcpy(r->comm, o->owner.comm, sizeof(r->comm));
 	} else {
 		/* Nobody claimed it (reset before accept): the socket's uid. */
 		r->uid = KREAD(sk, sk_uid.val);
@@ -368,18 +493,75 @@ static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
 	r->accept_wait_ns = kind == TCPEVENT_KIND_ACCEPT && o->established_ns ?
 				    r->ts_ns - o->established_ns :
 				    0;
-	r->error = kind == TCPEVENT_KIND_CLOSE ? KREAD(sk, sk_err) : 0;
+	r->error = kind != TCPEVENT_KIND_CLOSE ? 0 :
+		   (o->flags & OWNER_HELD)     ? o->error :
+						 KREAD(sk, sk_err);
 	r->kind = kind;
 	r->reserved = 0;
+	r->origin_pid = o->origin.pid;
+	r->origin_uid = o->origin.uid;
+	__builtin_memcpy(r->origin_comm, o->origin.comm,
+			 sizeof(r->origin_comm));
+	if (o->origin.pid)
+		r->flags |= TCPEVENT_F_ORIGIN;
 	submit(r);
+}
+
+/*
+ * A passive socket ended by the network (a reset, a timeout: softirq)
+ * while a process still holds its file: the record waits in the table for
+ * that process's release (tcpevent_release), which names it. Only while
+ * the release hook is attached, and never for the kernel's own sockets
+ * (the hook does not run for them); the sweep flushes what waits too long.
+ */
+static __always_inline _Bool hold_for_release(struct sock *sk,
+					      struct sock_owner *o)
+{
+	__u32 zero = 0, *hooked;
+
+	if ((o->flags & (OWNER_CLOSER | TCPEVENT_F_PASSIVE)) !=
+		    TCPEVENT_F_PASSIVE ||
+	    !KREAD(sk, sk_socket))
+		return 0;
+	hooked = bpf_map_lookup_elem(&release_hooked, &zero);
+	return hooked && *hooked &&
+	       !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock);
 }
 
 static __always_inline int on_close(__u64 key, int oldstate)
 {
+	struct sock *sk = KPTR(struct sock, key);
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
 
-	if (!o)
-		return 0; /* birth not seen, or filtered out at birth */
+	if (!o) {
+		/* Birth not seen, or filtered out at birth; or a listener. */
+		if (oldstate == TCP_LISTEN)
+			forget_listener(key);
+		return 0;
+	}
+	/*
+	 * An abortive close (SO_LINGER 0, unread data, close() before the
+	 * handshake's end) goes here straight from tcp_close(), in the
+	 * closing process: __tcp_close() sets SHUTDOWN_MASK before this state
+	 * change, tcp_done() (a reset or a timeout, softirq) only after it.
+	 */
+	if (!(o->flags & OWNER_CLOSER) &&
+	    (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT ||
+	     oldstate == TCP_SYN_SENT) &&
+	    KREAD_SHUTDOWN(sk) == SHUTDOWN_MASK) {
+		take_closer(key, o);
+		/* take_closer() may have deleted it (pid filter): look again. */
+		o = bpf_map_lookup_elem(&sockets, &key);
+		if (!o)
+			return 0;
+	}
+	if (emit_close && hold_for_release(sk, o)) {
+		o->flags |= OWNER_HELD;
+		o->closed_ns = bpf_ktime_get_boot_ns();
+		o->error = KREAD(sk, sk_err);
+		o->close_state = oldstate;
+		return 0;
+	}
 	if (emit_close && event_allowed(key, o))
 		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate);
 	bpf_map_delete_elem(&sockets, &key);
@@ -430,13 +612,13 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 			return on_established(sk, oldstate);
 		return 0;
 	case TCP_LISTEN:
-		/* Never tracked; its close must not find an earlier entry. */
-		evict_stale(sk);
+		on_listen(sk);
 		return 0;
 	case TCP_FIN_WAIT1:
 	case TCP_LAST_ACK:
-		/* Only close() and shutdown() move here: process context. */
-		claim_owner(sk);
+		/* Only close() and shutdown() move here: process context,
+		 * the process ending the connection. */
+		claim_closer(sk);
 		return 0;
 	case TCP_CLOSE:
 		if (TCPEVENT_CLOSE_HIDDEN(sk))
@@ -508,14 +690,28 @@ static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 	__u64 sk = *key;
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &sk);
 
+	if (o && (o->flags & OWNER_HELD)) {
+		/* Closed, waiting for a release that has not come: told
+		 * with the owner known so far (the acceptor, with accept
+		 * hooks; else none), but told. */
+		if ((__s64)(*now - o->closed_ns) < (__s64)HOLD_MAX_NS)
+			return 0;
+		if (event_allowed(sk, o))
+			emit(sk, o, TCPEVENT_KIND_CLOSE, o->close_state);
+		bpf_map_delete_elem(&sockets, &sk);
+		return 0;
+	}
 	/* Signed: an entry born after the sweep read its clock (a connect()
 	 * met mid-walk, reading TCP_CLOSE for that instant) is young. */
 	if (!o || (__s64)(*now - o->birth_ns) < (__s64)SWEEP_MIN_AGE_NS ||
 	    KREAD(KPTR(struct sock, sk), __sk_common.skc_state) != TCP_CLOSE)
 		return 0;
 	/* A close seen just now deleted the entry before the state read
-	 * TCP_CLOSE: then this delete fails, and nothing was missed. */
-	forget_lost(sk, o->pid);
+	 * TCP_CLOSE: then this delete fails, and nothing was missed. An
+	 * unowned passive socket with a file was accepted (its owner is
+	 * named at its release): a connection too, not a race's loser. */
+	forget_lost(sk,
+		    was_event(o) || KREAD(KPTR(struct sock, sk), sk_socket));
 	return 0;
 }
 
@@ -600,6 +796,34 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int tcpevent_accept(struct syscall_exit_args *ctx)
 {
 	return on_accept(ctx->ret);
+}
+
+/*
+ * The last close of a socket's file, or its process's exit (inet_release(),
+ * before tcp_close()): process context, the releasing process, for every
+ * inet socket of every cgroup below the v2 root it is attached to, and
+ * nothing anywhere else. The kernel passes the struct sock itself as ctx:
+ * its address is the table's key. It names the closer of every socket
+ * that has a file, and gives a held close (reset while the file was open)
+ * its owner.
+ */
+SEC("cgroup/sock_release")
+int tcpevent_release(struct bpf_sock *ctx)
+{
+	__u64 key = (__u64)ctx;
+	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
+
+	if (!o)
+		return 1;
+	if (!(o->flags & OWNER_HELD)) {
+		take_closer(key, o); /* tcp_close() follows, here */
+		return 1;
+	}
+	take_task(&o->owner);
+	if (event_allowed(key, o))
+		emit(key, o, TCPEVENT_KIND_CLOSE, o->close_state);
+	bpf_map_delete_elem(&sockets, &key);
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -16,6 +16,7 @@
 #define AF_INET6	10
 #define IPPROTO_TCP	6
 #define EEXIST		17
+#define SHUTDOWN_MASK	3	/* RCV_SHUTDOWN | SEND_SHUTDOWN */
 
 enum {
 	TCP_ESTABLISHED = 1,
@@ -90,12 +91,17 @@ struct sock_cgroup_data {
 	__u64 val;
 };
 
+struct socket;
+
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;	/* a bitfield before 5.6: read it PROBED */
 	kuid_t sk_uid;
 	int sk_err;
 	struct sock_cgroup_data sk_cgrp_data;
+	__u8 sk_shutdown;	/* RCV_SHUTDOWN | SEND_SHUTDOWN */
+	__u8 sk_kern_sock: 1;	/* the kernel's own: no release hook runs */
+	struct socket *sk_socket;	/* NULL: no file (never accepted) */
 };
 
 /* inet_num (skc_num) is already 0 at TCP_CLOSE: inet_put_port() ran. */

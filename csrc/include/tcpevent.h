@@ -77,6 +77,16 @@ struct tcpevent_event {
 	char saddr[TCPEVENT_ADDR_LEN]; /* inet_ntop text, NUL-terminated */
 	char daddr[TCPEVENT_ADDR_LEN];
 	uint8_t reserved[5];
+	/* Appended. pid/uid/task above name the owner: the process that ended
+	 * the connection (close(), shutdown(), exit), or when none did (a
+	 * reset, a timeout) the last one seen holding it (connect(),
+	 * accept(), or its release of a socket reset while open). origin_*
+	 * name the process that set it up: connect()'s caller, or for the
+	 * passive side the one that called listen() on its listener
+	 * (docs/attribution.md). */
+	uint32_t origin_pid; /* 0 if unknown */
+	uint32_t origin_uid;
+	char origin_task[TCPEVENT_TASK_LEN]; /* NUL-terminated */
 };
 
 struct tcpevent_options {
@@ -109,12 +119,15 @@ struct tcpevent_options {
 #define TCPEVENT_EVENT_ACCEPT  (1u << TCPEVENT_KIND_ACCEPT)
 
 /*
- * Do not attach the accept() hooks (syscalls:sys_exit_accept4/accept). While
+ * Never load the accept() hooks (syscalls:sys_exit_accept4/accept). While
  * any syscall tracepoint is attached, every system call of every process on
  * the host goes through the kernel's syscall-tracing path (its cost: see
- * docs/performance.md). Without them, a passive socket that
- * ends in softirq (reset by its peer) before its process closed or shut it
- * down has no owner: pid 0, as a socket nobody accepted. Also: no tracefs,
+ * docs/performance.md). By default they are attached only where they are
+ * needed: for accept events, or where the release hook (a cgroup program,
+ * CAP_NET_ADMIN) cannot be loaded, to name the owner of a passive socket
+ * reset before its process closed it. With this flag they never are (and
+ * accept events are refused): such a socket then has no owner (pid 0, as
+ * one nobody accepted) unless the release hook names it. Also: no tracefs,
  * so no CAP_DAC_READ_SEARCH (docs/privileges.md).
  */
 #define TCPEVENT_OPT_NO_ACCEPT_HOOKS (1u << 0)

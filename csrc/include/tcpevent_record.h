@@ -29,6 +29,7 @@
 #define TCPEVENT_F_OWNER    0x1	 /* pid/uid/comm are the owner's */
 #define TCPEVENT_F_ACTIVE   0x2	 /* the side that called connect() */
 #define TCPEVENT_F_PASSIVE  0x4	 /* a side accept() hands out (born SYN_RECV) */
+#define TCPEVENT_F_ORIGIN   0x8	 /* origin_pid/uid/comm are known */
 #define TCPEVENT_F_SNAPSHOT 0x80 /* user space only: a live sample */
 
 /* Why an event was made (tcpevent_record.kind, tcpevent_event.kind). */
@@ -42,7 +43,14 @@ enum tcpevent_kind {
 /*
  * The layout grows by appending: a record of an earlier layout is a prefix
  * of this one, and the library reads it with the fields it lacks as 0.
- * TCPEVENT_RECORD_V1_SIZE is the first layout's size (up to comm).
+ * TCPEVENT_RECORD_V1_SIZE is the first layout's size (up to comm),
+ * TCPEVENT_RECORD_V2_SIZE the second's (up to reserved).
+ *
+ * pid/uid/comm name the owner: the process that ended the connection in
+ * process context (close(), shutdown(), exit), or when none did (a reset,
+ * a timeout), the last one seen holding it there (docs/attribution.md).
+ * origin_* name the process that set it up: connect()'s caller, or for the
+ * passive side the one that put its listener in listen().
  */
 struct tcpevent_record {
 	__u64 ts_ns;	   /* bpf_ktime_get_boot_ns() at the event */
@@ -71,9 +79,14 @@ struct tcpevent_record {
 	__u16 error;	      /* the socket's pending error (sk_err), or 0 */
 	__u8 kind;	      /* enum tcpevent_kind */
 	__u8 reserved;
+	/* Since the third layout. */
+	__u32 origin_pid; /* tgid of the process that set it up; 0 if unknown */
+	__u32 origin_uid;
+	char origin_comm[TCPEVENT_COMM_LEN];
 };
 
 #define TCPEVENT_RECORD_V1_SIZE 112
+#define TCPEVENT_RECORD_V2_SIZE 144
 
 #ifdef __bpf__
 /*

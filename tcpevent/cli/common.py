@@ -134,9 +134,10 @@ def add_tracer_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-accept-hooks",
         dest="accept_hooks",
         action="store_false",
-        help="leave out the accept() syscall hooks: no cost on other processes' system "
-        "calls, but a passive connection reset by its peer before its process closed "
-        "it has no owner",
+        help="never the accept() syscall hooks (by default only for accept events, or "
+        "without the release hook): no cost on other processes' system calls; without "
+        "the release hook either, a passive connection reset by its peer before its "
+        "process closed it has no owner",
     )
 
 

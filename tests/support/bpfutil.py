@@ -63,10 +63,11 @@ def fdinfos(pid: int) -> Iterator[str]:
             continue
 
 
-#: Links of an attached built-in tracer: the state-change program, then the
-#: accept() and accept4() hooks (attached in that order, so a process
-#: holding the first is not yet tracing accepts).
-TRACER_LINKS = 3
+#: Links of an attached default built-in tracer (as root): the state-change
+#: program, then the release hook on the cgroup v2 root (attached last: a
+#: process holding both is wholly attached). The accept() hooks, for accept
+#: events, come between them.
+TRACER_LINKS = 2
 
 
 def attached(pid: int, links: int = TRACER_LINKS) -> bool:
@@ -145,7 +146,25 @@ def map_entries(map_id: int) -> list[dict[str, object]]:
 
 def owned_entries(map_id: int, pid: int) -> list[dict[str, Any]]:
     """The entries of a socket table (struct sock_owner values) owned by ``pid``."""
-    return [e for e in map_entries(map_id) if e["formatted"]["value"]["pid"] == pid]  # type: ignore[index]
+    return [e for e in map_entries(map_id) if _value(e).get("owner", {}).get("pid") == pid]
+
+
+def _value(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry's BTF-formatted value; {} for one bpftool could not read (an
+    entry deleted while the dump ran)."""
+    value: dict[str, Any] = entry.get("formatted", {}).get("value", {})
+    return value
+
+
+def entries_of(map_id: int, pid: int) -> list[dict[str, Any]]:
+    """The entries of a socket table owned by ``pid``, or, not owned yet (a
+    passive socket before its close), set up by it (``origin``)."""
+    out = []
+    for e in map_entries(map_id):
+        owner = _value(e).get("owner", {}).get("pid")
+        if owner == pid or (owner == 0 and _value(e).get("origin", {}).get("pid") == pid):
+            out.append(e)
+    return out
 
 
 def map_update(map_id: int, key: list[str], value: list[str]) -> None:
