@@ -145,6 +145,9 @@ def tarball(root: Path) -> Path:
     for candidate in (HERE / ORIG, root / "build" / "vendor" / ORIG):
         if candidate.exists():
             return _verified(candidate)
+    # An sdist must build offline: make test-wheel forbids the fetch there.
+    if os.environ.get("TCPEVENT_LIBBPF_OFFLINE"):
+        raise RuntimeError(f"{ORIG} is not here and TCPEVENT_LIBBPF_OFFLINE is set")
     cache = root / "build" / "vendor"
     cache.mkdir(parents=True, exist_ok=True)
     return fetch(cache)
