@@ -35,7 +35,8 @@ sys.path.insert(0, sys.argv[2])
 MODE = sys.argv[3]
 
 import netutil  # noqa: E402
-from procutil import check_pair, parse_blocks, start, wait_until_tracing  # noqa: E402
+from procutil import check_pair as _check_pair  # noqa: E402
+from procutil import parse_blocks, start, wait_until_tracing  # noqa: E402
 
 import tcpevent  # noqa: E402
 from tcpevent import abi  # noqa: E402
@@ -49,6 +50,18 @@ CTYPES_KEYS = {
     **{"segs_out": "tcpi_segs_out", "segs_in": "tcpi_segs_in"},
 }
 CHECKS: list[Callable[[], None]] = []
+
+
+def check_pair(
+    events: list[dict[str, object]], conn: netutil.Connection, keys: dict[str, str]
+) -> None:
+    """procutil.check_pair, saying what it compared when it fails."""
+    try:
+        _check_pair(events, conn, keys)
+    except AssertionError as exc:
+        ports = {conn.client.port, conn.server.port}
+        ours = [e for e in events if e[keys["sport"]] in ports]
+        raise AssertionError(f"{exc!r}: {conn} now={time.time_ns()} events={ours}") from None
 
 
 def check(fn: Callable[[], None]) -> Callable[[], None]:
