@@ -201,8 +201,10 @@ def build_library(tmp: Path, out: Path) -> None:
     cc = os.environ.get("CC", "cc").split()
     libbpf = vendored_libbpf.build(ROOT, cc)
     # libbpf is linked in whole (static, PIC); libelf and zlib are the
-    # system's shared ones (Debian's .a are not PIC; a wheel bundles them).
-    link_libs = [str(libbpf.archive), "-lelf", "-lz"]
+    # system's shared ones (Debian's .a are not PIC; a wheel bundles them,
+    # and `tcpevent --install-lib` copies them beside the library, where
+    # the $ORIGIN rpath finds them).
+    link_libs = [str(libbpf.archive), "-lelf", "-lz", "-Wl,-rpath,$ORIGIN"]
     flags = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_GNU_SOURCE", "-pthread"]
     sanitize = os.environ.get("TCPEVENT_SANITIZE")
     if sanitize:

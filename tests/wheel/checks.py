@@ -158,6 +158,45 @@ def ctypes_client() -> None:
 
 
 @check
+def install_lib_for_old_clients() -> None:
+    """`tcpevent --install-lib`: where old clients look, self-contained; the
+    ctypes example with its default path traces from there, exactly."""
+    libdir = Path("/opt/RealTimeKql/lib")
+    shutil.rmtree(libdir, ignore_errors=True)
+    done = subprocess.run(
+        [str(VENV_BIN / "tcpevent"), "--install-lib"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(libdir / "libtcpEvent.so"), done
+    ldd = subprocess.run(
+        ["ldd", str(libdir / "libtcpEvent.so")], check=True, capture_output=True, text=True
+    ).stdout
+    assert "not found" not in ldd and "libbpf" not in ldd, ldd
+    if MODE == "wheel":  # libelf and zlib: the copies beside it, nothing of the venv
+        for name in ("libelf", "libz"):
+            (line,) = [x for x in ldd.splitlines() if x.strip().startswith(name)]
+            assert f"=> {libdir}/" in line, line
+    assert "site-packages" not in ldd, ldd
+
+    def events(text: str) -> list[dict[str, object]]:
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def seen(text: str, port: int) -> bool:
+        return any(e["SPT"] == port for e in events(text))
+
+    # Another interpreter than the venv's: nothing of the package is used.
+    proc, out = start(["/usr/bin/python3", str(EXAMPLES / "python" / "ctypes_client.py")])
+    try:
+        wait_until_tracing(out, seen)
+        conn = netutil.connection(socket.AF_INET6, client_sends=700, server_sends=800)
+        assert out.wait_for(lambda t: seen(t, conn.client.port) and seen(t, conn.server.port))
+        check_pair(events(out.text()), conn, CTYPES_KEYS)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    shutil.rmtree(libdir)
+
+
+@check
 def python_tracer() -> None:
     """tcpevent.Tracer: exactly one close event per end, with what was sent."""
     with tcpevent.Tracer(pids=[os.getpid()]) as tracer:
