@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -98,14 +99,22 @@ def ensure(root: Root) -> Path:
         tmp = CACHE / f"{root.name}.new"
         _remove(tmp)
         start = time.monotonic()
-        _run(
-            [
-                *("debootstrap", "--variant=minbase", f"--keyring={KEYRING}"),
-                f"--include={','.join(root.packages)}",
-                *(root.suite, str(tmp), debian_mirror()),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        try:
+            _run(
+                [
+                    *("debootstrap", "--variant=minbase", f"--keyring={KEYRING}"),
+                    f"--include={','.join(root.packages)}",
+                    *(root.suite, str(tmp), debian_mirror()),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        except BaseException:
+            # debootstrap mounts /proc (and more) inside while it works.
+            _kill_inside(tmp)
+            for m in reversed(_mounts()):
+                if m.startswith(f"{tmp}/"):
+                    subprocess.run(["umount", "-R", "-l", m], check=False)
+            raise
         # Nothing installs these, but a root must be able to show it.
         installed = _installed(tmp)
         bad = [p for p in FORBIDDEN if p in installed]
@@ -148,6 +157,16 @@ def _mounts() -> list[str]:
     return [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
 
 
+def _kill_inside(path: Path) -> None:
+    """SIGKILL every process whose root directory is ``path`` (only the
+    commands run inside this root can have it)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(proc / "root") == str(path):
+                    os.kill(int(proc.name), signal.SIGKILL)
+
+
 def pip_config_paths() -> list[Path]:
     """The host's pip configuration files (global, per user, $PIP_CONFIG_FILE)."""
     home = Path.home()
@@ -179,7 +198,19 @@ def _local_dirs(texts: Sequence[str]) -> list[Path]:
 
 @contextlib.contextmanager
 def chroot(path: Path) -> Iterator[Path]:
-    """Mount what tracing and pip need inside ``path``; unmount it all after."""
+    """Mount what tracing and pip need inside ``path``; unmount it all after.
+
+    One user of a root at a time: a second run waits here (and ``ensure``
+    waits for this one before making the root again).
+    """
+    with open(CACHE / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _mounted(path) as inside:
+            yield inside
+
+
+@contextlib.contextmanager
+def _mounted(path: Path) -> Iterator[Path]:
     mounted: list[Path] = []
 
     def bind(src: Path, recursive: bool = False, readonly: bool = False) -> None:
@@ -213,6 +244,7 @@ def chroot(path: Path) -> Iterator[Path]:
                 bind(local, readonly=True)
         yield path
     finally:
+        _kill_inside(path)  # a check that hung leaves no process behind
         errors = []
         for dst in reversed(mounted):
             done = subprocess.run(["umount", "-R", str(dst)], capture_output=True, text=True)
