@@ -103,7 +103,7 @@ def test_sdist_builds_offline(tmp_path: Path) -> None:
     assert {"setup.py", "pyproject.toml", "README.md", "csrc/vendor/libbpf.py"} <= names
 
 
-def test_release_wheel_tag() -> None:
+def test_release_wheel_tag(tmp_path: Path) -> None:
     """`make wheel`'s wheel (dist/): one abi3 wheel whose manylinux tag is
     glibc 2.31 or lower, with libelf and zlib bundled and no libbpf at all."""
     wheels = sorted((ROOT / "dist").glob("tcpevent-*-cp39-abi3-*.whl"))
@@ -116,3 +116,18 @@ def test_release_wheel_tag() -> None:
     bundled = [n for n in names if n.startswith("tcpevent.libs/")]
     assert any("libelf" in n for n in bundled) and any("libz" in n for n in bundled), bundled
     assert not [n for n in names if "libbpf" in n], names
+    # A client that dlopen()s the library by path finds the bundled ones
+    # through its own rpath; --install-lib's copies through $ORIGIN.
+    zipfile.ZipFile(wheels[-1]).extract("tcpevent/lib/libtcpEvent.so", tmp_path)
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(tmp_path / "tcpevent/lib/libtcpEvent.so")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    (rpath,) = re.findall(r"\((?:RPATH|RUNPATH)\)\s+Library r\w*path: \[(.+?)\]", dynamic)
+    assert set(rpath.split(":")) == {"$ORIGIN", "$ORIGIN/../../tcpevent.libs"}, rpath
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic)
+    bundled_names = {n.rsplit("/", 1)[1] for n in bundled}
+    glibc = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1"}
+    assert set(needed) <= bundled_names | glibc | {"ld-linux-x86-64.so.2"}, needed

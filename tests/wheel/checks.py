@@ -55,12 +55,15 @@ CHECKS: list[Callable[[], None]] = []
 def check_pair(
     events: list[dict[str, object]], conn: netutil.Connection, keys: dict[str, str]
 ) -> None:
-    """procutil.check_pair, saying what it compared when it fails."""
+    """procutil.check_pair, saying what it compared when it fails. The event
+    time must lie between making the connection and now (within the
+    clock's 1 s): a client flooded by the host's other traffic may print it
+    late."""
     try:
-        _check_pair(events, conn, keys)
+        _check_pair(events, conn, keys, closed=(conn.made_ns, time.time_ns()))
     except AssertionError as exc:
-        ports = {conn.client.port, conn.server.port}
-        ours = [e for e in events if e[keys["sport"]] in ports]
+        ends = {(conn.client.port, conn.server.port), (conn.server.port, conn.client.port)}
+        ours = [e for e in events if (e[keys["sport"]], e[keys["dport"]]) in ends]
         raise AssertionError(f"{exc!r}: {conn} now={time.time_ns()} events={ours}") from None
 
 
@@ -342,16 +345,26 @@ def main() -> int:
     )
     passed = failed = 0
     for fn in CHECKS:
-        start_t = time.monotonic()
-        try:
-            fn()
-        except Exception:
-            failed += 1
-            print(f"FAILED {fn.__name__}")
-            traceback.print_exc()
-        else:
-            passed += 1
-            print(f"ok {fn.__name__} ({time.monotonic() - start_t:.1f} s)")
+        # Two tries: the seed's clients see every connection of the host, and
+        # another process's connection storm can bury ours for a while. A
+        # broken wheel fails both; a retry is said, never hidden.
+        for attempt in (1, 2):
+            start_t = time.monotonic()
+            try:
+                fn()
+            except Exception:
+                text = traceback.format_exc()
+                if len(text) > 4000:  # a flooded client's output
+                    text = text[:2000] + "\n[...]\n" + text[-2000:]
+                print(f"{'FAILED' if attempt == 2 else 'failed, once more:'} {fn.__name__}")
+                print(text)
+                if attempt == 2:
+                    failed += 1
+            else:
+                passed += 1
+                again = " on the second try" if attempt == 2 else ""
+                print(f"ok {fn.__name__} ({time.monotonic() - start_t:.1f} s){again}")
+                break
         sys.stdout.flush()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
