@@ -6,26 +6,31 @@
 #   make bench      the benchmark suite (docs/performance.md)
 #   make test-asan  the native library built with ASan/UBSan, tests again
 #   make test-kernels  the real-kernel tests on Linux 6.1 and 6.12 in VMs
+#   make wheel      the sdist and the one wheel (abi3, manylinux) into dist/
+#   make test-wheel that wheel and the sdist installed with pip in Debian 11,
+#                   12 and 13 roots (debootstrap), checked on this kernel
 #   make install-lib [LIBDIR=/opt/RealTimeKql/lib]   where old clients look
 #                   (libtcpEvent.so, and libevent.so for C# [DllImport("event")])
 
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 LIB_SO ?= tcpevent/lib/libtcpEvent.so
-# What building and tracing need (`make run`): the BPF compiler, libbpf and
-# its libraries, a C compiler.
-APT_RUN_PACKAGES := clang libbpf-dev libelf-dev zlib1g-dev gcc make
+# What building and tracing need (`make run`): the BPF compiler, libelf and
+# zlib, a C compiler and make. libbpf is not the system's: the build fetches
+# its pinned release from Debian's archive (csrc/vendor/libbpf.py).
+APT_RUN_PACKAGES := clang libelf-dev zlib1g-dev gcc make
 PIP_RUN_PACKAGES := "setuptools>=64" wheel "cffi>=1.15"
 # Only the tests' (`make test`, `make lint`, the kernel and sanitizer
-# targets): clang-format, the C sources' style (lint); bpftool and iproute2,
-# the tests' views of the kernel;
+# targets): clang-format, the C sources' style (lint); libbpf-dev, for the
+# tests' own BPF objects and C drivers; bpftool and iproute2, the tests'
+# views of the kernel;
 # nftables: the lifecycle tests; mono-*: the C# example and its test;
 # util-linux (setpriv) and systemd (systemd-analyze): the exporter's tests;
 # podman, runc and busybox-static: the container tests run a real container
 # (runc: crun refuses hybrid cgroup hosts; busybox-static: its root
 # filesystem, no image registry needed).
-APT_TEST_PACKAGES := clang-format llvm bpftool pkg-config coreutils iproute2 nftables mono-mcs \
-	mono-runtime util-linux systemd podman runc busybox-static
+APT_TEST_PACKAGES := clang-format libbpf-dev llvm bpftool pkg-config coreutils iproute2 nftables \
+	mono-mcs mono-runtime util-linux systemd podman runc busybox-static
 # Without their recommends: the Prometheus server the exporter's tests scrape
 # with (not its node exporter).
 # clickhouse-server and clickhouse-client: the ClickHouse (Debian's 18.16)
@@ -40,7 +45,8 @@ APT_TEST_SERVER_PACKAGES := postgresql openssh-server openssh-client
 # PyYAML and bcrypt: --web.config.file (the extra tcpevent[web]).
 PIP_TEST_PACKAGES := pytest pytest-mock pytest-timeout mypy ruff prometheus_client PyYAML bcrypt
 
-.PHONY: all deps test-deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean
+.PHONY: all deps test-deps build run test lint bench test-asan test-kernels kernel-deps install-lib clean \
+	wheel-deps wheel test-wheel
 
 # $(call apt_install,PACKAGES[,apt-get options]): those not installed yet.
 define apt_install
@@ -151,6 +157,22 @@ kernel-deps: test-deps
 
 test-kernels: build kernel-deps
 	$(PYTHON) tests/kernels/run.py
+
+# The wheel is built in a Debian 11 root (glibc 2.31) made with debootstrap,
+# the checks run in Debian 11, 12 and 13 roots; all cached in
+# /var/cache/tcpevent/roots (TCPEVENT_ROOTS), made again when missing or a
+# month old (tests/wheel/roots.py). test-wheel makes them all at once first.
+WHEEL_APT_PACKAGES := debootstrap binutils
+wheel-deps: deps
+	$(call apt_install,$(WHEEL_APT_PACKAGES),--no-install-recommends)
+
+wheel: wheel-deps
+	$(PYTHON) tests/wheel/build.py
+
+test-wheel: wheel-deps
+	$(PYTHON) tests/wheel/roots.py
+	$(PYTHON) tests/wheel/build.py
+	$(PYTHON) tests/wheel/run.py
 
 # libevent.so is the name C# clients load ([DllImport("event")]). It is also
 # the name of the unrelated libevent's development link: keep LIBDIR a

@@ -11,6 +11,12 @@ Three steps, in this order, inside ``build_ext``:
 The library lands in ``tcpevent/lib/`` next to the extension, for a wheel and
 for an editable install alike. ``TCPEVENT_SANITIZE=address,undefined`` builds
 it with sanitizers (``make test-asan``).
+
+libbpf is not the system's: a pinned release, built as a static PIC archive
+and linked in, whose headers the BPF program is compiled against
+(``csrc/vendor/libbpf.py``). An sdist carries that release's tarball and the
+two compiled BPF objects (``csrc/vendor/sdist.py``), so that it builds
+offline and with no clang: BPF bytecode is the same wherever it is built.
 """
 
 from __future__ import annotations
@@ -19,12 +25,17 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
 from cffi import FFI
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "csrc" / "vendor"))
+import libbpf as vendored_libbpf
+import sdist as vendored_sdist
 
 ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
@@ -36,6 +47,8 @@ INCLUDE_DIR = CSRC / "include"
 #: The original ABI: its calls and the version script of its library.
 LEGACY_DIR = CSRC / "legacy"
 LIB_NAME = "libtcpEvent.so"
+#: Where an sdist carries the compiled BPF objects (never in a checkout).
+PREBUILT_BPF = BPF_DIR / "prebuilt"
 
 #: What cffi sees of the C API: the structs, enums and integer constants
 #: of the headers, and the prototypes of the functions the package calls,
@@ -134,9 +147,12 @@ def _multiarch_include() -> list[str]:
 
 
 def compile_bpf_object(out: Path, *defines: str) -> None:
+    # The pinned libbpf's bpf_helpers.h & co. come first: never the system's.
+    libbpf_include = vendored_libbpf.headers(ROOT)
     _run(
         [
             *(_find_clang(), "-g", "-O2", "-target", "bpf", "-Wall", "-Werror"),
+            f"-I{libbpf_include}",
             *_multiarch_include(),
             *defines,
             *(f"-I{BPF_DIR}", f"-I{INCLUDE_DIR}", "-c", str(BPF_DIR / "tcp.bpf.c"), "-o", str(out)),
@@ -164,15 +180,31 @@ def native_sources() -> list[Path]:
     return [*sorted(CSRC.glob("*.c")), LEGACY_DIR / "tcp.c"]
 
 
+def bpf_objects(tmp: Path) -> dict[str, Path]:
+    """The two builds of the BPF program, by the C array they are embedded as.
+
+    The default build reads kernel memory with bpf_rdonly_cast() (6.2+);
+    the portable one with bpf_probe_read_kernel(). See bpf/kernel_read.h.
+    An sdist's prebuilt objects are used as they are (no clang needed).
+    """
+    names = {"te_builtin_object": "tcp.bpf.o", "te_portable_object": "tcp-portable.bpf.o"}
+    if all((PREBUILT_BPF / f).exists() for f in names.values()):
+        return {array: PREBUILT_BPF / f for array, f in names.items()}
+    compile_bpf_object(tmp / names["te_builtin_object"])
+    compile_bpf_object(tmp / names["te_portable_object"], "-DTCPEVENT_PORTABLE")
+    return {array: tmp / f for array, f in names.items()}
+
+
 def build_library(tmp: Path, out: Path) -> None:
-    # The default build reads kernel memory with bpf_rdonly_cast() (6.2+);
-    # the portable one with bpf_probe_read_kernel(). See bpf/kernel_read.h.
-    fast, portable = tmp / "tcp.bpf.o", tmp / "tcp-portable.bpf.o"
     embedded = tmp / "builtin_object.c"
-    compile_bpf_object(fast)
-    compile_bpf_object(portable, "-DTCPEVENT_PORTABLE")
-    embed_objects({"te_builtin_object": fast, "te_portable_object": portable}, embedded)
+    embed_objects(bpf_objects(tmp), embedded)
     cc = os.environ.get("CC", "cc").split()
+    libbpf = vendored_libbpf.build(ROOT, cc)
+    # libbpf is linked in whole (static, PIC); libelf and zlib are the
+    # system's shared ones (Debian's .a are not PIC; a wheel bundles them,
+    # and `tcpevent --install-lib` copies them beside the library, where
+    # the $ORIGIN rpath finds them).
+    link_libs = [str(libbpf.archive), "-lelf", "-lz", "-Wl,-rpath,$ORIGIN"]
     flags = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_GNU_SOURCE", "-pthread"]
     sanitize = os.environ.get("TCPEVENT_SANITIZE")
     if sanitize:
@@ -182,12 +214,13 @@ def build_library(tmp: Path, out: Path) -> None:
         [
             *cc,
             *flags,
-            *("-shared", f"-I{INCLUDE_DIR}", f"-I{CSRC}", "-o", str(out)),
+            *("-shared", f"-I{libbpf.include_dir}", f"-I{INCLUDE_DIR}", f"-I{CSRC}"),
+            *("-o", str(out)),
             *(str(p) for p in native_sources()),
             str(embedded),
             f"-Wl,--version-script={LEGACY_DIR / 'libtcpEvent.map'}",
             "-Wl,-z,defs",
-            *("-lbpf", "-lelf", "-lz"),
+            *link_libs,
         ]
     )
 
@@ -229,11 +262,15 @@ def make_ffi() -> FFI:
         include_dirs=[str(INCLUDE_DIR)],
         libraries=["tcpEvent"],
         extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],
+        # The limited API: one extension for every Python >= 3.9 (abi3).
+        py_limited_api=True,
     )
     return ffi
 
 
 setup(
     ext_modules=[make_ffi().distutils_extension()],
-    cmdclass={"build_ext": BuildNative},
+    cmdclass={"build_ext": BuildNative, "sdist": vendored_sdist.command(ROOT, bpf_objects)},
+    # The wheel's tag: cp39-abi3 (the extension uses only the limited API).
+    options={"bdist_wheel": {"py_limited_api": "cp39"}},
 )

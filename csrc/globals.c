@@ -7,6 +7,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -100,13 +101,18 @@ int te_rodata_write(struct bpf_object *obj, const char *name, const void *val,
 	init = rodata_at(obj, name, size, &map, &init_size, &offset, &err);
 	if (!init)
 		return err;
-	{
-		char copy[init_size];
+	/* On the heap, not a VLA: the section is as large as the program
+	 * makes it, and gcc 10 (Debian 11, where the wheel is built) rejects
+	 * an unbounded VLA under -Werror (-Wvla-larger-than). */
+	char *copy = malloc(init_size);
 
-		memcpy(copy, init, init_size);
-		memcpy(copy + offset, val, size);
-		return bpf_map__set_initial_value(map, copy, init_size);
-	}
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, init, init_size);
+	memcpy(copy + offset, val, size);
+	err = bpf_map__set_initial_value(map, copy, init_size);
+	free(copy);
+	return err;
 }
 
 /* libbpf 1.1 maps a loaded .bss only for skeletons: map it here. */

@@ -320,16 +320,27 @@ def run_connections(args: argparse.Namespace) -> int:
 def install_lib(directory: str) -> Path:
     """Copy the packaged library into ``directory`` (created), atomically.
 
-    The copy replaces an existing file by rename, so programs that have the
-    old one mapped keep running. Returns the installed path.
+    A wheel's library comes with the libraries it bundles (libelf and zlib,
+    in ``tcpevent.libs/`` beside the package): those are copied too, and
+    the library's ``$ORIGIN`` rpath finds them there. Each copy replaces an
+    existing file by rename, so programs that have the old one mapped keep
+    running. Returns the installed path of the library.
     """
     source = abi.library_path()
     if not source.is_file():
         raise FileNotFoundError(f"{source} is missing: the package was built without it")
     target_dir = Path(directory)
     target_dir.mkdir(parents=True, exist_ok=True)
+    bundled = source.parent.parent.parent / "tcpevent.libs"
+    for lib in sorted(bundled.glob("*.so*")) if bundled.is_dir() else []:
+        _copy_atomically(lib, target_dir / lib.name)
     target = target_dir / LIB_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{LIB_NAME}.", dir=target_dir)
+    _copy_atomically(source, target)
+    return target
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as dst, source.open("rb") as src:
             shutil.copyfileobj(src, dst)
@@ -339,7 +350,6 @@ def install_lib(directory: str) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return target
 
 
 def run_install_lib(args: argparse.Namespace) -> int:
