@@ -19,11 +19,12 @@ int te_check_record_layout(struct bpf_object *obj)
 	if (te_rodata_read(obj, "tcpevent_record_size", &size, sizeof(size)))
 		return 0; /* no marker: records are checked one by one */
 	if (size != sizeof(struct tcpevent_record) &&
-	    size != TCPEVENT_RECORD_V1_SIZE)
+	    size != TCPEVENT_RECORD_V1_SIZE && size != TCPEVENT_RECORD_V2_SIZE)
 		return te_fail(EINVAL,
-			       "the program was built with a struct tcpevent_record of %u bytes; this library reads %zu (or the first layout's %d): rebuild it with this version's tcpevent_record.h",
+			       "the program was built with a struct tcpevent_record of %u bytes; this library reads %zu (or an earlier layout's %d or %d): rebuild it with this version's tcpevent_record.h",
 			       size, sizeof(struct tcpevent_record),
-			       TCPEVENT_RECORD_V1_SIZE);
+			       TCPEVENT_RECORD_V1_SIZE,
+			       TCPEVENT_RECORD_V2_SIZE);
 	return 0;
 }
 

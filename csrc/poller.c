@@ -33,9 +33,10 @@ static void warn_record_size(struct tcpevent *t, size_t size)
 	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_relaxed))
 		return;
 	snprintf(t->runtime_warning, sizeof(t->runtime_warning),
-		 "%s%sthe BPF program emits records of %zu bytes; struct tcpevent_record is %zu (or the first layout's %d): they are dropped and counted as malformed; see docs/custom-programs.md",
+		 "%s%sthe BPF program emits records of %zu bytes; struct tcpevent_record is %zu (or an earlier layout's %d or %d): they are dropped and counted as malformed; see docs/custom-programs.md",
 		 t->bpf.warning, *t->bpf.warning ? "; " : "", size,
-		 sizeof(struct tcpevent_record), TCPEVENT_RECORD_V1_SIZE);
+		 sizeof(struct tcpevent_record), TCPEVENT_RECORD_V1_SIZE,
+		 TCPEVENT_RECORD_V2_SIZE);
 	atomic_store_explicit(&t->runtime_warning_set, 1, memory_order_release);
 }
 
@@ -48,8 +49,9 @@ int te_poller_on_record(void *ctx, void *data, size_t size)
 	if (size == TCPEVENT_WAKEUP_SIZE)
 		return 0;
 	te_bump(&t->received, 1);
-	if (size == TCPEVENT_RECORD_V1_SIZE) {
-		/* The first layout: a prefix of this one, the rest reads 0. */
+	if (size == TCPEVENT_RECORD_V1_SIZE ||
+	    size == TCPEVENT_RECORD_V2_SIZE) {
+		/* An earlier layout: a prefix of this one, the rest reads 0. */
 		memcpy(&widened, data, size);
 		memset((char *)&widened + size, 0, sizeof(widened) - size);
 		r = &widened;

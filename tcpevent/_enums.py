@@ -3,7 +3,8 @@
 The headers are the only place the values are written: ``enum tcpevent_kind``
 (``tcpevent_record.h``), ``enum tcpevent_direction`` and the
 ``TCPEVENT_EVENT_*`` bits (``tcpevent.h``), ``enum tcpevent_tcp_state`` and
-``enum tcpevent_conn_timer`` (``tcpevent_conn.h``). A member added there
+``enum tcpevent_conn_timer`` (``tcpevent_conn.h``), ``enum tcpevent_cause``
+(``tcpevent_record.h``). A member added there
 appears here, and so in :class:`~tcpevent.TcpState`, ``TcpEvent.kind``,
 ``Tracer(events=...)`` and ``Connection.timer``, without an edit in Python.
 Everything is computed at import: nothing here costs anything per event.
@@ -14,6 +15,8 @@ from __future__ import annotations
 from tcpevent._core import ffi, lib
 
 __all__ = [
+    "CAUSES",
+    "CAUSE_NAMES",
     "CONN_TIMERS",
     "DIRECTIONS",
     "DIRECTION_NAMES",
@@ -67,6 +70,14 @@ DIRECTIONS: dict[str, int] = {
 }
 #: ``struct tcpevent_event.direction`` -> ``TcpEvent.direction``.
 DIRECTION_NAMES: tuple[str, ...] = _names_by_value(DIRECTIONS)
+
+#: Of a retransmit or reset event, what kind (``TcpEvent.cause``).
+CAUSES: dict[str, int] = {
+    name.lower(): value
+    for name, value in enum_members("enum tcpevent_cause", "TCPEVENT_CAUSE_").items()
+}
+#: ``struct tcpevent_event.cause`` -> ``TcpEvent.cause``.
+CAUSE_NAMES: tuple[str, ...] = _names_by_value(CAUSES)
 
 #: The kernel's TCP states by name (``{"ESTABLISHED": 1, ...}``), as
 #: ``tcpevent_conn.h`` copies them from ``include/net/tcp_states.h``.

@@ -223,6 +223,26 @@ def make_event(**changes: Any) -> tcpevent.TcpEvent:
         "accept_wait_ns": 0,
         "cgroup_id": 4242,
         "netns": 4026531840,
+        **dict.fromkeys(
+            (
+                "first_retrans_ns",
+                "last_retrans_ns",
+                "retrans_segs",
+                "retrans_timeout",
+                "retrans_loss",
+                "retrans_fast",
+                "retrans_probe",
+                "retrans_syn",
+                "resets_sent",
+                "resets_received",
+                "drops",
+                "skipped",
+                "reason",
+                "segs",
+            ),
+            0,
+        ),
+        "cause": "none",
     }
     fields.update(changes)
     return tcpevent.TcpEvent(**fields)

@@ -134,6 +134,8 @@ static __always_inline void count(__u32 idx)
 		*c += 1;
 }
 
+#include "tcp_health.h"
+
 static __always_inline _Bool pid_allowed(__u32 pid)
 {
 	return !filter_pids || bpf_map_lookup_elem(&pid_filter, &pid);
@@ -220,6 +222,8 @@ static __always_inline void forget_lost(__u64 key, __u32 pid)
 {
 	if (!bpf_map_delete_elem(&sockets, &key) && pid)
 		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+	if (health_on)
+		bpf_map_delete_elem(&health, &key);
 }
 
 /*
@@ -322,9 +326,10 @@ static __always_inline _Bool event_allowed(__u64 key, struct sock_owner *o)
 			     bpf_ntohs(KREAD(sk, __sk_common.skc_dport)));
 }
 
-/* One record of this socket, as it is now, into the ring buffer. */
+/* One record of this socket, as it is now, into the ring buffer; n: what a
+ * health event adds (tcp_health.h), or NULL. */
 static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
-				 int state)
+				 int state, const struct health_note *n)
 {
 	struct tcp_sock *tp = KPTR(struct tcp_sock, key);
 	struct sock *sk = KPTR(struct sock, key);
@@ -371,6 +376,7 @@ static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
 	r->error = kind == TCPEVENT_KIND_CLOSE ? KREAD(sk, sk_err) : 0;
 	r->kind = kind;
 	r->reserved = 0;
+	health_fill(key, o->birth_ns, r, n);
 	submit(r);
 }
 
@@ -381,8 +387,10 @@ static __always_inline int on_close(__u64 key, int oldstate)
 	if (!o)
 		return 0; /* birth not seen, or filtered out at birth */
 	if (emit_close && event_allowed(key, o))
-		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate);
+		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate, 0);
 	bpf_map_delete_elem(&sockets, &key);
+	if (health_on)
+		bpf_map_delete_elem(&health, &key);
 	return 0;
 }
 
@@ -402,7 +410,7 @@ static __always_inline int on_established(__u64 key, int oldstate)
 		return 0;
 	o->established_ns = bpf_ktime_get_boot_ns();
 	if (oldstate == TCP_SYN_SENT && emit_connect && event_allowed(key, o))
-		emit(key, o, TCPEVENT_KIND_CONNECT, TCP_ESTABLISHED);
+		emit(key, o, TCPEVENT_KIND_CONNECT, TCP_ESTABLISHED, 0);
 	return 0;
 }
 
@@ -553,7 +561,7 @@ static __always_inline void on_accepted(__u64 key)
 	o->flags |= OWNER_ACCEPTED;
 	if (event_allowed(key, o))
 		emit(key, o, TCPEVENT_KIND_ACCEPT,
-		     KREAD(KPTR(struct sock, key), __sk_common.skc_state));
+		     KREAD(KPTR(struct sock, key), __sk_common.skc_state), 0);
 }
 
 /*
@@ -601,5 +609,7 @@ int tcpevent_accept(struct syscall_exit_args *ctx)
 {
 	return on_accept(ctx->ret);
 }
+
+#include "tcp_health.bpf.c"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
