@@ -388,9 +388,9 @@ static __always_inline int on_close(__u64 key, int oldstate)
 		return 0; /* birth not seen, or filtered out at birth */
 	if (emit_close && event_allowed(key, o))
 		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate, 0);
-	bpf_map_delete_elem(&sockets, &key);
 	if (health_on)
-		bpf_map_delete_elem(&health, &key);
+		health_closed(key, o);
+	bpf_map_delete_elem(&sockets, &key);
 	return 0;
 }
 

@@ -38,6 +38,41 @@ static __always_inline struct sock_health *health_of(__u64 key,
 	return bpf_map_lookup_elem(&health, &key);
 }
 
+/*
+ * The owner of a full socket: its table entry (*closed false), or, for one
+ * that reached TCP_CLOSE on this CPU just now, what the entry said (copied
+ * into *tmp, *closed true: its close event is made, its counts gone).
+ */
+static __always_inline struct sock_owner *owner_of(__u64 sk,
+						   struct sock_owner *tmp,
+						   _Bool *closed)
+{
+	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &sk);
+	struct last_closed *c = 0;
+	struct just_closed *j;
+	__u32 zero = 0;
+
+	*closed = 0;
+	if (o)
+		return o;
+	j = bpf_map_lookup_elem(&just_closed, &zero);
+	if (!j)
+		return 0;
+	for (int i = 0; i < JUST_CLOSED; i++)
+		if (j->slot[i].key == sk)
+			c = &j->slot[i];
+	if (!c)
+		return 0;
+	tmp->birth_ns = c->birth_ns;
+	tmp->established_ns = 0;
+	tmp->pid = c->pid;
+	tmp->uid = c->uid;
+	tmp->flags = c->flags;
+	__builtin_memcpy(tmp->comm, c->comm, sizeof(tmp->comm));
+	*closed = 1;
+	return tmp;
+}
+
 /* A full socket, not a request or time-wait mini-socket (whose struct is
  * only a sock_common): only a full one has sk_uid, a cgroup, a tcp_sock. */
 static __always_inline _Bool full_sock(__u64 sk)
@@ -170,7 +205,10 @@ static __always_inline void emit_bare(__u64 sk, __u64 skb, __u8 kind,
 		}
 	} else if (sk) {
 		r->family = KREAD(c, skc_family);
-		r->sport = KREAD(c, skc_num);
+		/* skc_num is 0 once a full socket closed: inet_sport is not. */
+		r->sport = full ? bpf_ntohs(KREAD(KPTR(struct inet_sock, sk),
+						  inet_sport)) :
+				  KREAD(c, skc_num);
 		r->dport = bpf_ntohs(KREAD(c, skc_dport));
 		read_addrs(KPTR(struct sock, sk), r->family, r);
 	}
@@ -281,12 +319,13 @@ static __always_inline void on_reset(__u64 sk, __u64 skb, __u8 cause,
 				     __u16 reason)
 {
 	struct health_note n = { .cause = cause, .reason = reason };
-	struct sock_owner *o = 0;
+	struct sock_owner *o = 0, tmp;
+	_Bool closed = 0;
 
 	if (sk && full_sock(sk))
-		o = bpf_map_lookup_elem(&sockets, &sk);
+		o = owner_of(sk, &tmp, &closed);
 	if (o) {
-		n.h = health_of(sk, o);
+		n.h = closed ? 0 : health_of(sk, o);
 		if (n.h)
 			__sync_fetch_and_add(cause == TCPEVENT_CAUSE_SENT ?
 					     &n.h->resets_sent :
@@ -328,7 +367,8 @@ int tcpevent_drop(struct bpf_raw_tracepoint_args *ctx)
 	__u64 skb = ctx->args[0], sk = 0;
 	__u32 reason = ctx->args[2];
 	struct health_note n = {};
-	struct sock_owner *o = 0;
+	struct sock_owner *o = 0, tmp;
+	_Bool closed = 0;
 
 	if (reason <= drop_reason_consumed)
 		return 0;
@@ -339,10 +379,10 @@ int tcpevent_drop(struct bpf_raw_tracepoint_args *ctx)
 	if (!tcp_packet(skb, sk))
 		return 0;
 	if (sk && full_sock(sk))
-		o = bpf_map_lookup_elem(&sockets, &sk);
+		o = owner_of(sk, &tmp, &closed);
 	if (o) {
 		n.reason = reason;
-		n.h = health_of(sk, o);
+		n.h = closed ? 0 : health_of(sk, o);
 		if (n.h)
 			__sync_fetch_and_add(&n.h->drops, 1);
 		if (emit_drop && event_allowed(sk, o))

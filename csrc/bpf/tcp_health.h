@@ -50,6 +50,36 @@ struct {
 	__type(value, struct sock_health);
 } health SEC(".maps");
 
+/*
+ * The sockets that just reached TCP_CLOSE on this CPU, and their owners:
+ * the kernel sends an abortive close's reset (SO_LINGER 0, data after
+ * close) right after that transition, when the socket has left the table;
+ * on loopback the peer's own close may come in between (the reset's
+ * delivery runs first), so a few are kept.
+ */
+#define JUST_CLOSED 4
+
+struct last_closed {
+	__u64 key;
+	__u64 birth_ns;
+	__u32 pid;
+	__u32 uid;
+	char comm[TCPEVENT_COMM_LEN];
+	__u8 flags;
+};
+
+struct just_closed {
+	struct last_closed slot[JUST_CLOSED];
+	__u32 next;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct just_closed);
+} just_closed SEC(".maps");
+
 /* What one health event adds to its record. */
 struct health_note {
 	struct sock_health *h;	/* the socket's counts, or NULL */
@@ -91,6 +121,26 @@ static __always_inline void health_fill(__u64 key, __u64 birth_ns,
 	r->resets_received = h->resets_received;
 	r->drops = h->drops;
 	r->skipped = h->skipped;
+}
+
+/* A tracked socket reached TCP_CLOSE: its health entry goes; its owner is
+ * kept on this CPU for the reset that may follow at once. */
+static __always_inline void health_closed(__u64 key, const struct sock_owner *o)
+{
+	__u32 zero = 0;
+	struct just_closed *j = bpf_map_lookup_elem(&just_closed, &zero);
+	struct last_closed *c;
+
+	bpf_map_delete_elem(&health, &key);
+	if (!j)
+		return;
+	c = &j->slot[j->next++ % JUST_CLOSED];
+	c->key = key;
+	c->birth_ns = o->birth_ns;
+	c->pid = o->pid;
+	c->uid = o->uid;
+	c->flags = o->flags;
+	__builtin_memcpy(c->comm, o->comm, sizeof(c->comm));
 }
 
 #endif /* TCPEVENT_TCP_HEALTH_H */
