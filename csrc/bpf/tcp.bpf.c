@@ -134,8 +134,6 @@ static __always_inline void count(__u32 idx)
 		*c += 1;
 }
 
-#include "tcp_health.h"
-
 static __always_inline _Bool pid_allowed(__u32 pid)
 {
 	return !filter_pids || bpf_map_lookup_elem(&pid_filter, &pid);
@@ -187,6 +185,8 @@ static __always_inline __u32 sock_netns(struct sock *sk)
 
 	return KREAD(KPTR(struct net, net), ns.inum);
 }
+
+#include "tcp_health.h"
 
 /* In one of the filter's cgroups, or (subtree) below one. */
 static __always_inline _Bool cgroup_allowed(struct sock *sk)

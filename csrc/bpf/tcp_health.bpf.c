@@ -61,6 +61,8 @@ static __always_inline struct sock_owner *owner_of(__u64 sk,
 	for (int i = 0; i < JUST_CLOSED; i++)
 		if (j->slot[i].key == sk)
 			c = &j->slot[i];
+	if (c && c->netns != sock_netns(KPTR(struct sock, sk)))
+		c = 0;		/* another socket at the same address */
 	if (!c)
 		return 0;
 	tmp->birth_ns = c->birth_ns;
@@ -82,11 +84,21 @@ static __always_inline _Bool full_sock(__u64 sk)
 	return sk && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
 }
 
+/* Where a record of no tracked socket says it is from. */
+struct bare_ends {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u32 netns;
+};
+
 /* The endpoints of a packet (its IP and TCP headers), as seen from this
  * host: local is its destination if it came in, its source if it went out.
  * 0 if it is not TCP over IPv4/IPv6. */
 static __always_inline int packet_endpoints(__u64 skb, _Bool *outgoing,
-					    struct tcpevent_record *r)
+					    struct bare_ends *e)
 {
 	struct sk_buff *s = KPTR(struct sk_buff, skb);
 	unsigned char *head = KREAD(s, head);
@@ -105,7 +117,7 @@ static __always_inline int packet_endpoints(__u64 skb, _Bool *outgoing,
 		src = ip + 12;
 		dst = ip + 16;
 		alen = 4;
-		r->family = AF_INET;
+		e->family = AF_INET;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		if (bpf_probe_read_kernel(ip, 40, head + nh) ||
 		    (ip[0] >> 4) != 6)
@@ -114,7 +126,7 @@ static __always_inline int packet_endpoints(__u64 skb, _Bool *outgoing,
 		src = ip + 8;
 		dst = ip + 24;
 		alen = 16;
-		r->family = AF_INET6;
+		e->family = AF_INET6;
 	} else {
 		return 0;
 	}
@@ -129,15 +141,19 @@ static __always_inline int packet_endpoints(__u64 skb, _Bool *outgoing,
 				     bpf_ntohs(ports[0]);
 	}
 	if (*outgoing) {
-		bpf_probe_read_kernel(r->saddr, alen & 31, src);
-		bpf_probe_read_kernel(r->daddr, alen & 31, dst);
-		r->sport = bpf_ntohs(ports[0]);
-		r->dport = bpf_ntohs(ports[1]);
+		__builtin_memcpy(e->saddr, src, 16);
+		__builtin_memcpy(e->daddr, dst, 16);
+		e->sport = bpf_ntohs(ports[0]);
+		e->dport = bpf_ntohs(ports[1]);
 	} else {
-		bpf_probe_read_kernel(r->saddr, alen & 31, dst);
-		bpf_probe_read_kernel(r->daddr, alen & 31, src);
-		r->sport = bpf_ntohs(ports[1]);
-		r->dport = bpf_ntohs(ports[0]);
+		__builtin_memcpy(e->saddr, dst, 16);
+		__builtin_memcpy(e->daddr, src, 16);
+		e->sport = bpf_ntohs(ports[1]);
+		e->dport = bpf_ntohs(ports[0]);
+	}
+	if (alen == 4) {
+		__builtin_memset(e->saddr + 4, 0, 12);
+		__builtin_memset(e->daddr + 4, 0, 12);
 	}
 	return 1;
 }
@@ -145,7 +161,7 @@ static __always_inline int packet_endpoints(__u64 skb, _Bool *outgoing,
 /* Is this TCP? From the socket if there is one, else the packet. */
 static __always_inline _Bool tcp_packet(__u64 skb, __u64 sk)
 {
-	struct tcpevent_record probe = {};
+	struct bare_ends probe = {};
 	_Bool outgoing = 0;
 
 	if (sk)
@@ -153,24 +169,60 @@ static __always_inline _Bool tcp_packet(__u64 skb, __u64 sk)
 	return packet_endpoints(skb, &outgoing, &probe);
 }
 
+/* The network namespace of a packet without a socket: its device's. */
+static __always_inline __u32 skb_netns(__u64 skb)
+{
+	struct net_device *dev = KREAD(KPTR(struct sk_buff, skb), dev);
+	struct net *net = 0;
+
+	if (dev)
+		net = KREAD(KPTR(struct net_device, dev), nd_net.net);
+	return net ? KREAD(KPTR(struct net, net), ns.inum) : 0;
+}
+
 /*
  * A record of a socket the table does not hold, or of no socket: its
  * endpoints from the packet if there is one (skb), else from sk (any kind
  * of socket: only its sock_common is read). No owner; the uid and cgroup of
- * sk if it is a full socket. Filtered here as a tracked socket would be.
+ * sk if it is a full socket. Filtered here, before the ring buffer is
+ * touched, as a tracked socket would be at its birth: a flood elsewhere
+ * (another namespace's resets) costs no ring space.
  */
 static __always_inline void emit_bare(__u64 sk, __u64 skb, __u8 kind,
 				      __u8 cause, __u16 reason, _Bool outgoing,
 				      __u8 flags)
 {
 	struct sock_common *c = KPTR(struct sock_common, sk);
-	struct net_device *dev;
 	struct tcpevent_record *r;
 	_Bool full = sk && full_sock(sk);
+	struct bare_ends e = {};
 
 	if (filter_pids || (filter_cgroups && !(full && cgroup_allowed(
 					KPTR(struct sock, sk)))))
 		return;		/* no owner; no cgroup known */
+	e.netns = sk ? sock_netns(KPTR(struct sock, sk)) : skb_netns(skb);
+	if (filter_netns && !bpf_map_lookup_elem(&netns_filter, &e.netns))
+		return;
+	if (!skb || !packet_endpoints(skb, &outgoing, &e)) {
+		if (!sk)
+			return;
+		e.family = KREAD(c, skc_family);
+		/* skc_num is 0 once a full socket closed: inet_sport is not. */
+		e.sport = full ? bpf_ntohs(KREAD(KPTR(struct inet_sock, sk),
+						 inet_sport)) :
+				 KREAD(c, skc_num);
+		e.dport = bpf_ntohs(KREAD(c, skc_dport));
+		if (e.family == AF_INET) {
+			KREAD_BYTES(e.saddr, 4, c, skc_rcv_saddr);
+			KREAD_BYTES(e.daddr, 4, c, skc_daddr);
+		} else {
+			KREAD_BYTES(e.saddr, 16, c, skc_v6_rcv_saddr);
+			KREAD_BYTES(e.daddr, 16, c, skc_v6_daddr);
+		}
+	}
+	if ((filter_family && e.family != filter_family) ||
+	    !ports_allowed(e.sport, e.dport))
+		return;
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		count(TCPEVENT_CNT_RINGBUF_FULL);
@@ -184,39 +236,17 @@ static __always_inline void emit_bare(__u64 sk, __u64 skb, __u8 kind,
 	r->flags = flags;
 	if (kind == TCPEVENT_KIND_RETRANSMIT)
 		r->segs = 1;
-	if (sk) {
+	r->family = e.family;
+	r->sport = e.sport;
+	r->dport = e.dport;
+	r->netns = e.netns;
+	__builtin_memcpy(r->saddr, e.saddr, 16);
+	__builtin_memcpy(r->daddr, e.daddr, 16);
+	if (sk)
 		r->state = KREAD(c, skc_state);
-		r->netns = sock_netns(KPTR(struct sock, sk));
-	}
 	if (full) {
 		r->uid = KREAD(KPTR(struct sock, sk), sk_uid.val);
 		r->cgroup_id = cgroup_id(sock_cgroup(KPTR(struct sock, sk)));
-	}
-	if (skb && packet_endpoints(skb, &outgoing, r)) {
-		if (!sk) {
-			struct net *net = 0;
-
-			dev = KREAD(KPTR(struct sk_buff, skb), dev);
-			if (dev)
-				net = KREAD(KPTR(struct net_device, dev),
-					    nd_net.net);
-			if (net)
-				r->netns = KREAD(KPTR(struct net, net), ns.inum);
-		}
-	} else if (sk) {
-		r->family = KREAD(c, skc_family);
-		/* skc_num is 0 once a full socket closed: inet_sport is not. */
-		r->sport = full ? bpf_ntohs(KREAD(KPTR(struct inet_sock, sk),
-						  inet_sport)) :
-				  KREAD(c, skc_num);
-		r->dport = bpf_ntohs(KREAD(c, skc_dport));
-		read_addrs(KPTR(struct sock, sk), r->family, r);
-	}
-	if ((filter_family && r->family != filter_family) ||
-	    !ports_allowed(r->sport, r->dport) ||
-	    (filter_netns && !bpf_map_lookup_elem(&netns_filter, &r->netns))) {
-		bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);
-		return;
 	}
 	submit(r);
 }

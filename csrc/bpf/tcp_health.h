@@ -62,6 +62,8 @@ struct {
 struct last_closed {
 	__u64 key;
 	__u64 birth_ns;
+	__u32 netns;		/* a socket of another namespace made at the
+				 * same address since is not this one */
 	__u32 pid;
 	__u32 uid;
 	char comm[TCPEVENT_COMM_LEN];
@@ -136,6 +138,7 @@ static __always_inline void health_closed(__u64 key, const struct sock_owner *o)
 		return;
 	c = &j->slot[j->next++ % JUST_CLOSED];
 	c->key = key;
+	c->netns = sock_netns(KPTR(struct sock, key));
 	c->birth_ns = o->birth_ns;
 	c->pid = o->pid;
 	c->uid = o->uid;
