@@ -392,7 +392,9 @@ class TcpEvent(Endpoints, CgroupNames):
 
         ``family`` becomes ``"AF_INET"``/``"AF_INET6"``, ``state`` its name
         (``"ESTABLISHED"``, ...), ``error`` its ``errno`` name
-        (``"ECONNREFUSED"``, None for 0); ``kind`` and ``direction`` stay
+        (``"ECONNREFUSED"``, None for 0), ``reason`` its kernel's name
+        (:attr:`reason_name`; the number if the kernel names it not, None
+        for 0); ``kind``, ``direction`` and ``cause`` stay
         ``str``. ``resolve=True`` adds :attr:`cgroup`, :attr:`container_id`
         and :attr:`pod_uid` (looked up, then cached: see :attr:`cgroup`).
         """
@@ -400,7 +402,7 @@ class TcpEvent(Endpoints, CgroupNames):
         out["family"] = family_name(self.family)
         out["state"] = TcpState(self.state).name
         out["error"] = self.error_name
-        out["reason_name"] = self.reason_name
+        out["reason"] = self.reason_name or self.reason or None
         if resolve:
             out.update(self.cgroup_names())
         return out

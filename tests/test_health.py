@@ -4,6 +4,7 @@ drop chosen packets (docs/health.md)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -14,7 +15,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import bpfutil
 import pytest
+from cliutil import ATTACH_TIMEOUT
 from liveness import PROMPTLY
 from netutil import wait_until
 from nsutil import Netns, netns
@@ -324,9 +327,115 @@ def test_close_only_by_default_and_nothing_health_attached() -> None:
     assert not health & {p[1] for p in programs}, programs
 
 
+LEGACY_CLIENT = """
+import contextlib, json, os, socket, subprocess, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from netutil import connection, set_reset_on_close
+from tcpevent import abi
+
+def programs():
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True,
+                         capture_output=True, text=True).stdout
+    return {(p["id"], p.get("name", "")) for p in json.loads(out)}
+
+lib = abi.load_library()
+before = programs()
+lib.AddProbe(None)
+while not lib.getStatus():
+    time.sleep(0.01)
+events = []
+
+def drain():
+    while True:
+        ev = lib.DequeuePerfEvent()
+        if ev.family == 0:
+            return
+        events.append((ev.SPT, ev.DPT))
+
+reader = threading.Thread(target=drain)
+reader.start()
+after = programs()
+mine = [name for id_, name in after - before]
+sockets = []
+conns = [connection(reset=True) for _ in range(2)]
+for c in conns:
+    sockets += [(c.client.port, c.server.port), (c.server.port, c.client.port)]
+with socket.socket() as s:  # a port nothing listens on: bound, then released
+    s.bind(("127.0.0.1", 0))
+    closed = s.getsockname()[1]
+with socket.socket() as s:  # refused: RST sent and received, a SYN dropped
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    with contextlib.suppress(ConnectionRefusedError):
+        s.connect(("127.0.0.1", closed))
+sockets.append((port, closed))
+time.sleep(1.0)
+lib.cleanup()
+reader.join()
+print(json.dumps({"sockets": sockets, "events": events, "programs": mine}))
+"""
+
+
+def test_the_original_abi_stays_close_only() -> None:
+    """AddProbe() loads no health program (the programs loaded while it
+    attached: its own, and any other process's then), and resets and drops
+    give DequeuePerfEvent() nothing but each socket's one close."""
+    out = subprocess.run(
+        [sys.executable, "-c", LEGACY_CLIENT, str(HERE / "support")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    result = json.loads(out)
+    assert "tcpevent_state" in result["programs"], result["programs"]
+    health = ("tcpevent_retran", "tcpevent_reset_", "tcpevent_drop")
+    assert not [p for p in result["programs"] if p.startswith(health)], result["programs"]
+    ours = {tuple(p) for p in result["sockets"]}
+    got = Counter(tuple(e) for e in result["events"] if tuple(e) in ours)
+    assert got == dict.fromkeys(ours, 1), got
+
+
 def bpf_program_names() -> set[tuple[int, str]]:
     """(id, 15-character name) of every BPF program loaded on the host."""
     out = subprocess.run(
         ["bpftool", "-j", "prog", "show"], check=True, capture_output=True, text=True
     ).stdout
     return {(p["id"], p.get("name", "")) for p in json.loads(out)}
+
+
+def test_the_command_line_names_what_happened() -> None:
+    """--events reset,drop: JSON lines carry the kind, the cause and the
+    kernel's reason by name; the line format says it in words."""
+    with netns() as ns:
+        for fmt in ("json", "line"):
+            args = ["--events", "reset", "--netns", ns.name, "--format", fmt, "--count", "12"]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tcpevent", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                # Its own three links, and the two reset hooks'.
+                attached = functools.partial(bpfutil.attached, proc.pid, links=5)
+                assert wait_until(attached, timeout=ATTACH_TIMEOUT)
+                run_workload(ns, "resets", str(PORT))
+                out, err = proc.communicate(timeout=10 * PROMPTLY)
+            finally:
+                proc.kill()
+                proc.wait()
+            assert proc.returncode == 0, err
+            if fmt == "json":
+                lines = [json.loads(line) for line in out.splitlines()]
+                assert Counter(d["cause"] for d in lines) == {"sent": 6, "received": 6}, lines
+                assert {d["kind"] for d in lines} == {"reset"}
+                reasons = Counter(d["reason"] for d in lines if d["cause"] == "sent")
+                assert reasons["NO_SOCKET"] == 2 and reasons["TCP_ABORT_ON_DATA"] == 2, reasons
+                assert all(d["reason"] is None for d in lines if d["cause"] == "received")
+            else:
+                header, *rows = out.splitlines()
+                assert header.split()[:2] == ["TIME", "EVENT"] and header.split()[-1] == "DETAIL"
+                assert sum("reset sent (NO_SOCKET), no socket" in row for row in rows) == 2, out
+                assert sum("reset received in SYN_SENT" in row for row in rows) == 2, out
+                assert sum("reset sent (TCP_ABORT_ON_DATA) in CLOSE" in row for row in rows) == 2
