@@ -21,6 +21,7 @@ __all__ = [
     "DIRECTIONS",
     "DIRECTION_NAMES",
     "EVENT_BITS",
+    "HEALTH_KINDS",
     "KINDS",
     "KIND_NAMES",
     "TCP_STATES",
@@ -54,14 +55,25 @@ KINDS: dict[str, int] = {
 #: ``struct tcpevent_event.kind`` -> ``TcpEvent.kind``.
 KIND_NAMES: tuple[str, ...] = _names_by_value(KINDS)
 
+
 #: The kinds ``Tracer(events=...)`` may ask for, each with its
 #: ``TCPEVENT_EVENT_*`` bit: every kind the header gives a bit (snapshots
 #: have an option of their own), in the enum's order.
+def _event_bits(name: str) -> int | None:
+    """``TCPEVENT_EVENT_<NAME>`` of tcpevent.h, or None if it has none."""
+    bits = getattr(lib, f"TCPEVENT_EVENT_{name.upper()}", None)
+    return None if bits is None else int(bits)
+
+
 EVENT_BITS: dict[str, int] = {
-    name: int(getattr(lib, f"TCPEVENT_EVENT_{name.upper()}"))
-    for name in KINDS
-    if hasattr(lib, f"TCPEVENT_EVENT_{name.upper()}")
+    name: bits for name in KINDS if (bits := _event_bits(name)) is not None
 }
+
+#: The kinds that tell what a connection goes through (docs/health.md):
+#: those of ``TCPEVENT_EVENT_HEALTH``.
+HEALTH_KINDS: frozenset[str] = frozenset(
+    name for name, bit in EVENT_BITS.items() if bit & (_event_bits("health") or 0)
+)
 
 #: Which side of a connection an event is about (``TcpEvent.direction``).
 DIRECTIONS: dict[str, int] = {

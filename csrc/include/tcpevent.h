@@ -132,6 +132,9 @@ struct tcpevent_options {
 #define TCPEVENT_EVENT_RETRANSMIT (1u << TCPEVENT_KIND_RETRANSMIT)
 #define TCPEVENT_EVENT_RESET	  (1u << TCPEVENT_KIND_RESET)
 #define TCPEVENT_EVENT_DROP	  (1u << TCPEVENT_KIND_DROP)
+/* What connections go through (docs/health.md): the three above. */
+#define TCPEVENT_EVENT_HEALTH \
+	(TCPEVENT_EVENT_RETRANSMIT | TCPEVENT_EVENT_RESET | TCPEVENT_EVENT_DROP)
 
 /*
  * Do not attach the accept() hooks (syscalls:sys_exit_accept4/accept). While

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from tcpevent._core import lib
+from tcpevent._enums import HEALTH_KINDS
 from tcpevent.connections import Connection
 from tcpevent.containers import short_id
 from tcpevent.event import ZERO_EVENT, TcpEvent, TcpState
@@ -188,7 +189,7 @@ def _detail(ev: TcpEvent) -> str:
     wait, or why the connection ended; what a retransmit, reset or drop
     event says (the kernel's reason by name)."""
     parts = []
-    if ev.kind in ("retransmit", "reset", "drop"):
+    if ev.kind in HEALTH_KINDS:
         return ", ".join(_health(ev))
     if ev.kind == "close":
         parts.append(ev.error_name or ("not established" if ev.failed else "-"))
