@@ -20,6 +20,14 @@ static void load_btf(void)
 		vmlinux = NULL;
 }
 
+/* Freed when the library is unloaded (dlclose(), exit): it is the
+ * process's for as long as the library is. */
+__attribute__((destructor)) static void free_btf(void)
+{
+	btf__free(vmlinux);
+	vmlinux = NULL;
+}
+
 const struct btf *te_kernel_btf(void)
 {
 	pthread_once(&btf_once, load_btf);

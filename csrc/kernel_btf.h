@@ -12,7 +12,8 @@
 
 struct btf;
 
-/* The kernel's BTF, or NULL if it has none (never freed). Thread-safe. */
+/* The kernel's BTF, or NULL if it has none (freed when the library is
+ * unloaded). Thread-safe. */
 const struct btf *te_kernel_btf(void);
 /* The value of member `member` of `enum name`: 0 and *val, or -ENOENT. */
 int te_btf_enum_value(const char *name, const char *member, int64_t *val);
