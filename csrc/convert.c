@@ -132,10 +132,12 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	te_format_addr(r->family, r->saddr, ev->saddr);
 	te_format_addr(r->family, r->daddr, ev->daddr);
 	memset(ev->reserved, 0, sizeof(ev->reserved));
-	ev->first_retrans_ns = r->first_retrans_ns ?
-			       te_clock_to_wall(c, r->first_retrans_ns) : 0;
+	ev->first_retrans_ns =
+		r->first_retrans_ns ? te_clock_to_wall(c, r->first_retrans_ns) :
+				      0;
 	ev->last_retrans_ns = r->last_retrans_ns ?
-			      te_clock_to_wall(c, r->last_retrans_ns) : 0;
+				      te_clock_to_wall(c, r->last_retrans_ns) :
+				      0;
 	ev->retrans_segs = r->retrans_segs;
 	ev->retrans_timeout = r->retrans_timeout;
 	ev->retrans_loss = r->retrans_loss;

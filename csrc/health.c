@@ -14,15 +14,19 @@
 #include "tracer.h"
 
 static const struct {
-	const char *prog;	/* in tcp_health.bpf.c */
-	const char *tp;		/* its raw tracepoint */
-	uint32_t event;		/* TCPEVENT_EVENT_* it makes */
-	const char *since;	/* the kernel that has the hook */
+	const char *prog;  /* in tcp_health.bpf.c */
+	const char *tp;	   /* its raw tracepoint */
+	uint32_t event;	   /* TCPEVENT_EVENT_* it makes */
+	const char *since; /* the kernel that has the hook */
 } hooks[] = {
-	{ "tcpevent_retransmit", "tcp_retransmit_skb", TCPEVENT_EVENT_RETRANSMIT, "4.16" },
-	{ "tcpevent_retransmit_synack", "tcp_retransmit_synack", TCPEVENT_EVENT_RETRANSMIT, "4.16" },
-	{ "tcpevent_reset_sent", "tcp_send_reset", TCPEVENT_EVENT_RESET, "4.16" },
-	{ "tcpevent_reset_received", "tcp_receive_reset", TCPEVENT_EVENT_RESET, "4.16" },
+	{ "tcpevent_retransmit", "tcp_retransmit_skb",
+	  TCPEVENT_EVENT_RETRANSMIT, "4.16" },
+	{ "tcpevent_retransmit_synack", "tcp_retransmit_synack",
+	  TCPEVENT_EVENT_RETRANSMIT, "4.16" },
+	{ "tcpevent_reset_sent", "tcp_send_reset", TCPEVENT_EVENT_RESET,
+	  "4.16" },
+	{ "tcpevent_reset_received", "tcp_receive_reset", TCPEVENT_EVENT_RESET,
+	  "4.16" },
 	{ "tcpevent_drop", "kfree_skb", TCPEVENT_EVENT_DROP, "5.17" },
 };
 
@@ -56,15 +60,14 @@ static bool hook_usable(size_t i, char *warn, size_t len)
 	int64_t consumed;
 
 	if (nargs < 0) {
-		warn_more(warn, len,
-			  "%s: this kernel has no tracepoint %s", hooks[i].prog,
-			  hooks[i].tp);
+		warn_more(warn, len, "%s: this kernel has no tracepoint %s",
+			  hooks[i].prog, hooks[i].tp);
 		return false;
 	}
 	/* kfree_skb(skb, location) before 5.17: no reason to tell a drop. */
 	if (!strcmp(hooks[i].tp, "kfree_skb") &&
-	    (nargs < 3 || te_btf_enum_value("skb_drop_reason", "SKB_CONSUMED",
-					    &consumed))) {
+	    (nargs < 3 ||
+	     te_btf_enum_value("skb_drop_reason", "SKB_CONSUMED", &consumed))) {
 		warn_more(warn, len,
 			  "drop events are off: this kernel's %s has no drop reason (Linux %s+)",
 			  hooks[i].tp, hooks[i].since);
@@ -86,14 +89,15 @@ void te_health_plan(struct bpf_object *obj, const struct tcpevent_options *o,
 	for (size_t i = 0; i < N_HOOKS; i++) {
 		prog = bpf_object__find_program_by_name(obj, hooks[i].prog);
 		if (!prog)
-			continue;	/* a custom program without it */
-		on = (f->events & hooks[i].event) && hook_usable(i, warn,
-								warn_len);
+			continue; /* a custom program without it */
+		on = (f->events & hooks[i].event) &&
+		     hook_usable(i, warn, warn_len);
 		bpf_program__set_autoload(prog, on);
 		if (!on)
 			continue;
 		c->health_on = true;
-		c->emit_retransmit |= hooks[i].event == TCPEVENT_EVENT_RETRANSMIT;
+		c->emit_retransmit |= hooks[i].event ==
+				      TCPEVENT_EVENT_RETRANSMIT;
 		c->emit_reset |= hooks[i].event == TCPEVENT_EVENT_RESET;
 		c->emit_drop |= hooks[i].event == TCPEVENT_EVENT_DROP;
 	}
@@ -103,6 +107,7 @@ void te_health_plan(struct bpf_object *obj, const struct tcpevent_options *o,
 		c->drop_reason_consumed = 1;
 	c->drop_has_rx_sk = te_btf_tracepoint_args("kfree_skb") >= 4;
 	c->reset_has_reason = te_btf_tracepoint_args("tcp_send_reset") >= 3;
-	c->retransmit_has_err = te_btf_tracepoint_args("tcp_retransmit_skb") >= 3;
+	c->retransmit_has_err = te_btf_tracepoint_args("tcp_retransmit_skb") >=
+				3;
 	c->retransmit_interval_ns = (uint64_t)o->retransmit_interval_us * 1000;
 }

@@ -34,8 +34,7 @@ const struct btf *te_kernel_btf(void)
 	return vmlinux;
 }
 
-static const struct btf_type *find_enum(const struct btf *btf,
-					const char *name)
+static const struct btf_type *find_enum(const struct btf *btf, const char *name)
 {
 	int id = btf__find_by_name_kind(btf, name, BTF_KIND_ENUM);
 

@@ -14,9 +14,9 @@
 #include "vmlinux_health.h"
 
 #ifdef TCPEVENT_PORTABLE
-#define KREAD_BITS(p, field)	BPF_CORE_READ_BITFIELD_PROBED(p, field)
+#define KREAD_BITS(p, field) BPF_CORE_READ_BITFIELD_PROBED(p, field)
 #else
-#define KREAD_BITS(p, field)	BPF_CORE_READ_BITFIELD(p, field)
+#define KREAD_BITS(p, field) BPF_CORE_READ_BITFIELD(p, field)
 #endif
 
 /* A socket's health counts; made at its first health event. NULL if the
@@ -43,9 +43,8 @@ static __always_inline struct sock_health *health_of(__u64 key,
  * that reached TCP_CLOSE on this CPU just now, what the entry said (copied
  * into *tmp, *closed true: its close event is made, its counts gone).
  */
-static __always_inline struct sock_owner *owner_of(__u64 sk,
-						   struct sock_owner *tmp,
-						   _Bool *closed)
+static __always_inline struct sock_owner *
+owner_of(__u64 sk, struct sock_owner *tmp, _Bool *closed)
 {
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &sk);
 	struct last_closed *c = 0;
@@ -62,7 +61,7 @@ static __always_inline struct sock_owner *owner_of(__u64 sk,
 		if (j->slot[i].key == sk)
 			c = &j->slot[i];
 	if (c && c->netns != sock_netns(KPTR(struct sock, sk)))
-		c = 0;		/* another socket at the same address */
+		c = 0; /* another socket at the same address */
 	if (!c)
 		return 0;
 	tmp->birth_ns = c->birth_ns;
@@ -136,9 +135,9 @@ static __always_inline int packet_endpoints(__u64 skb, _Bool *outgoing,
 	if (*outgoing) {
 		struct sock *owner = KREAD(s, sk);
 
-		*outgoing = owner && KREAD(KPTR(struct sock, owner),
-					   __sk_common.skc_num) ==
-				     bpf_ntohs(ports[0]);
+		*outgoing = owner &&
+			    KREAD(KPTR(struct sock, owner),
+				  __sk_common.skc_num) == bpf_ntohs(ports[0]);
 	}
 	if (*outgoing) {
 		__builtin_memcpy(e->saddr, src, 16);
@@ -197,9 +196,9 @@ static __always_inline void emit_bare(__u64 sk, __u64 skb, __u8 kind,
 	_Bool full = sk && full_sock(sk);
 	struct bare_ends e = {};
 
-	if (filter_pids || (filter_cgroups && !(full && cgroup_allowed(
-					KPTR(struct sock, sk)))))
-		return;		/* no owner; no cgroup known */
+	if (filter_pids || (filter_cgroups &&
+			    !(full && cgroup_allowed(KPTR(struct sock, sk)))))
+		return; /* no owner; no cgroup known */
 	e.netns = sk ? sock_netns(KPTR(struct sock, sk)) : skb_netns(skb);
 	if (filter_netns && !bpf_map_lookup_elem(&netns_filter, &e.netns))
 		return;
@@ -297,10 +296,10 @@ int tcpevent_retransmit(struct bpf_raw_tracepoint_args *ctx)
 	__u16 segs;
 
 	if (retransmit_has_err && (int)ctx->args[2])
-		return 0;	/* not sent: the kernel's TCPRetransFail */
+		return 0; /* not sent: the kernel's TCPRetransFail */
 	o = bpf_map_lookup_elem(&sockets, &key);
 	if (!o)
-		return 0;	/* birth not seen, or filtered out */
+		return 0; /* birth not seen, or filtered out */
 	n.cause = retrans_cause(key, skb);
 	segs = KREAD(tcp_cb(skb), tcp_gso_segs);
 	n.segs = segs ? (segs > 255 ? 255 : segs) : 1;
@@ -358,12 +357,14 @@ static __always_inline void on_reset(__u64 sk, __u64 skb, __u8 cause,
 		n.h = closed ? 0 : health_of(sk, o);
 		if (n.h)
 			__sync_fetch_and_add(cause == TCPEVENT_CAUSE_SENT ?
-					     &n.h->resets_sent :
-					     &n.h->resets_received, 1);
+						     &n.h->resets_sent :
+						     &n.h->resets_received,
+					     1);
 		if (emit_reset && event_allowed(sk, o))
 			emit(sk, o, TCPEVENT_KIND_RESET,
 			     KREAD(KPTR(struct sock, sk),
-				   __sk_common.skc_state), &n);
+				   __sk_common.skc_state),
+			     &n);
 		return;
 	}
 	/* A reset sent in answer to a packet: that packet's endpoints. */
@@ -418,7 +419,8 @@ int tcpevent_drop(struct bpf_raw_tracepoint_args *ctx)
 		if (emit_drop && event_allowed(sk, o))
 			emit(sk, o, TCPEVENT_KIND_DROP,
 			     KREAD(KPTR(struct sock, sk),
-				   __sk_common.skc_state), &n);
+				   __sk_common.skc_state),
+			     &n);
 		return 0;
 	}
 	if (emit_drop)

@@ -14,7 +14,7 @@
 const volatile _Bool emit_retransmit = 0;
 const volatile _Bool emit_reset = 0;
 const volatile _Bool emit_drop = 0;
-const volatile _Bool health_on = 0;	/* any of the three */
+const volatile _Bool health_on = 0; /* any of the three */
 /* Least time between two retransmit events of one connection; 0: none. */
 const volatile __u64 retransmit_interval_ns = 0;
 /* Drop reasons up to this value are no drop (SKB_NOT_DROPPED_YET,
@@ -29,13 +29,13 @@ const volatile _Bool retransmit_has_err = 0;
 
 /* One socket's counts, from its first retransmission, reset or drop on. */
 struct sock_health {
-	__u64 birth_ns;		/* its sock_owner's: an entry of an earlier
+	__u64 birth_ns;	     /* its sock_owner's: an entry of an earlier
 				 * socket at this address does not match */
-	__u64 last_event_ns;	/* its last retransmit event (rate limit) */
+	__u64 last_event_ns; /* its last retransmit event (rate limit) */
 	__u64 first_retrans_ns;
 	__u64 last_retrans_ns;
 	__u32 retrans_segs;
-	__u32 by_cause[TCPEVENT_CAUSE_SYN];	/* [cause - 1], TIMEOUT..SYN */
+	__u32 by_cause[TCPEVENT_CAUSE_SYN]; /* [cause - 1], TIMEOUT..SYN */
 	__u32 resets_sent;
 	__u32 resets_received;
 	__u32 drops;
@@ -62,7 +62,7 @@ struct {
 struct last_closed {
 	__u64 key;
 	__u64 birth_ns;
-	__u32 netns;		/* a socket of another namespace made at the
+	__u32 netns; /* a socket of another namespace made at the
 				 * same address since is not this one */
 	__u32 pid;
 	__u32 uid;
@@ -84,13 +84,14 @@ struct {
 
 /* What one health event adds to its record. */
 struct health_note {
-	struct sock_health *h;	/* the socket's counts, or NULL */
+	struct sock_health *h; /* the socket's counts, or NULL */
 	__u16 reason;
 	__u8 cause;
 	__u8 segs;
 };
 
-#define HEALTH_OFFSET __builtin_offsetof(struct tcpevent_record, first_retrans_ns)
+#define HEALTH_OFFSET \
+	__builtin_offsetof(struct tcpevent_record, first_retrans_ns)
 
 /* The record's health part: zero, or the socket's counts and the note. */
 static __always_inline void health_fill(__u64 key, __u64 birth_ns,

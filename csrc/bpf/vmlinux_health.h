@@ -10,21 +10,22 @@
 
 #include "vmlinux_min.h"
 
-#define ETH_P_IP	0x0800
-#define ETH_P_IPV6	0x86DD
+#define ETH_P_IP   0x0800
+#define ETH_P_IPV6 0x86DD
 
 /* include/net/inet_connection_sock.h: what icsk_pending says is armed. */
-#define ICSK_TIME_RETRANS	1
-#define ICSK_TIME_LOSS_PROBE	5
+#define ICSK_TIME_RETRANS    1
+#define ICSK_TIME_LOSS_PROBE 5
 
 /* include/net/tcp.h: enum tcp_ca_state. */
-#define TCP_CA_Open		0
-#define TCP_CA_Disorder		1
-#define TCP_CA_Loss		4
+#define TCP_CA_Open	0
+#define TCP_CA_Disorder 1
+#define TCP_CA_Loss	4
 
-#define TCPHDR_SYN		0x02
+#define TCPHDR_SYN 0x02
 
-#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+#pragma clang attribute push(__attribute__((preserve_access_index)), \
+			     apply_to = record)
 
 struct net_device {
 	possible_net_t nd_net;
@@ -48,7 +49,7 @@ struct tcp_skb_cb {
 };
 
 struct inet_connection_sock {
-	__u8 icsk_ca_state: 5;
+	__u8 icsk_ca_state : 5;
 	__u8 icsk_pending;
 };
 
