@@ -66,6 +66,7 @@ FUNCTIONS = [
     "tcpevent_close",
     "tcpevent_free",
     "tcpevent_last_error",
+    "tcpevent_reason_name",
     "tcpevent_conn_query_init",
     "tcpevent_connections",
     "tcpevent_connections_free",

@@ -13,6 +13,10 @@ round so that machine noise hits all of them alike:
 4. where bpftrace is installed, churn with a count-only bpftrace one-liner
    on the same tracepoint, as a reference point.
 
+Then a lossy churn (its namespace's nftables dropping 1% of data segments):
+untraced, Python with close events, and Python with the retransmit, reset
+and drop events too (docs/health.md).
+
 Each in two regimes: the default sysctls, and ``net.ipv4.tcp_max_tw_buckets
 = 0`` (no TIME_WAIT: the churn runs about twice as fast and tracer cost
 shows). Every churn runs in a network namespace of its own, made for it and
@@ -66,6 +70,20 @@ BPFTRACE_ONELINER = "tracepoint:sock:inet_sock_set_state { @hits = count(); }"
 SYSCALLS = BUILD / "syscalls"
 NO_HOOKS = "C, no accept hooks"  # a churn row only: it dequeues like "C consumer"
 ALL_EVENTS = "Python, all events"  # a churn row only: connect, accept and close events
+HEALTH = "Python, health events"  # a lossy row: close, retransmit, reset and drop events
+#: The lossy churn's namespace drops 1 data segment in 100 (on the input
+#: hook, as a lossy path would: TCP retransmits them) with this ruleset.
+LOSSY_RULESET = """
+table inet tcpevent_bench {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    tcp flags & (syn | fin | rst) == 0 meta length > 100 numgen random mod 100 == 0 drop
+  }
+}
+"""
+#: The lossy churn: fewer connections (a lost segment costs its thread an
+#: RTO or a probe), more threads, a payload of a few segments each way.
+LOSSY_ARGS = ["-t", "8", "-s", "16384"]
 
 
 def build() -> tuple[Path, Path]:
@@ -282,6 +300,43 @@ def churn_comparison(
             print(f"  round {r + 1} {name:15s} {rate:9,.0f} conn/s", flush=True)
             time.sleep(0.5)  # the tracer's teardown (RCU) settles
     return runs
+
+
+def lossy_comparison(churn: Path, connections: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """The churn in a namespace that drops 1% of data segments: untraced,
+    with close events only, and with the health events too (docs/health.md)."""
+    py = [sys.executable, str(HERE / "py_consumer.py"), "--mode", "batch"]
+    configs: dict[str, Tracer | None] = {
+        "untraced": None,
+        "Python batch": Tracer("Python batch", py),
+        HEALTH: Tracer(HEALTH, [*py, "--events", "close,retransmit,reset,drop"]),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {}
+    args = ["-n", str(connections), *LOSSY_ARGS]
+    for r in range(rounds):
+        for name, tracer in configs.items():
+            with fresh_netns(time_wait=False) as prefix:
+                subprocess.run([*prefix, "nft", "-f", "-"], input=LOSSY_RULESET, text=True)
+                snmp = [*prefix, "cat", "/proc/net/snmp"]
+                before = _retrans_segs(subprocess.run(snmp, capture_output=True, text=True).stdout)
+                result = _run_churn([*prefix, str(churn)], args, tracer)
+                after = _retrans_segs(subprocess.run(snmp, capture_output=True, text=True).stdout)
+            result["retrans_segs"] = after - before
+            runs.setdefault(name, []).append(result)
+            rate = result["churn"]["rate"]
+            print(
+                f"  round {r + 1} {name:22s} {rate:9,.0f} conn/s "
+                f"({after - before:,} segments retransmitted)",
+                flush=True,
+            )
+            time.sleep(0.5)
+    return runs
+
+
+def _retrans_segs(snmp: str) -> int:
+    lines = [line.split() for line in snmp.splitlines()]
+    names, values = (line[1:] for line in lines if line[0] == "Tcp:")
+    return int(dict(zip(names, values))["RetransSegs"])
 
 
 def summarize(runs: dict[str, list[dict[str, Any]]], connections: int) -> list[dict[str, Any]]:
@@ -528,6 +583,11 @@ def main() -> int:
         runs = churn_comparison(churn, consumer, args.connections, args.rounds, time_wait)
         report[regime] = {"rows": summarize(runs, args.connections), "runs": runs}
         print(table(report[regime]["rows"]), flush=True)
+    lossy = max(args.connections // 20, 1000)
+    print(f"churn, lossy (1% of data segments dropped, {lossy:,} connections):", flush=True)
+    runs = lossy_comparison(churn, lossy, args.rounds)
+    report["lossy"] = {"rows": summarize(runs, lossy), "runs": runs}
+    print(table(report["lossy"]["rows"]), flush=True)
     print("raw dequeue throughput:", flush=True)
     report["dequeue"] = dequeue_throughput(churn, consumer, args.connections)
     print("BPF program cost:", flush=True)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "health.h"
 #include "loader.h"
 #include "privileges.h"
 
@@ -84,6 +85,12 @@ int te_bpf_attach_all(struct te_bpf *b)
 			b->standby = NULL; /* nothing to watch: attach now */
 		}
 		err = te_bpf_attach_program(b, prog);
+		/* A health program that cannot attach: its kind is off. */
+		if (err && !b->custom && te_health_program(prog)) {
+			te_bpf_warn(b, "%s", tcpevent_last_error());
+			te_error_clear();
+			continue;
+		}
 		if (err && !b->custom && te_is_accept_program(prog)) {
 			/* Both hooks fail alike: one warning says it. */
 			if (!accept_warned)

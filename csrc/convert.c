@@ -138,6 +138,26 @@ void te_record_to_event(const struct tcpevent_record *r, struct te_clock *c,
 	memcpy(ev->origin_task, r->origin_comm, comm_len);
 	memset(ev->origin_task + comm_len, 0,
 	       sizeof(ev->origin_task) - comm_len);
+	ev->first_retrans_ns =
+		r->first_retrans_ns ? te_clock_to_wall(c, r->first_retrans_ns) :
+				      0;
+	ev->last_retrans_ns = r->last_retrans_ns ?
+				      te_clock_to_wall(c, r->last_retrans_ns) :
+				      0;
+	ev->retrans_segs = r->retrans_segs;
+	ev->retrans_timeout = r->retrans_timeout;
+	ev->retrans_loss = r->retrans_loss;
+	ev->retrans_fast = r->retrans_fast;
+	ev->retrans_probe = r->retrans_probe;
+	ev->retrans_syn = r->retrans_syn;
+	ev->resets_sent = r->resets_sent;
+	ev->resets_received = r->resets_received;
+	ev->drops = r->drops;
+	ev->skipped = r->skipped;
+	ev->reason = r->reason;
+	ev->cause = r->cause;
+	ev->segs = r->segs;
+	memset(ev->reserved2, 0, sizeof(ev->reserved2));
 }
 
 void tcpevent_event_to_abi(const struct tcpevent_event *ev,

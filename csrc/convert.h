@@ -14,7 +14,7 @@
 static inline bool te_record_valid(const struct tcpevent_record *r)
 {
 	return (r->family == AF_INET || r->family == AF_INET6) &&
-	       r->kind <= TCPEVENT_KIND_ACCEPT;
+	       r->kind <= TCPEVENT_KIND_DROP;
 }
 
 /* inet_ntop()'s text of an AF_INET or AF_INET6 address; out has

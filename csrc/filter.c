@@ -40,8 +40,10 @@ static void take_sorted(void *dst, const void *src, uint32_t n, size_t size,
 	qsort(dst, n, size, cmp);
 }
 
-#define TE_EVENT_KINDS \
-	(TCPEVENT_EVENT_CLOSE | TCPEVENT_EVENT_CONNECT | TCPEVENT_EVENT_ACCEPT)
+#define TE_EVENT_KINDS                                       \
+	(TCPEVENT_EVENT_CLOSE | TCPEVENT_EVENT_CONNECT |     \
+	 TCPEVENT_EVENT_ACCEPT | TCPEVENT_EVENT_RETRANSMIT | \
+	 TCPEVENT_EVENT_RESET | TCPEVENT_EVENT_DROP)
 
 int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 {
@@ -74,7 +76,7 @@ int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 				       "network namespace 0 cannot be filtered on");
 	if (o->events & ~TE_EVENT_KINDS)
 		return te_fail(EINVAL,
-			       "options.events 0x%x has unknown bits 0x%x (TCPEVENT_EVENT_CLOSE, _CONNECT, _ACCEPT)",
+			       "options.events 0x%x has unknown bits 0x%x (TCPEVENT_EVENT_CLOSE, _CONNECT, _ACCEPT, _RETRANSMIT, _RESET, _DROP)",
 			       o->events, o->events & ~TE_EVENT_KINDS);
 	if ((o->events & TCPEVENT_EVENT_ACCEPT) &&
 	    (o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS))

@@ -19,6 +19,7 @@
 
 #include "builtin_object.h"
 #include "error.h"
+#include "health.h"
 #include "loader.h"
 #include "privileges.h"
 
@@ -94,6 +95,49 @@ static void leave_out_unsupported_sweep(struct te_bpf *b)
 	}
 }
 
+/* The health programs' settings (health.c), where the program has them. */
+static int configure_health(struct te_bpf *b, const struct tcpevent_options *o,
+			    const struct te_filter *f)
+{
+	static const char *const names[] = {
+		"emit_retransmit",    "emit_reset",	"emit_drop",
+		"health_on",	      "drop_has_rx_sk", "reset_has_reason",
+		"retransmit_has_err",
+	};
+	struct te_health_config c;
+	char warn[sizeof(b->warning)];
+	struct bpf_map *map;
+	_Bool on[sizeof(names) / sizeof(names[0])];
+	int err;
+
+	te_health_plan(b->obj, o, f, &c, warn, sizeof(warn));
+	if (*warn)
+		te_bpf_warn(b, "%s", warn);
+	map = bpf_object__find_map_by_name(b->obj, "health");
+	if (map &&
+	    bpf_map__set_max_entries(map, c.health_on ? o->max_sockets : 1))
+		return te_fail(EINVAL, "cannot set the health table size");
+	on[0] = c.emit_retransmit;
+	on[1] = c.emit_reset;
+	on[2] = c.emit_drop;
+	on[3] = c.health_on;
+	on[4] = c.drop_has_rx_sk;
+	on[5] = c.reset_has_reason;
+	on[6] = c.retransmit_has_err;
+	err = te_rodata_write(b->obj, "retransmit_interval_ns",
+			      &c.retransmit_interval_ns,
+			      sizeof(c.retransmit_interval_ns));
+	if (!err || err == -ENOENT)
+		err = te_rodata_write(b->obj, "drop_reason_consumed",
+				      &c.drop_reason_consumed,
+				      sizeof(c.drop_reason_consumed));
+	for (size_t i = 0;
+	     (!err || err == -ENOENT) && i < sizeof(names) / sizeof(names[0]);
+	     i++)
+		err = te_rodata_write(b->obj, names[i], &on[i], sizeof(on[i]));
+	return err == -ENOENT ? 0 : err;
+}
+
 static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		     const struct te_filter *f)
 {
@@ -117,10 +161,14 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	int err;
 
 	/* Not loaded at all: not verified, not attached, no fd. With the
-	 * release hook, the accept() hooks serve only accept events. */
+	 * release hook, the accept() hooks serve only the events that happen
+	 * while a passive socket is open and must name its owner then:
+	 * accept events, and the health events (a retransmission of a
+	 * connection nobody has closed yet names its acceptor). */
 	release = te_release_plan(b);
 	if ((o->flags & TCPEVENT_OPT_NO_ACCEPT_HOOKS) ||
-	    (release && !(f->events & TCPEVENT_EVENT_ACCEPT)))
+	    (release &&
+	     !(f->events & (TCPEVENT_EVENT_ACCEPT | TCPEVENT_EVENT_HEALTH))))
 		bpf_object__for_each_program(prog, b->obj)
 			if (te_is_accept_program(prog))
 				bpf_program__set_autoload(prog, false);
@@ -138,6 +186,8 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	err = te_check_record_layout(b->obj);
 	if (!err)
 		err = te_check_map_sizes(b->obj);
+	if (!err)
+		err = configure_health(b, o, f);
 	if (err)
 		return err;
 

@@ -21,7 +21,7 @@ int te_check_record_layout(struct bpf_object *obj)
 	if (size != sizeof(struct tcpevent_record) &&
 	    size != TCPEVENT_RECORD_V1_SIZE && size != TCPEVENT_RECORD_V2_SIZE)
 		return te_fail(EINVAL,
-			       "the program was built with a struct tcpevent_record of %u bytes; this library reads %zu (or the earlier layouts' %d and %d): rebuild it with this version's tcpevent_record.h",
+			       "the program was built with a struct tcpevent_record of %u bytes; this library reads %zu (or an earlier layout's %d or %d): rebuild it with this version's tcpevent_record.h",
 			       size, sizeof(struct tcpevent_record),
 			       TCPEVENT_RECORD_V1_SIZE,
 			       TCPEVENT_RECORD_V2_SIZE);

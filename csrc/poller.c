@@ -33,7 +33,7 @@ static void warn_record_size(struct tcpevent *t, size_t size)
 	if (atomic_load_explicit(&t->runtime_warning_set, memory_order_relaxed))
 		return;
 	snprintf(t->runtime_warning, sizeof(t->runtime_warning),
-		 "%s%sthe BPF program emits records of %zu bytes; struct tcpevent_record is %zu (or the earlier layouts' %d and %d): they are dropped and counted as malformed; see docs/custom-programs.md",
+		 "%s%sthe BPF program emits records of %zu bytes; struct tcpevent_record is %zu (or an earlier layout's %d or %d): they are dropped and counted as malformed; see docs/custom-programs.md",
 		 t->bpf.warning, *t->bpf.warning ? "; " : "", size,
 		 sizeof(struct tcpevent_record), TCPEVENT_RECORD_V1_SIZE,
 		 TCPEVENT_RECORD_V2_SIZE);

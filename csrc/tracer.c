@@ -21,6 +21,7 @@ void tcpevent_options_init(struct tcpevent_options *opts)
 	opts->queue_size = TCPEVENT_DEFAULT_QUEUE_SIZE;
 	opts->ring_size = TCPEVENT_DEFAULT_RING_SIZE;
 	opts->max_sockets = TCPEVENT_DEFAULT_MAX_SOCKETS;
+	opts->retransmit_interval_us = TCPEVENT_DEFAULT_RETRANSMIT_INTERVAL_US;
 }
 
 /* Copy the caller's options over the defaults; 0 keeps a default. */

@@ -11,7 +11,7 @@
 #include "queue.h"
 #include "tcpevent.h"
 
-#define TE_MAX_LINKS 8
+#define TE_MAX_LINKS 16
 
 /* Everything loaded into the kernel (the loader: loader.h). */
 struct te_bpf {

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tcpevent._core import EVENT_FIELDS, EVENT_FORMAT, EVENT_LAYOUT, EVENT_SIZE, ffi
-from tcpevent._enums import DIRECTION_NAMES, KIND_NAMES
+from tcpevent._enums import CAUSE_NAMES, DIRECTION_NAMES, KIND_NAMES
 from tcpevent.event import TcpEvent, TcpState
 from tcpevent.family import FAMILIES, family_of
 
@@ -53,6 +53,7 @@ _DECODERS: dict[str, str] = {
     "kind": "kinds[{v}]",
     "state": "states[{v}]",
     "direction": "directions[{v}]",
+    "cause": "causes[{v}]",
 }
 _TEXT = "(cache.get({v}) or decode({v}))"
 _PLAIN = "{v}"
@@ -75,6 +76,7 @@ def _compile() -> Callable[[Any], list[TcpEvent]]:
         "family_of": family_of,
         "kinds": KIND_NAMES,
         "directions": DIRECTION_NAMES,
+        "causes": CAUSE_NAMES,
         "states": tuple(TcpState(value) for value in range(256)),
         "cache": text_cache,
         "decode": decode_c_string,

@@ -3,7 +3,8 @@
 The headers are the only place the values are written: ``enum tcpevent_kind``
 (``tcpevent_record.h``), ``enum tcpevent_direction`` and the
 ``TCPEVENT_EVENT_*`` bits (``tcpevent.h``), ``enum tcpevent_tcp_state`` and
-``enum tcpevent_conn_timer`` (``tcpevent_conn.h``). A member added there
+``enum tcpevent_conn_timer`` (``tcpevent_conn.h``), ``enum tcpevent_cause``
+(``tcpevent_record.h``). A member added there
 appears here, and so in :class:`~tcpevent.TcpState`, ``TcpEvent.kind``,
 ``Tracer(events=...)`` and ``Connection.timer``, without an edit in Python.
 Everything is computed at import: nothing here costs anything per event.
@@ -14,10 +15,13 @@ from __future__ import annotations
 from tcpevent._core import ffi, lib
 
 __all__ = [
+    "CAUSES",
+    "CAUSE_NAMES",
     "CONN_TIMERS",
     "DIRECTIONS",
     "DIRECTION_NAMES",
     "EVENT_BITS",
+    "HEALTH_KINDS",
     "KINDS",
     "KIND_NAMES",
     "TCP_STATES",
@@ -51,14 +55,25 @@ KINDS: dict[str, int] = {
 #: ``struct tcpevent_event.kind`` -> ``TcpEvent.kind``.
 KIND_NAMES: tuple[str, ...] = _names_by_value(KINDS)
 
+
 #: The kinds ``Tracer(events=...)`` may ask for, each with its
 #: ``TCPEVENT_EVENT_*`` bit: every kind the header gives a bit (snapshots
 #: have an option of their own), in the enum's order.
+def _event_bits(name: str) -> int | None:
+    """``TCPEVENT_EVENT_<NAME>`` of tcpevent.h, or None if it has none."""
+    bits = getattr(lib, f"TCPEVENT_EVENT_{name.upper()}", None)
+    return None if bits is None else int(bits)
+
+
 EVENT_BITS: dict[str, int] = {
-    name: int(getattr(lib, f"TCPEVENT_EVENT_{name.upper()}"))
-    for name in KINDS
-    if hasattr(lib, f"TCPEVENT_EVENT_{name.upper()}")
+    name: bits for name in KINDS if (bits := _event_bits(name)) is not None
 }
+
+#: The kinds that tell what a connection goes through (docs/health.md):
+#: those of ``TCPEVENT_EVENT_HEALTH``.
+HEALTH_KINDS: frozenset[str] = frozenset(
+    name for name, bit in EVENT_BITS.items() if bit & (_event_bits("health") or 0)
+)
 
 #: Which side of a connection an event is about (``TcpEvent.direction``).
 DIRECTIONS: dict[str, int] = {
@@ -67,6 +82,14 @@ DIRECTIONS: dict[str, int] = {
 }
 #: ``struct tcpevent_event.direction`` -> ``TcpEvent.direction``.
 DIRECTION_NAMES: tuple[str, ...] = _names_by_value(DIRECTIONS)
+
+#: Of a retransmit or reset event, what kind (``TcpEvent.cause``).
+CAUSES: dict[str, int] = {
+    name.lower(): value
+    for name, value in enum_members("enum tcpevent_cause", "TCPEVENT_CAUSE_").items()
+}
+#: ``struct tcpevent_event.cause`` -> ``TcpEvent.cause``.
+CAUSE_NAMES: tuple[str, ...] = _names_by_value(CAUSES)
 
 #: The kernel's TCP states by name (``{"ESTABLISHED": 1, ...}``), as
 #: ``tcpevent_conn.h`` copies them from ``include/net/tcp_states.h``.

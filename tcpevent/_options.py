@@ -12,7 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Union
 
-from tcpevent._core import MAX_FILTER, MAX_QUEUE_SIZE, MAX_RING_SIZE, MAX_SOCKETS
+from tcpevent._core import (
+    DEFAULT_RETRANSMIT_INTERVAL_US,
+    MAX_FILTER,
+    MAX_QUEUE_SIZE,
+    MAX_RING_SIZE,
+    MAX_SOCKETS,
+)
 from tcpevent._enums import EVENT_BITS
 from tcpevent.cgroups import cgroup_id_of
 from tcpevent.errors import InvalidProgramError, ProgramNotFoundError
@@ -56,6 +62,7 @@ class Options:
     cgroups: tuple[int, ...] = ()
     cgroup_subtree: bool = False
     netns: tuple[int, ...] = ()
+    retransmit_interval_us: int = DEFAULT_RETRANSMIT_INTERVAL_US
 
 
 def _int(name: str, value: object) -> int:
@@ -175,6 +182,23 @@ def _program(value: object) -> str | None:
 EVENT_KINDS: tuple[str, ...] = tuple(EVENT_BITS)
 
 
+def _retransmit_interval_us(value: object) -> int:
+    """Seconds between two retransmit events of a connection (None or 0: no
+    limit), as whole microseconds."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"retransmit_interval must be a number of seconds or None, not {type(value).__name__}"
+        )
+    if not math.isfinite(value) or not 0 <= value <= MAX_INTERVAL_MS / 1e6:
+        raise ValueError(
+            f"retransmit_interval must be between 0 and {MAX_INTERVAL_MS / 1e6:.0f} seconds, "
+            f"not {value}"
+        )
+    return round(value * 1e6)
+
+
 def parse_events(value: object) -> frozenset[str]:
     """``events=``: one kind of :data:`EVENT_KINDS` or an iterable of them."""
     if isinstance(value, str):
@@ -251,6 +275,7 @@ def parse_options(
     cgroups: object = None,
     cgroup_subtree: object = False,
     netns: object = None,
+    retransmit_interval: object = DEFAULT_RETRANSMIT_INTERVAL_US / 1e6,
 ) -> Options:
     """Check every argument; raise ``TypeError``/``ValueError`` naming the culprit."""
     options = Options(
@@ -267,6 +292,7 @@ def parse_options(
         cgroups=_cgroups(cgroups),
         cgroup_subtree=_bool("cgroup_subtree", cgroup_subtree),
         netns=_netns(netns),
+        retransmit_interval_us=_retransmit_interval_us(retransmit_interval),
     )
     if "accept" in options.events and not options.accept_hooks:
         raise ValueError("accept events come from the accept() hooks: not with accept_hooks=False")

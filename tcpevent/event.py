@@ -10,7 +10,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tcpevent import abi
-from tcpevent._enums import DIRECTION_NAMES, DIRECTIONS, KIND_NAMES, KINDS, TCP_STATES
+from tcpevent._enums import (
+    CAUSE_NAMES,
+    CAUSES,
+    DIRECTION_NAMES,
+    DIRECTIONS,
+    KIND_NAMES,
+    KINDS,
+    TCP_STATES,
+)
 from tcpevent.containers import CgroupNames
 from tcpevent.family import FAMILIES, FAMILY_NAMES, endpoint, family_name, family_of
 
@@ -18,6 +26,7 @@ __all__ = [
     "FAMILIES",
     "FAMILY_NAMES",
     "ZERO_EVENT",
+    "Cause",
     "Direction",
     "Endpoints",
     "EventKind",
@@ -31,17 +40,28 @@ __all__ = [
 #: Why an event was emitted: the connection closed; a periodic sample of a
 #: live connection (``Tracer(snapshot_interval=...)``); the active side's
 #: handshake completed (``connect``), or accept() handed the passive side out
-#: (``accept``) (``Tracer(events=...)``).
-EventKind = Literal["close", "snapshot", "connect", "accept"]
+#: (``accept``); a segment was retransmitted, a reset sent or received, a
+#: packet dropped (``retransmit``, ``reset``, ``drop``: docs/health.md)
+#: (``Tracer(events=...)``).
+EventKind = Literal["close", "snapshot", "connect", "accept", "retransmit", "reset", "drop"]
+#: Of a retransmit event, why (``"timeout"``, ``"loss"``, ``"fast"``,
+#: ``"probe"``, ``"syn"``, ``"synack"``); of a reset, which way (``"sent"``,
+#: ``"received"``); ``"none"`` for other events (docs/health.md).
+Cause = Literal["none", "timeout", "loss", "fast", "probe", "syn", "synack", "sent", "received"]
 #: Which side of the connection: the one that called connect(), the one
 #: accept() hands out, or not known (e.g. a snapshot, a custom program).
 Direction = Literal["outbound", "inbound", "unknown"]
 
 # The Literal types are what a type checker sees; the values are the C enums'.
-if set(get_args(EventKind)) != set(KINDS) or set(get_args(Direction)) != set(DIRECTIONS):
+if (
+    set(get_args(EventKind)) != set(KINDS)
+    or set(get_args(Direction)) != set(DIRECTIONS)
+    or set(get_args(Cause)) != set(CAUSES)
+):
     raise ImportError(  # pragma: no cover - header and Literal disagree
-        f"tcpevent: EventKind {get_args(EventKind)} or Direction {get_args(Direction)} differ "
-        f"from enum tcpevent_kind {tuple(KINDS)} or enum tcpevent_direction {tuple(DIRECTIONS)}"
+        f"tcpevent: EventKind {get_args(EventKind)}, Direction {get_args(Direction)} or "
+        f"Cause {get_args(Cause)} differ from enum tcpevent_kind {tuple(KINDS)}, "
+        f"enum tcpevent_direction {tuple(DIRECTIONS)} or enum tcpevent_cause {tuple(CAUSES)}"
     )
 
 _NS = 1_000_000_000
@@ -193,26 +213,41 @@ class TcpEvent(Endpoints, CgroupNames):
 
     __slots__ = (
         "accept_wait_ns",
+        "cause",
         "cgroup_id",
         "daddr",
         "direction",
         "dport",
+        "drops",
         "error",
         "family",
+        "first_retrans_ns",
         "handshake_ns",
         "kind",
+        "last_retrans_ns",
         "lifetime_ns",
         "netns",
         "origin_pid",
         "origin_task",
         "origin_uid",
         "pid",
+        "reason",
+        "resets_received",
+        "resets_sent",
         "retrans",
+        "retrans_fast",
+        "retrans_loss",
+        "retrans_probe",
+        "retrans_segs",
+        "retrans_syn",
+        "retrans_timeout",
         "rtt_us",
         "rx_bytes",
         "saddr",
+        "segs",
         "segs_in",
         "segs_out",
+        "skipped",
         "sport",
         "state",
         "task",
@@ -290,6 +325,42 @@ class TcpEvent(Endpoints, CgroupNames):
     """:attr:`origin_pid`'s user id."""
     origin_task: str
     """:attr:`origin_pid`'s command name."""
+    # What the connection went through (docs/health.md): counted only while
+    # retransmit, reset or drop events are on, else 0. A retransmit, reset
+    # or drop event carries the counts up to it, a close event the totals.
+    first_retrans_ns: int
+    """Wall-clock time of the connection's first retransmission; 0: none."""
+    last_retrans_ns: int
+    """Wall-clock time of its last retransmission; 0: none."""
+    retrans_segs: int
+    """Segments it retransmitted (as the kernel's ``RetransSegs`` counts)."""
+    retrans_timeout: int
+    """Retransmissions the retransmission timer made (an RTO's own)."""
+    retrans_loss: int
+    """Retransmissions after a timeout, in loss recovery."""
+    retrans_fast: int
+    """Fast retransmissions, in recovery (duplicate ACKs, SACK, RACK)."""
+    retrans_probe: int
+    """Tail-loss probes that retransmitted a segment."""
+    retrans_syn: int
+    """SYNs retransmitted."""
+    resets_sent: int
+    """Resets it sent."""
+    resets_received: int
+    """Resets it received."""
+    drops: int
+    """Its packets the kernel dropped, with a reason."""
+    skipped: int
+    """Of a retransmit event: the connection's retransmit events the rate
+    limit left out since its previous one (``Tracer(retransmit_interval=)``);
+    of a close event, those left out since its last one."""
+    reason: int
+    """Of a drop event: the kernel's ``enum skb_drop_reason`` value; of a
+    reset sent: its ``enum sk_rst_reason`` (6.10+). See :attr:`reason_name`."""
+    cause: Cause
+    """Of a retransmit event, why; of a reset, which way (:data:`Cause`)."""
+    segs: int
+    """Of a retransmit event: the segments it sent."""
 
     @property
     def error_name(self) -> str | None:
@@ -297,6 +368,18 @@ class TcpEvent(Endpoints, CgroupNames):
         if not self.error:
             return None
         return errno.errorcode.get(self.error, str(self.error))
+
+    @property
+    def reason_name(self) -> str | None:
+        """:attr:`reason` as the running kernel names it (its BTF):
+        ``"TCP_LISTEN_OVERFLOW"``, ``"NETFILTER_DROP"`` for a drop,
+        ``"NO_SOCKET"`` for a reset sent; None for other events, or a value
+        this kernel does not name."""
+        if self.kind not in ("drop", "reset") or (self.kind == "reset" and self.cause != "sent"):
+            return None
+        from tcpevent._reasons import reason_name  # the native core, loaded on use
+
+        return reason_name(self.kind, self.reason)
 
     @property
     def failed(self) -> bool:
@@ -325,7 +408,9 @@ class TcpEvent(Endpoints, CgroupNames):
 
         ``family`` becomes ``"AF_INET"``/``"AF_INET6"``, ``state`` its name
         (``"ESTABLISHED"``, ...), ``error`` its ``errno`` name
-        (``"ECONNREFUSED"``, None for 0); ``kind`` and ``direction`` stay
+        (``"ECONNREFUSED"``, None for 0), ``reason`` its kernel's name
+        (:attr:`reason_name`; the number if the kernel names it not, None
+        for 0); ``kind``, ``direction`` and ``cause`` stay
         ``str``. ``resolve=True`` adds :attr:`cgroup`, :attr:`container_id`
         and :attr:`pod_uid` (looked up, then cached: see :attr:`cgroup`).
         """
@@ -333,6 +418,7 @@ class TcpEvent(Endpoints, CgroupNames):
         out["family"] = family_name(self.family)
         out["state"] = TcpState(self.state).name
         out["error"] = self.error_name
+        out["reason"] = self.reason_name or self.reason or None
         if resolve:
             out.update(self.cgroup_names())
         return out
@@ -403,6 +489,7 @@ _ZERO_OF_TYPE: dict[str, object] = {
     "TcpState": TcpState(0),
     "EventKind": KIND_NAMES[0],
     "Direction": DIRECTION_NAMES[0],
+    "Cause": CAUSE_NAMES[0],
 }
 #: What an all-zero ``struct tcpevent_event`` means: the value of every field
 #: an event from elsewhere (the original ABI) has no place for. Built from

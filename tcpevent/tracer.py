@@ -19,6 +19,7 @@ from tcpevent._convert import events_from_buffer
 from tcpevent._core import (
     DEFAULT_MAX_SOCKETS,
     DEFAULT_QUEUE_SIZE,
+    DEFAULT_RETRANSMIT_INTERVAL_US,
     DEFAULT_RING_SIZE,
     STATS_FIELDS,
     ffi,
@@ -160,7 +161,12 @@ class Tracer:
     ``events``: which kinds of events to deliver, any of ``"close"`` (the
     default), ``"connect"`` (the active side's handshake completed) and
     ``"accept"`` (accept() handed the passive side out); with connect or
-    accept events, handshake times are measured (docs/lifecycle.md).
+    accept events, handshake times are measured (docs/lifecycle.md);
+    ``"retransmit"``, ``"reset"`` and ``"drop"`` tell what a connection goes
+    through, and then close events carry its counts too (docs/health.md).
+    ``retransmit_interval``: at most one retransmit event per connection in
+    this many seconds (default 0.01; ``None`` or 0: no limit); the ones left
+    out are counted in the next (:attr:`TcpEvent.skipped`).
 
     ``accept_hooks=False`` forbids the two ``accept()`` syscall hooks:
     while any syscall tracepoint is attached, every system call of every
@@ -197,6 +203,7 @@ class Tracer:
         cgroups: CgroupArg | Iterable[CgroupArg] | None = None,
         cgroup_subtree: bool = False,
         netns: NetnsArg | Iterable[NetnsArg] | None = None,
+        retransmit_interval: float | None = DEFAULT_RETRANSMIT_INTERVAL_US / 1e6,
     ) -> None:
         self._lock = threading.RLock()  # re-entrant: close() from a signal handler
         self._close_lock = threading.RLock()
@@ -220,6 +227,7 @@ class Tracer:
             cgroups=cgroups,
             cgroup_subtree=cgroup_subtree,
             netns=netns,
+            retransmit_interval=retransmit_interval,
         )
         self._handle = self._open(self._options)
         self._closed = False
@@ -247,6 +255,7 @@ class Tracer:
         if o.cgroup_subtree:
             copts.flags |= lib.TCPEVENT_OPT_CGROUP_SUBTREE
         copts.events = sum(EVENT_BITS[kind] for kind in o.events)
+        copts.retransmit_interval_us = o.retransmit_interval_us
         for name in ("cgroups", "netns", "pids", "ports"):  # Options' names are the struct's
             set_array(copts, name, getattr(o, name), keep)
         out = ffi.new("struct tcpevent **")

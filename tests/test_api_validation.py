@@ -226,6 +226,26 @@ def make_event(**changes: Any) -> tcpevent.TcpEvent:
         "origin_pid": 1177900,
         "origin_uid": 1000,
         "origin_task": "bash",
+        **dict.fromkeys(
+            (
+                "first_retrans_ns",
+                "last_retrans_ns",
+                "retrans_segs",
+                "retrans_timeout",
+                "retrans_loss",
+                "retrans_fast",
+                "retrans_probe",
+                "retrans_syn",
+                "resets_sent",
+                "resets_received",
+                "drops",
+                "skipped",
+                "reason",
+                "segs",
+            ),
+            0,
+        ),
+        "cause": "none",
     }
     fields.update(changes)
     return tcpevent.TcpEvent(**fields)

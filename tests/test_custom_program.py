@@ -105,3 +105,27 @@ def test_a_program_of_the_first_record_layout_still_works(compile_bpf) -> None:
         for newer in ("cgroup_id", "netns", "handshake_ns", "accept_wait_ns", "error"):
             assert e[newer] == 0, (newer, e)
         assert e["direction"] == 0
+
+
+@pytest.mark.bpf
+def test_a_program_of_the_second_record_layout_still_works(compile_bpf) -> None:
+    """A program built with the second layout's 144-byte record is loaded:
+    its own fields arrive, the health fields of the third read 0."""
+    program = compile_bpf(ROOT / "tests" / "support" / "bpf" / "v2_layout.bpf.c")
+    with NativeTracer(program=str(program)) as tracer:
+        conn = connection(client_sends=300, server_sends=200)
+        pair = {conn.client.port, conn.server.port}
+
+        def ours(evs: list[dict]) -> list[dict]:
+            return [e for e in evs if {e["sport"], e["dport"]} == pair]
+
+        events = ours(tracer.collect(lambda evs: len(ours(evs)) >= 2, timeout=5))
+        stats = tracer.stats()
+        warning = tracer.warnings()
+    assert warning == "" and stats["malformed"] == 0
+    assert len(events) == 2, events
+    for e in events:
+        assert e["kind"] == 0 and e["netns"] == 4242, e  # a close, with its own field
+        for newer in ("retrans_segs", "first_retrans_ns", "resets_sent", "drops", "reason"):
+            assert e[newer] == 0, (newer, e)
+        assert e["cause"] == 0

@@ -47,8 +47,8 @@ def test_object_rejected_by_the_verifier(compile_bpf) -> None:
 @pytest.mark.bpf
 def test_object_built_for_another_record_layout(compile_bpf) -> None:
     message = open_error(compile_bpf(HERE / "support" / "bpf" / "other_layout.bpf.c"))
-    assert "120 bytes" in message and "reads 168" in message
-    assert "112 and 144" in message  # the earlier layouts, still read
+    assert "120 bytes" in message and "reads 232" in message
+    assert "112" in message and "144" in message  # the earlier layouts
 
 
 @pytest.mark.bpf
@@ -75,7 +75,8 @@ def test_hostile_records_never_become_garbage(compile_bpf) -> None:
         events = ours(tracer.collect(lambda evs: len(ours(evs)) >= 4, timeout=5))
         stats = tracer.stats()
         warning = tracer.warnings()
-    assert "64 bytes" in warning and "168" in warning and "112 and 144" in warning
+    assert "64 bytes" in warning and "232" in warning
+    assert "144" in warning and "112" in warning
     assert len(events) == 4, events
     for e in events:
         assert e["family"] in (2, 10)

@@ -163,11 +163,14 @@ def test_event_kinds_are_the_headers() -> None:
         "close": _core.lib.TCPEVENT_EVENT_CLOSE,
         "connect": _core.lib.TCPEVENT_EVENT_CONNECT,
         "accept": _core.lib.TCPEVENT_EVENT_ACCEPT,
+        "retransmit": _core.lib.TCPEVENT_EVENT_RETRANSMIT,
+        "reset": _core.lib.TCPEVENT_EVENT_RESET,
+        "drop": _core.lib.TCPEVENT_EVENT_DROP,
     }
     from tcpevent._options import EVENT_KINDS
     from tcpevent.exporter.metrics import EVENT_KINDS as EXPORTED
 
-    assert EVENT_KINDS == ("close", "connect", "accept")
+    assert EVENT_KINDS == ("close", "connect", "accept", "retransmit", "reset", "drop")
     assert set(EXPORTED) == set(EVENT_KINDS)
 
 

@@ -238,6 +238,8 @@ static __always_inline __u32 sock_netns(struct sock *sk)
 	return KREAD(KPTR(struct net, net), ns.inum);
 }
 
+#include "tcp_health.h"
+
 /* In one of the filter's cgroups, or (subtree) below one. */
 static __always_inline _Bool cgroup_allowed(struct sock *sk)
 {
@@ -272,6 +274,8 @@ static __always_inline void forget_lost(__u64 key, _Bool counted)
 {
 	if (!bpf_map_delete_elem(&sockets, &key) && counted)
 		count(TCPEVENT_CNT_UNSEEN_CLOSE);
+	if (health_on)
+		bpf_map_delete_elem(&health, &key);
 }
 
 /* Owned, or closed and held: an event would have come from it. */
@@ -445,9 +449,10 @@ static __always_inline _Bool event_allowed(__u64 key, struct sock_owner *o)
 			     bpf_ntohs(KREAD(sk, __sk_common.skc_dport)));
 }
 
-/* One record of this socket, as it is now, into the ring buffer. */
+/* One record of this socket, as it is now, into the ring buffer; n: what a
+ * health event adds (tcp_health.h), or NULL. */
 static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
-				 int state)
+				 int state, const struct health_note *n)
 {
 	struct tcp_sock *tp = KPTR(struct tcp_sock, key);
 	struct sock *sk = KPTR(struct sock, key);
@@ -504,6 +509,7 @@ static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
 			 sizeof(r->origin_comm));
 	if (o->origin.pid)
 		r->flags |= TCPEVENT_F_ORIGIN;
+	health_fill(key, o->birth_ns, r, n);
 	submit(r);
 }
 
@@ -563,7 +569,9 @@ static __always_inline int on_close(__u64 key, int oldstate)
 		return 0;
 	}
 	if (emit_close && event_allowed(key, o))
-		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate);
+		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate, 0);
+	if (health_on)
+		health_closed(key, o);
 	bpf_map_delete_elem(&sockets, &key);
 	return 0;
 }
@@ -584,7 +592,7 @@ static __always_inline int on_established(__u64 key, int oldstate)
 		return 0;
 	o->established_ns = bpf_ktime_get_boot_ns();
 	if (oldstate == TCP_SYN_SENT && emit_connect && event_allowed(key, o))
-		emit(key, o, TCPEVENT_KIND_CONNECT, TCP_ESTABLISHED);
+		emit(key, o, TCPEVENT_KIND_CONNECT, TCP_ESTABLISHED, 0);
 	return 0;
 }
 
@@ -697,7 +705,7 @@ static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 		if ((__s64)(*now - o->closed_ns) < (__s64)HOLD_MAX_NS)
 			return 0;
 		if (event_allowed(sk, o))
-			emit(sk, o, TCPEVENT_KIND_CLOSE, o->close_state);
+			emit(sk, o, TCPEVENT_KIND_CLOSE, o->close_state, 0);
 		bpf_map_delete_elem(&sockets, &sk);
 		return 0;
 	}
@@ -749,7 +757,7 @@ static __always_inline void on_accepted(__u64 key)
 	o->flags |= OWNER_ACCEPTED;
 	if (event_allowed(key, o))
 		emit(key, o, TCPEVENT_KIND_ACCEPT,
-		     KREAD(KPTR(struct sock, key), __sk_common.skc_state));
+		     KREAD(KPTR(struct sock, key), __sk_common.skc_state), 0);
 }
 
 /*
@@ -821,9 +829,10 @@ int tcpevent_release(struct bpf_sock *ctx)
 	}
 	take_task(&o->owner);
 	if (event_allowed(key, o))
-		emit(key, o, TCPEVENT_KIND_CLOSE, o->close_state);
+		emit(key, o, TCPEVENT_KIND_CLOSE, o->close_state, 0);
 	bpf_map_delete_elem(&sockets, &key);
 	return 1;
 }
+#include "tcp_health.bpf.c"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -87,6 +87,24 @@ struct tcpevent_event {
 	uint32_t origin_pid; /* 0 if unknown */
 	uint32_t origin_uid;
 	char origin_task[TCPEVENT_TASK_LEN]; /* NUL-terminated */
+	/* What the connection went through (docs/health.md), counted while
+	 * retransmit, reset or drop events are on; else 0. */
+	uint64_t first_retrans_ns; /* wall clock of its first retransmission; 0: none */
+	uint64_t last_retrans_ns; /* of its last one; 0: none */
+	uint32_t retrans_segs;	  /* segments retransmitted */
+	uint32_t retrans_timeout; /* retransmissions by cause (enum tcpevent_cause) */
+	uint32_t retrans_loss;
+	uint32_t retrans_fast;
+	uint32_t retrans_probe;
+	uint32_t retrans_syn;
+	uint32_t resets_sent;
+	uint32_t resets_received;
+	uint32_t drops; /* its packets the kernel dropped */
+	uint32_t skipped; /* retransmit events the rate limit left out before this one */
+	uint16_t reason; /* drop: enum skb_drop_reason; reset sent: enum sk_rst_reason */
+	uint8_t cause; /* retransmit, reset: enum tcpevent_cause */
+	uint8_t segs;  /* retransmit: segments it sent */
+	uint8_t reserved2[4];
 };
 
 struct tcpevent_options {
@@ -110,13 +128,23 @@ struct tcpevent_options {
 	uint32_t n_netns;	 /* sockets of one of these ... */
 	const uint32_t *netns;	 /* ... network namespaces (inode
 					 * numbers); none: all */
+	uint32_t retransmit_interval_us; /* least time between two
+					 * retransmit events of a connection
+					 * (the others are counted in the
+					 * next, "skipped"); 0: no limit */
 };
 
 /* Event kinds to deliver (options.events), as bits of enum tcpevent_kind.
  * Snapshots are asked for with snapshot_interval_ms instead. */
-#define TCPEVENT_EVENT_CLOSE   (1u << TCPEVENT_KIND_CLOSE)
-#define TCPEVENT_EVENT_CONNECT (1u << TCPEVENT_KIND_CONNECT)
-#define TCPEVENT_EVENT_ACCEPT  (1u << TCPEVENT_KIND_ACCEPT)
+#define TCPEVENT_EVENT_CLOSE	  (1u << TCPEVENT_KIND_CLOSE)
+#define TCPEVENT_EVENT_CONNECT	  (1u << TCPEVENT_KIND_CONNECT)
+#define TCPEVENT_EVENT_ACCEPT	  (1u << TCPEVENT_KIND_ACCEPT)
+#define TCPEVENT_EVENT_RETRANSMIT (1u << TCPEVENT_KIND_RETRANSMIT)
+#define TCPEVENT_EVENT_RESET	  (1u << TCPEVENT_KIND_RESET)
+#define TCPEVENT_EVENT_DROP	  (1u << TCPEVENT_KIND_DROP)
+/* What connections go through (docs/health.md): the three above. */
+#define TCPEVENT_EVENT_HEALTH \
+	(TCPEVENT_EVENT_RETRANSMIT | TCPEVENT_EVENT_RESET | TCPEVENT_EVENT_DROP)
 
 /*
  * Never load the accept() hooks (syscalls:sys_exit_accept4/accept). While
@@ -193,6 +221,12 @@ void tcpevent_free(struct tcpevent *t);
 /* Convert an event to the original struct. */
 void tcpevent_event_to_abi(const struct tcpevent_event *ev,
 			   struct tcp_event_t *out);
+/* The running kernel's name of a reason (tcpevent_event.reason) of an event
+ * of this kind: TCPEVENT_KIND_DROP, enum skb_drop_reason's member without
+ * its SKB_DROP_REASON_ prefix ("TCP_LISTEN_OVERFLOW"); TCPEVENT_KIND_RESET,
+ * enum sk_rst_reason's without SK_RST_REASON_ ("NO_SOCKET"); read from the
+ * kernel's BTF. "" if the kernel has no such value (or no BTF). */
+const char *tcpevent_reason_name(unsigned int kind, unsigned int reason);
 /* Text of the last failure in this thread ("" if none). */
 const char *tcpevent_last_error(void);
 /* The default instance behind AddProbe & co: its stats (-ENODEV if none). */

@@ -21,6 +21,8 @@
 #define TCPEVENT_DEFAULT_QUEUE_SIZE  65536u
 #define TCPEVENT_DEFAULT_RING_SIZE   (4u << 20)
 #define TCPEVENT_DEFAULT_MAX_SOCKETS 65536u
+/* Least time between two retransmit events of a connection: 100 a second. */
+#define TCPEVENT_DEFAULT_RETRANSMIT_INTERVAL_US 10000u
 
 /* Most pids, or ports, one filter holds (the BPF filter maps' size). */
 #define TCPEVENT_MAX_FILTER 1024
@@ -38,6 +40,25 @@ enum tcpevent_kind {
 	TCPEVENT_KIND_SNAPSHOT = 1, /* user space: a sample of a live one */
 	TCPEVENT_KIND_CONNECT = 2,  /* the active side reached ESTABLISHED */
 	TCPEVENT_KIND_ACCEPT = 3,   /* accept() handed the passive side out */
+	TCPEVENT_KIND_RETRANSMIT =
+		4,		 /* a segment or SYN-ACK was retransmitted */
+	TCPEVENT_KIND_RESET = 5, /* a reset was sent or received */
+	TCPEVENT_KIND_DROP = 6,	 /* the kernel dropped a TCP packet */
+};
+
+/* Of a retransmit or reset event: what kind (tcpevent_record.cause;
+ * docs/health.md says how each is told apart). */
+enum tcpevent_cause {
+	TCPEVENT_CAUSE_NONE = 0,
+	TCPEVENT_CAUSE_TIMEOUT = 1, /* the retransmission timer's own */
+	TCPEVENT_CAUSE_LOSS = 2,    /* after a timeout, in loss recovery */
+	TCPEVENT_CAUSE_FAST =
+		3, /* fast retransmit, recovery (dup ACKs, SACK, RACK) */
+	TCPEVENT_CAUSE_PROBE = 4,    /* a tail-loss probe */
+	TCPEVENT_CAUSE_SYN = 5,	     /* a SYN */
+	TCPEVENT_CAUSE_SYNACK = 6,   /* a SYN-ACK of a request (a listener's) */
+	TCPEVENT_CAUSE_SENT = 7,     /* a reset this host sent */
+	TCPEVENT_CAUSE_RECEIVED = 8, /* a reset this host received */
 };
 
 /*
@@ -83,6 +104,27 @@ struct tcpevent_record {
 	__u32 origin_pid; /* tgid of the process that set it up; 0 if unknown */
 	__u32 origin_uid;
 	char origin_comm[TCPEVENT_COMM_LEN];
+	/* What the connection went through, counted
+	 * only while retransmit, reset or drop events are on (docs/health.md);
+	 * else 0. Retransmissions are counted by cause. */
+	__u64 first_retrans_ns; /* boot time of its first retransmission, or 0 */
+	__u64 last_retrans_ns;	/* of its last one, or 0 */
+	__u32 retrans_segs;	/* segments retransmitted */
+	__u32 retrans_timeout;	/* TCPEVENT_CAUSE_TIMEOUT retransmissions */
+	__u32 retrans_loss;	/* TCPEVENT_CAUSE_LOSS */
+	__u32 retrans_fast;	/* TCPEVENT_CAUSE_FAST */
+	__u32 retrans_probe;	/* TCPEVENT_CAUSE_PROBE */
+	__u32 retrans_syn;	/* TCPEVENT_CAUSE_SYN */
+	__u32 resets_sent;
+	__u32 resets_received;
+	__u32 drops;   /* its packets the kernel dropped with a reason */
+	__u32 skipped; /* retransmit: events the rate limit left out
+				 * since this connection's previous one */
+	__u16 reason;  /* drop: enum skb_drop_reason; a reset sent:
+				 * enum sk_rst_reason (the kernel's values) */
+	__u8 cause;    /* enum tcpevent_cause */
+	__u8 segs;     /* retransmit: segments it sent */
+	__u32 reserved2;
 };
 
 #define TCPEVENT_RECORD_V1_SIZE 112
@@ -103,7 +145,8 @@ const volatile __u32 tcpevent_record_size = sizeof(struct tcpevent_record);
 /* Indexes of the optional per-CPU "counters" array. */
 enum tcpevent_counter {
 	TCPEVENT_CNT_RINGBUF_FULL = 0, /* record lost: ring buffer full */
-	TCPEVENT_CNT_UNTRACKED = 1,    /* socket not tracked: table full */
+	TCPEVENT_CNT_UNTRACKED =
+		1, /* socket (or its health) not tracked: table full */
 	TCPEVENT_CNT_NESTED = 2,       /* hits the nested-hit program handled */
 	TCPEVENT_CNT_UNSEEN_CLOSE = 3, /* an owned socket's close never seen */
 	TCPEVENT_CNT_MAX,

@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KINDS",
         help="which events, comma-separated: close (the default), connect (the "
         "active side's handshake completed), accept (accept() handed the passive side "
-        "out); with connect or accept, handshake and accept-queue times are measured",
+        "out), retransmit, reset, drop (what a connection goes through, with the "
+        "kernel's reasons: docs/health.md); with connect or accept, handshake and "
+        "accept-queue times are measured",
     )
     add_tracer_arguments(parser)
     parser.add_argument(

@@ -12,7 +12,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 
-from tcpevent._core import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from tcpevent._core import DEFAULT_QUEUE_SIZE, DEFAULT_RETRANSMIT_INTERVAL_US, MAX_QUEUE_SIZE
 from tcpevent._options import MAX_PID, MAX_PORT
 from tcpevent.containers import find_container
 from tcpevent.errors import TracerPermissionError
@@ -162,7 +162,10 @@ def container_cgroups(ids: Iterable[str]) -> list[str]:
 
 
 def open_tracer(
-    args: argparse.Namespace, events: Iterable[str], program: str | None = None
+    args: argparse.Namespace,
+    events: Iterable[str],
+    program: str | None = None,
+    retransmit_interval: float | None = DEFAULT_RETRANSMIT_INTERVAL_US / 1e6,
 ) -> Tracer:
     """A Tracer with the options of add_tracer_arguments(); its warnings go to
     stderr, an argument it refuses is a UsageError."""
@@ -183,6 +186,7 @@ def open_tracer(
                 cgroups=cgroups,
                 cgroup_subtree=subtree,
                 netns=args.netns,
+                retransmit_interval=retransmit_interval,
             )
         except (ValueError, TypeError) as exc:  # a --cgroup or --netns that is not one
             raise UsageError(str(exc)) from None

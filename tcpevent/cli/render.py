@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from tcpevent._core import lib
+from tcpevent._enums import HEALTH_KINDS
 from tcpevent.connections import Connection
 from tcpevent.containers import short_id
 from tcpevent.event import ZERO_EVENT, TcpEvent, TcpState
@@ -152,12 +153,47 @@ def format_line(ev: TcpEvent) -> str:
     return _LINE.format(_clock(ev.time_ns), *_columns(ev)) + _container(ev) + "\n"
 
 
+def _health(ev: TcpEvent) -> list[str]:
+    """What a retransmit, reset or drop event says; for a close with those
+    events on, what the connection went through (nothing if nothing)."""
+    if ev.kind == "retransmit":
+        skipped = f", {ev.skipped} skipped before" if ev.skipped else ""
+        return [f"{ev.cause} retransmit, {ev.segs} seg{'s' if ev.segs != 1 else ''}{skipped}"]
+    if ev.kind == "reset":
+        why = f" ({ev.reason_name})" if ev.reason_name else ""
+        where = f" in {ev.state.name}" if ev.state is not TcpState.UNKNOWN else ", no socket"
+        return [f"reset {ev.cause}{why}{where}"]
+    if ev.kind == "drop":
+        return [f"dropped: {ev.reason_name or ev.reason}"]
+    causes = (
+        ("timeout", ev.retrans_timeout),
+        ("loss", ev.retrans_loss),
+        ("fast", ev.retrans_fast),
+        ("probe", ev.retrans_probe),
+        ("syn", ev.retrans_syn),
+    )
+    parts = []
+    if ev.retrans_segs:
+        by = " ".join(f"{name} {n}" for name, n in causes if n)
+        parts.append(f"retrans {ev.retrans_segs} segs ({by})")
+    for what, n in (("resets sent", ev.resets_sent), ("resets received", ev.resets_received)):
+        if n:
+            parts.append(f"{what} {n}")
+    if ev.drops:
+        parts.append(f"drops {ev.drops}")
+    return parts
+
+
 def _detail(ev: TcpEvent) -> str:
     """What a lifecycle event measured: the handshake, the accept queue
-    wait, or why the connection ended."""
+    wait, or why the connection ended; what a retransmit, reset or drop
+    event says (the kernel's reason by name)."""
     parts = []
+    if ev.kind in HEALTH_KINDS:
+        return ", ".join(_health(ev))
     if ev.kind == "close":
         parts.append(ev.error_name or ("not established" if ev.failed else "-"))
+        parts.extend(_health(ev))
     if ev.handshake_ns:
         parts.append(f"handshake {ev.handshake_ns / 1e6:.3f} ms")
     if ev.kind == "accept":

@@ -194,8 +194,10 @@ def _serve_web_config(where: Listen, registry: CollectorRegistry, path: str) -> 
 
 
 def _open_tracer(args: argparse.Namespace) -> Tracer:
-    # Accept events come from the accept() hooks: none without them.
-    return open_tracer(args, EVENT_KINDS if args.accept_hooks else EVENT_KINDS - {"accept"})
+    # Accept events come from the accept() hooks: none without them. Every
+    # retransmission is an event (no rate limit): counted by its cause.
+    kinds = EVENT_KINDS if args.accept_hooks else EVENT_KINDS - {"accept"}
+    return open_tracer(args, kinds, retransmit_interval=None)
 
 
 def run(args: argparse.Namespace, metrics: EventMetrics) -> int:

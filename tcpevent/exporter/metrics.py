@@ -15,7 +15,11 @@ sets is exact.
 Connect and accept events (the tracer is opened with ``events={"connect",
 "accept", "close"}``) update the handshake and accept-wait histograms; a
 close of a connection that never reached ESTABLISHED also counts in
-``tcpevent_connect_failures_total``, by its error. Everything an event
+``tcpevent_connect_failures_total``, by its error. Retransmit, reset and
+drop events (docs/health.md) count retransmissions by cause, resets by
+which way they went and drops by the kernel's reason (the exporter's tracer
+has no retransmit rate limit: every retransmission is an event). Everything
+an event
 gives the labels is read in :func:`connection_labels` (the container id in
 :func:`container_of`, from ``TcpEvent.container_id``).
 """
@@ -59,6 +63,7 @@ SHORT_ID = 12
 #: every kind a tracer delivers on request (:meth:`EventMetrics.observe` has
 #: metrics for each; a test checks that each one counts).
 EVENT_KINDS: frozenset[str] = frozenset(_TRACER_EVENT_KINDS)
+
 _DIRECTIONS = frozenset({"outbound", "inbound"})
 
 _NS = 1e9
@@ -202,6 +207,42 @@ ACCEPT_WAITS = GroupSpec(
 )
 
 
+#: Retransmissions by cause, as they happen.
+RETRANSMISSIONS = GroupSpec(
+    counters=(
+        Counter(
+            "tcpevent_retransmissions_total",
+            "Retransmissions (a segment, or a burst of them, sent again) by cause: "
+            "timeout, loss, fast, probe, syn, synack.",
+        ),
+        Counter(
+            "tcpevent_retransmitted_segments_total",
+            "Segments retransmitted, by the cause of their retransmission.",
+        ),
+    ),
+    extra_labels=("cause",),
+)
+#: Resets, sent or received (the label direction says which).
+RESETS = GroupSpec(
+    counters=(
+        Counter(
+            "tcpevent_resets_total",
+            "TCP resets this host sent or received (direction: sent, received).",
+        ),
+    ),
+)
+#: TCP packets the kernel dropped, by reason.
+DROPS = GroupSpec(
+    counters=(
+        Counter(
+            "tcpevent_drops_total",
+            "TCP packets the kernel dropped, by its drop reason (enum skb_drop_reason).",
+        ),
+    ),
+    extra_labels=("reason",),
+)
+
+
 # ---- the budget and the groups -----------------------------------------------------------
 
 
@@ -314,16 +355,23 @@ class EventMetrics(Collector):
     label sets); ``label_peer`` adds the ``peer`` label (the remote address).
     """
 
-    GROUPS = (CLOSES, FAILURES, HANDSHAKES, ACCEPT_WAITS)
+    GROUPS = (CLOSES, FAILURES, HANDSHAKES, ACCEPT_WAITS, RETRANSMISSIONS, RESETS, DROPS)
 
     def __init__(self, max_series: int = DEFAULT_MAX_SERIES, label_peer: bool = False) -> None:
         self._lock = threading.Lock()
         self._peer = label_peer
         self.budget = SeriesBudget(max_series)
         labels = (*LABELS, PEER_LABEL) if label_peer else LABELS
-        self._closes, self._failures, self._handshakes, self._accept_waits = self._groups = [
-            Group(spec, labels, self.budget) for spec in self.GROUPS
-        ]
+        self._groups = [Group(spec, labels, self.budget) for spec in self.GROUPS]
+        (
+            self._closes,
+            self._failures,
+            self._handshakes,
+            self._accept_waits,
+            self._retransmissions,
+            self._resets,
+            self._drops,
+        ) = self._groups
         self.folded = 0
         """Events counted under ``__other__`` for want of budget."""
 
@@ -355,6 +403,15 @@ class EventMetrics(Collector):
             folded = self._handshakes.add(key, (), (_seconds(ev.handshake_ns),))
             if ev.kind == "accept":
                 folded |= self._accept_waits.add(key, (), (_seconds(ev.accept_wait_ns),))
+        elif ev.kind == "retransmit":
+            # skipped: the rate limit's, 0 with the exporter's tracer.
+            folded = self._retransmissions.add(
+                (*key, ev.cause), (1 + ev.skipped, ev.segs + ev.skipped), ()
+            )
+        elif ev.kind == "reset":
+            folded = self._resets.add((ev.cause, *key[1:]), (1,), ())
+        elif ev.kind == "drop":
+            folded = self._drops.add((*key, ev.reason_name or str(ev.reason)), (1,), ())
         return folded
 
     def collect(self) -> Iterator[Metric]:

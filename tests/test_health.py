@@ -1,0 +1,441 @@
+"""Retransmit, reset and drop events, checked against the kernel's own
+counters in a network namespace of the test's own whose nftables rules
+drop chosen packets (docs/health.md)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import bpfutil
+import pytest
+from cliutil import ATTACH_TIMEOUT
+from liveness import PROMPTLY
+from netutil import wait_until
+from nsutil import Netns, netns
+
+import tcpevent
+from tcpevent import TcpEvent, TcpState
+
+pytestmark = pytest.mark.bpf
+
+HERE = Path(__file__).resolve().parent
+WORKLOAD = HERE / "support" / "health_workload.py"
+HEALTH = {"close", "retransmit", "reset", "drop"}
+PORT = 7100  # inside a namespace of the test's own: free
+
+
+def counters(ns: Netns) -> dict[str, int]:
+    """The namespace's Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat)
+    counters, as one dict."""
+    out: dict[str, int] = {}
+    for path, prefix in (("/proc/net/snmp", "Tcp:"), ("/proc/net/netstat", "TcpExt:")):
+        lines = [line.split() for line in ns.run("cat", path).splitlines()]
+        names, values = (line[1:] for line in lines if line[0] == prefix)
+        out.update(zip(names, map(int, values)))
+    return out
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in after}
+
+
+def run_workload(ns: Netns, *args: str) -> dict:
+    out = ns.run(sys.executable, str(WORKLOAD), *args)
+    result: dict = json.loads(out.splitlines()[-1])
+    return result
+
+
+def collect(tracer: tcpevent.Tracer, done: Callable[[list[TcpEvent]], bool]) -> list[TcpEvent]:
+    """Events until done(events), then whatever else comes within a moment."""
+    events: list[TcpEvent] = []
+
+    def more() -> bool:
+        events.extend(tracer.dequeue_batch(1024, timeout=0.05))
+        return done(events)
+
+    wait_until(more, timeout=20 * PROMPTLY)
+    events.extend(tracer.dequeue_batch(1024, timeout=0.5))
+    return events
+
+
+def closes_of(events: list[TcpEvent]) -> int:
+    return sum(e.kind == "close" for e in events)
+
+
+def nft_counters(ns: Netns) -> dict[str, int]:
+    """Packets each commented rule of the test's table dropped."""
+    table = json.loads(ns.run("nft", "-j", "list", "table", "inet", "tcpevent_health"))
+    out = {}
+    for item in table["nftables"]:
+        rule = item.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for expr in rule["expr"]:
+            if "counter" in expr:
+                out[rule["comment"]] = int(expr["counter"]["packets"])
+    return out
+
+
+def kernel_drop_reasons() -> set[str]:
+    """The members of enum skb_drop_reason, as the kernel's BTF has them,
+    read with bpftool (independently of the library)."""
+    text = subprocess.run(
+        ["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    block = re.search(r"ENUM 'skb_drop_reason'.*?\n((?:\t'.*\n)+)", text)
+    assert block, "the kernel's BTF has no enum skb_drop_reason"
+    return set(re.findall(r"\t'(\w+)' val=", block.group(1)))
+
+
+LOSSY_RULES = f"""
+table inet tcpevent_health {{
+  set syn_seen {{ type inet_service; }}
+  set synack_seen {{ type inet_service; }}
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    tcp dport {PORT} tcp flags & (syn | ack) == syn tcp sport != @syn_seen \\
+      add @syn_seen {{ tcp sport }} counter drop comment "syn"
+    tcp sport {PORT} tcp flags & (syn | ack) == syn | ack tcp dport != @synack_seen \\
+      add @synack_seen {{ tcp dport }} counter drop comment "synack"
+    tcp dport {PORT} tcp flags & (syn | rst | fin) == 0 meta length > 1000 \\
+      numgen inc mod 11 == 0 counter drop comment "data in"
+    tcp sport {PORT} tcp flags & (syn | rst | fin) == 0 meta length > 1000 \\
+      numgen inc mod 11 == 0 counter drop comment "data out"
+  }}
+}}
+"""
+
+
+def test_retransmits_match_the_kernels_counters() -> None:
+    """First SYNs and first SYN-ACKs dropped, one data segment in 11 each
+    way: every retransmission the namespace's counters saw is an event,
+    of the cause they counted it as."""
+    n = 6
+    with netns() as ns:
+        ns.nft(LOSSY_RULES)
+        with tcpevent.Tracer(netns=[ns.inode], events=HEALTH, retransmit_interval=None) as tracer:
+            before = counters(ns)
+            did = run_workload(ns, "lossy", str(PORT), str(n))
+            after = counters(ns)
+            d = delta(before, after)
+            events = collect(
+                tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
+            )
+            stats = tracer.stats
+        dropped = nft_counters(ns)
+
+    assert all(e.netns == ns.inode for e in events)
+    assert stats.dropped_kernel == stats.dropped_queue == 0
+    rtx = [e for e in events if e.kind == "retransmit"]
+    causes = Counter(e.cause for e in rtx)
+    assert dropped["syn"] == dropped["synack"] == 2 * n, dropped
+    assert dropped["data in"] and dropped["data out"], dropped
+    # Every segment RetransSegs counted, in an event; nothing skipped.
+    assert sum(e.segs for e in rtx) == d["RetransSegs"] > 0, (causes, d)
+    assert all(e.skipped == 0 for e in rtx)
+    assert causes["syn"] + causes["synack"] == d["TCPSynRetrans"], (causes, d)
+    assert causes["syn"] >= 2 * n and causes["synack"] >= 2 * n, causes
+    assert causes["probe"] <= d["TCPLossProbes"], (causes, d)
+    # The retransmission timer's own: TCPTimeouts counts each firing that
+    # retransmits (SYN, data), and each SYN-ACK timer's (docs/health.md).
+    # A SYN-ACK is sent again by its timer (counted) or for a SYN sent again
+    # (not): the event does not say which.
+    timer = causes["timeout"] + causes["syn"]
+    assert timer <= d["TCPTimeouts"] <= timer + causes["synack"], (causes, d)
+    # Data retransmissions belong to the connections, with their owner.
+    for e in rtx:
+        assert e.dport == PORT or e.sport == PORT, e
+        if e.cause != "synack":
+            assert e.pid == did["pid"] and e.task, e
+    # The close events say what each connection went through: the same
+    # segments, by the same causes (SYN-ACKs are the listener's).
+    closes = [e for e in events if e.kind == "close"]
+    assert len(closes) == d["ActiveOpens"] + d["PassiveOpens"] == 4 * n
+    assert sum(e.retrans_segs for e in closes) + causes["synack"] == d["RetransSegs"]
+    for name in ("timeout", "loss", "fast", "probe", "syn"):
+        assert sum(getattr(e, f"retrans_{name}") for e in closes) == causes[name], name
+    for e in closes:
+        if e.retrans_segs:
+            assert e.first_retrans_ns <= e.last_retrans_ns <= e.time_ns, e
+        else:
+            assert e.first_retrans_ns == e.last_retrans_ns == 0, e
+    # Drops on the input hook are drop events, NETFILTER_DROP, one each.
+    nf = [e for e in events if e.kind == "drop" and e.reason_name == "NETFILTER_DROP"]
+    assert len(nf) == sum(dropped.values()), (len(nf), dropped)
+    names = kernel_drop_reasons()
+    for e in events:
+        if e.kind == "drop":
+            assert e.reason_name and f"SKB_DROP_REASON_{e.reason_name}" in names, e
+
+
+def test_the_rate_limit_counts_what_it_skips() -> None:
+    """At most one retransmit event per connection a minute: the others are
+    counted in `skipped` of the next event, or of the close."""
+    n = 4
+    with netns() as ns:
+        ns.nft(LOSSY_RULES)
+        with tcpevent.Tracer(netns=[ns.inode], events=HEALTH, retransmit_interval=60) as tracer:
+            before = counters(ns)
+            run_workload(ns, "lossy", str(PORT), str(n))
+            d = delta(before, counters(ns))
+            events = collect(
+                tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
+            )
+    rtx = [e for e in events if e.kind == "retransmit" and e.cause != "synack"]
+    per_conn = Counter((e.family, e.sport, e.dport) for e in rtx)
+    assert per_conn and max(per_conn.values()) == 1, per_conn
+    closes = [e for e in events if e.kind == "close"]
+    total = sum(
+        e.retrans_timeout + e.retrans_loss + e.retrans_fast + e.retrans_probe + e.retrans_syn
+        for e in closes
+    )
+    # Each retransmission is an event or was skipped, counted at the close.
+    assert len(rtx) + sum(e.skipped for e in closes) == total > len(rtx), (len(rtx), total)
+
+
+def test_resets_match_out_rsts_and_what_was_provoked() -> None:
+    """RST to a closed port, SO_LINGER 0, data to a closed socket, each
+    family: sent resets equal OutRsts; each provoked one is received."""
+    with netns() as ns, tcpevent.Tracer(netns=[ns.inode], events=HEALTH) as tracer:
+        before = counters(ns)
+        did = run_workload(ns, "resets", str(PORT))
+        d = delta(before, counters(ns))
+        events = collect(tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"])
+    resets = [e for e in events if e.kind == "reset"]
+    sent = [e for e in resets if e.cause == "sent"]
+    received = [e for e in resets if e.cause == "received"]
+    assert len(sent) == d["OutRsts"] == 6, (sent, d)
+    # To a closed port: no socket, the packet's endpoints, the kernel's reason.
+    for port in did["refused"]:
+        (rst,) = [e for e in sent if e.dport == port]
+        assert rst.sport == PORT + 1 and rst.pid == 0 and rst.reason_name == "NO_SOCKET", rst
+        (got,) = [e for e in received if e.sport == port]
+        assert got.state is TcpState.SYN_SENT and got.pid == did["pid"], got
+    # Abortive close: sent by the client just after its close (the owner
+    # remembered), received by the server.
+    for port in did["linger"]:
+        (rst,) = [e for e in sent if e.sport == port]
+        assert rst.pid == did["pid"] and rst.state is TcpState.CLOSE, rst
+        assert rst.reason_name is not None, rst
+        (got,) = [e for e in received if e.dport == port and e.sport == PORT]
+        assert got.pid == did["pid"] and got.state is TcpState.ESTABLISHED, got
+    # Data to a closed socket: the orphan answers; the client receives it.
+    for port in did["data_after_close"]:
+        (rst,) = [e for e in sent if e.dport == port and e.sport == PORT]
+        assert rst.pid == did["pid"] and rst.reason_name == "TCP_ABORT_ON_DATA", rst
+        (got,) = [e for e in received if e.sport == port]
+        assert got.pid == did["pid"], got
+    assert len(received) == 6, received
+    # The close events count the received ones; a reset sent after the
+    # socket's close (all of these) is not in its close event.
+    closes = [e for e in events if e.kind == "close"]
+    assert sum(e.resets_received for e in closes) == len(received)
+    assert sum(e.resets_sent for e in closes) == sum(
+        e.pid != 0 and e.state is not TcpState.CLOSE for e in sent
+    )
+
+
+def test_a_full_accept_queue_gives_drop_events_naming_the_listener() -> None:
+    """Backlog 1, never accepted. A client's handshake waits (its last ACK
+    dropped) while two others fill the accept queue; then its data
+    completes the handshake into the full queue: each time (ListenOverflows,
+    ListenDrops) a TCP_LISTEN_OVERFLOW drop event of the listener."""
+    client_port = PORT + 7
+    rules = f"""
+table inet tcpevent_health {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    tcp dport {PORT} tcp sport {client_port} tcp flags & (syn | ack | fin | rst) == ack \\
+      counter drop comment "last ack"
+  }}
+}}
+"""
+    with netns() as ns, tempfile.TemporaryDirectory() as tmp:
+        go = os.path.join(tmp, "go")
+        ns.nft(rules)
+        with tcpevent.Tracer(netns=[ns.inode], events=HEALTH) as tracer:
+            before = counters(ns)
+            argv = ["overflow", str(PORT), str(client_port), go]
+            proc = subprocess.Popen(
+                [*ns.prefix, sys.executable, str(WORKLOAD), *argv],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["ready"]
+            dropped = nft_counters(ns)["last ack"]
+            ns.run("nft", "delete", "table", "inet", "tcpevent_health")
+            Path(go).touch()
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0
+            did = json.loads(out.splitlines()[-1])
+            d = delta(before, counters(ns))
+            events = collect(
+                tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
+            )
+    drops = [e for e in events if e.kind == "drop"]
+    overflows = [e for e in drops if e.reason_name == "TCP_LISTEN_OVERFLOW"]
+    assert dropped == 1, dropped
+    assert d["ListenOverflows"] > 1 and len(overflows) == d["ListenOverflows"], (overflows, d)
+    assert d["ListenDrops"] == d["ListenOverflows"], d
+    for e in overflows:
+        # The listener: its port, its state; the waiting client as the peer.
+        assert (e.sport, e.dport, e.state) == (PORT, client_port, TcpState.LISTEN), e
+        assert e.saddr == e.daddr == "127.0.0.1" and e.netns == ns.inode, e
+    assert {e.dport for e in drops} >= {client_port}
+    assert not {e.dport for e in overflows} & set(did["queued"])
+    nf = [e for e in drops if e.reason_name == "NETFILTER_DROP"]
+    assert len(nf) == dropped
+    names = kernel_drop_reasons()
+    assert all(f"SKB_DROP_REASON_{e.reason_name}" in names for e in drops)
+
+
+def test_close_only_by_default_and_nothing_health_attached() -> None:
+    """Without the new kinds, no health program is even loaded: a close
+    event's health fields are 0 even on a lossy namespace."""
+    with netns() as ns:
+        ns.nft(LOSSY_RULES)
+        programs_before = bpf_program_names()
+        with tcpevent.Tracer(netns=[ns.inode]) as tracer:
+            programs = bpf_program_names() - programs_before
+            before = counters(ns)
+            run_workload(ns, "lossy", str(PORT), "2")
+            d = delta(before, counters(ns))
+            events = collect(
+                tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
+            )
+    assert d["RetransSegs"] > 0
+    assert {e.kind for e in events} == {"close"}
+    assert sum(e.retrans for e in events) > 0  # the kernel's own count, as always
+    for e in events:
+        assert e.retrans_segs == e.drops == e.resets_sent == e.resets_received == 0
+    health = {"tcpevent_retran", "tcpevent_reset_s", "tcpevent_reset_r", "tcpevent_drop"}
+    # The tracer's own programs are there (the host's other ones left out).
+    assert {p[1] for p in programs} >= {"tcpevent_state"}, programs
+    assert not health & {p[1] for p in programs}, programs
+
+
+LEGACY_CLIENT = """
+import contextlib, json, os, socket, subprocess, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from netutil import connection, set_reset_on_close
+from tcpevent import abi
+
+def programs():
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True,
+                         capture_output=True, text=True).stdout
+    return {(p["id"], p.get("name", "")) for p in json.loads(out)}
+
+lib = abi.load_library()
+before = programs()
+lib.AddProbe(None)
+while not lib.getStatus():
+    time.sleep(0.01)
+events = []
+
+def drain():
+    while True:
+        ev = lib.DequeuePerfEvent()
+        if ev.family == 0:
+            return
+        events.append((ev.SPT, ev.DPT))
+
+reader = threading.Thread(target=drain)
+reader.start()
+after = programs()
+mine = [name for id_, name in after - before]
+sockets = []
+conns = [connection(reset=True) for _ in range(2)]
+for c in conns:
+    sockets += [(c.client.port, c.server.port), (c.server.port, c.client.port)]
+with socket.socket() as s:  # a port nothing listens on: bound, then released
+    s.bind(("127.0.0.1", 0))
+    closed = s.getsockname()[1]
+with socket.socket() as s:  # refused: RST sent and received, a SYN dropped
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    with contextlib.suppress(ConnectionRefusedError):
+        s.connect(("127.0.0.1", closed))
+sockets.append((port, closed))
+time.sleep(1.0)
+lib.cleanup()
+reader.join()
+print(json.dumps({"sockets": sockets, "events": events, "programs": mine}))
+"""
+
+
+def test_the_original_abi_stays_close_only() -> None:
+    """AddProbe() loads no health program (the programs loaded while it
+    attached: its own, and any other process's then), and resets and drops
+    give DequeuePerfEvent() nothing but each socket's one close."""
+    out = subprocess.run(
+        [sys.executable, "-c", LEGACY_CLIENT, str(HERE / "support")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    result = json.loads(out)
+    assert "tcpevent_state" in result["programs"], result["programs"]
+    health = ("tcpevent_retran", "tcpevent_reset_", "tcpevent_drop")
+    assert not [p for p in result["programs"] if p.startswith(health)], result["programs"]
+    ours = {tuple(p) for p in result["sockets"]}
+    got = Counter(tuple(e) for e in result["events"] if tuple(e) in ours)
+    assert got == dict.fromkeys(ours, 1), got
+
+
+def bpf_program_names() -> set[tuple[int, str]]:
+    """(id, 15-character name) of every BPF program loaded on the host."""
+    out = subprocess.run(
+        ["bpftool", "-j", "prog", "show"], check=True, capture_output=True, text=True
+    ).stdout
+    return {(p["id"], p.get("name", "")) for p in json.loads(out)}
+
+
+def test_the_command_line_names_what_happened() -> None:
+    """--events reset,drop: JSON lines carry the kind, the cause and the
+    kernel's reason by name; the line format says it in words."""
+    with netns() as ns:
+        for fmt in ("json", "line"):
+            args = ["--events", "reset", "--netns", ns.name, "--format", fmt, "--count", "12"]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tcpevent", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                # Its own three links, and the two reset hooks'.
+                attached = functools.partial(bpfutil.attached, proc.pid, links=5)
+                assert wait_until(attached, timeout=ATTACH_TIMEOUT)
+                run_workload(ns, "resets", str(PORT))
+                out, err = proc.communicate(timeout=10 * PROMPTLY)
+            finally:
+                proc.kill()
+                proc.wait()
+            assert proc.returncode == 0, err
+            if fmt == "json":
+                lines = [json.loads(line) for line in out.splitlines()]
+                assert Counter(d["cause"] for d in lines) == {"sent": 6, "received": 6}, lines
+                assert {d["kind"] for d in lines} == {"reset"}
+                reasons = Counter(d["reason"] for d in lines if d["cause"] == "sent")
+                assert reasons["NO_SOCKET"] == 2 and reasons["TCP_ABORT_ON_DATA"] == 2, reasons
+                assert all(d["reason"] is None for d in lines if d["cause"] == "received")
+            else:
+                header, *rows = out.splitlines()
+                assert header.split()[:2] == ["TIME", "EVENT"] and header.split()[-1] == "DETAIL"
+                assert sum("reset sent (NO_SOCKET), no socket" in row for row in rows) == 2, out
+                assert sum("reset received in SYN_SENT" in row for row in rows) == 2, out
+                assert sum("reset sent (TCP_ABORT_ON_DATA) in CLOSE" in row for row in rows) == 2
