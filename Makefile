@@ -7,11 +7,13 @@
 #   make test-asan  the native library built with ASan/UBSan, tests again
 #   make test-kernels  the real-kernel tests on Linux 6.1 and 6.12 in VMs
 #   make install-lib [LIBDIR=/opt/RealTimeKql/lib]   where old clients look
-#                   (libtcpEvent.so, and libevent.so for C# [DllImport("event")])
+#                   (libtcpEvent.so, and libevent.so for C# [DllImport("event")];
+#                   libudpEvent.so, the UDP flow tracer)
 
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 LIB_SO ?= tcpevent/lib/libtcpEvent.so
+UDP_LIB_SO ?= tcpevent/lib/libudpEvent.so
 # What building and tracing need (`make run`): the BPF compiler, libbpf and
 # its libraries, a C compiler.
 APT_RUN_PACKAGES := clang libbpf-dev libelf-dev zlib1g-dev gcc make
@@ -157,9 +159,10 @@ test-kernels: build kernel-deps
 # directory of its own, not /usr/lib or /usr/local/lib.
 install-lib: build
 	install -D -m 0755 $(LIB_SO) $(LIBDIR)/libtcpEvent.so
+	install -D -m 0755 $(UDP_LIB_SO) $(LIBDIR)/libudpEvent.so
 	ln -sfn libtcpEvent.so $(LIBDIR)/libevent.so
-	@echo "installed $(LIBDIR)/libtcpEvent.so and $(LIBDIR)/libevent.so -> libtcpEvent.so"
+	@echo "installed $(LIBDIR)/libtcpEvent.so, $(LIBDIR)/libudpEvent.so and $(LIBDIR)/libevent.so -> libtcpEvent.so"
 
 clean:
 	rm -rf build dist *.egg-info tcpevent/lib tcpevent/include tcpevent/_native*.so \
-		tcpevent/_native.c
+		tcpevent/_native.c tcpevent/_udp_native*.so tcpevent/_udp_native.c

@@ -36,6 +36,25 @@ INCLUDE_DIR = CSRC / "include"
 #: The original ABI: its calls and the version script of its library.
 LEGACY_DIR = CSRC / "legacy"
 LIB_NAME = "libtcpEvent.so"
+#: The UDP flow tracer's library (docs/udp.md): its own program, link and
+#: version script, beside libtcpEvent.so.
+UDP_LIB_NAME = "libudpEvent.so"
+UDP_DIR = CSRC / "udp"
+#: The generic parts of csrc/ it shares with the TCP library.
+UDP_SHARED = ["clock.c", "error.c"]
+UDP_FUNCTIONS = [
+    "udpevent_options_init",
+    "udpevent_open",
+    "udpevent_dequeue",
+    "udpevent_dequeue_batch",
+    "udpevent_fd",
+    "udpevent_status",
+    "udpevent_stats",
+    "udpevent_close",
+    "udpevent_free",
+    "udpevent_last_error",
+]
+UDP_CDEF_HEADERS = ["udpevent_record.h", "udpevent.h"]
 
 #: What cffi sees of the C API: the structs, enums and integer constants
 #: of the headers, and the prototypes of the functions the package calls,
@@ -82,7 +101,7 @@ KERNEL_CONSTANTS = {
 }
 
 
-def header_cdef(header: Path) -> str:
+def header_cdef(header: Path, functions: list[str] = FUNCTIONS, prefix: str = "TCPEVENT") -> str:
     """The enums, structs, integer constants and :data:`FUNCTIONS` of a C
     header, as cdef text.
 
@@ -97,17 +116,19 @@ def header_cdef(header: Path) -> str:
     if "__bpf__" in text:  # the BPF-only part of tcpevent_record.h
         text = re.sub(r"^#ifdef __bpf__$.*?^#endif$", "", text, flags=re.S | re.M)
     out = []
-    for m in re.finditer(r"^typedef [^;{}#]*\btcpevent_\w+_fn\([^;]*\);", text, flags=re.M):
+    lower = prefix.lower()
+    for m in re.finditer(rf"^typedef [^;{{}}#]*\b{lower}_\w+_fn\([^;]*\);", text, flags=re.M):
         out.append(m.group(0))  # the legacy calls' function types
-    kinds = "enum" if header.name == "tcpevent_record.h" else "struct|enum"
+    kinds = "enum" if header.name.endswith("_record.h") else "struct|enum"
     for m in re.finditer(rf"^(?:{kinds}) \w+ \{{.*?^\}};", text, flags=re.S | re.M):
-        out.append(re.sub(r"\[TCPEVENT_\w+\]", "[...]", m.group(0)))
-    for m in re.finditer(r"^#define (TCPEVENT_\w+)[ \t]+(\S.*)$", text, flags=re.M):
+        out.append(re.sub(rf"\[{prefix}_\w+\]", "[...]", m.group(0)))
+    for m in re.finditer(rf"^#define ({prefix}_\w+)[ \t]+(\S.*)$", text, flags=re.M):
         if not m.group(2).startswith('"') and not m.group(1).endswith("_H"):
             out.append(f"#define {m.group(1)} ...")
-    if re.search(r"^struct tcpevent;$", text, flags=re.M):
-        out.append("struct tcpevent;")  # the opaque handle
-    for name in FUNCTIONS:
+    handle = f"struct {prefix.lower()};"
+    if re.search(rf"^{handle}$", text, flags=re.M):
+        out.append(handle)  # the opaque handle
+    for name in functions:
         m = re.search(rf"^[^;{{}}#]*\b{name}\([^;]*\);", text, flags=re.M)
         if m:
             out.append(m.group(0).strip())
@@ -133,13 +154,13 @@ def _multiarch_include() -> list[str]:
     return [f"-I{path}"] if arch and path.is_dir() else []
 
 
-def compile_bpf_object(out: Path, *defines: str) -> None:
+def compile_bpf_object(out: Path, *defines: str, source: str = "tcp.bpf.c") -> None:
     _run(
         [
             *(_find_clang(), "-g", "-O2", "-target", "bpf", "-Wall", "-Werror"),
             *_multiarch_include(),
             *defines,
-            *(f"-I{BPF_DIR}", f"-I{INCLUDE_DIR}", "-c", str(BPF_DIR / "tcp.bpf.c"), "-o", str(out)),
+            *(f"-I{BPF_DIR}", f"-I{INCLUDE_DIR}", "-c", str(BPF_DIR / source), "-o", str(out)),
         ]
     )
 
@@ -192,6 +213,33 @@ def build_library(tmp: Path, out: Path) -> None:
     )
 
 
+def build_udp_library(tmp: Path, out: Path) -> None:
+    """libudpEvent.so: udp.bpf.c embedded, csrc/udp/, the original UDP calls."""
+    obj, embedded = tmp / "udp.bpf.o", tmp / "udp_object.c"
+    compile_bpf_object(obj, source="udp.bpf.c")
+    embed_objects({"te_udp_object": obj}, embedded)
+    embedded.write_text(embedded.read_text().replace("builtin_object.h", "udp_object.h"))
+    cc = os.environ.get("CC", "cc").split()
+    flags = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_GNU_SOURCE", "-pthread"]
+    sanitize = os.environ.get("TCPEVENT_SANITIZE")
+    if sanitize:
+        flags += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-O1"]
+    _run(
+        [
+            *cc,
+            *flags,
+            *("-shared", f"-I{INCLUDE_DIR}", f"-I{CSRC}", f"-I{UDP_DIR}", "-o", str(out)),
+            *(str(CSRC / name) for name in UDP_SHARED),
+            *(str(p) for p in sorted(UDP_DIR.glob("*.c"))),
+            str(LEGACY_DIR / "udp.c"),
+            str(embedded),
+            f"-Wl,--version-script={LEGACY_DIR / 'libudpEvent.map'}",
+            "-Wl,-z,defs",
+            *("-lbpf", "-lelf", "-lz"),
+        ]
+    )
+
+
 class BuildNative(build_ext):
     """Build libtcpEvent.so before the cffi extension that links it."""
 
@@ -201,11 +249,13 @@ class BuildNative(build_ext):
         tmp = Path(self.build_temp) / "tcpevent-native"
         tmp.mkdir(parents=True, exist_ok=True)
         build_library(tmp, lib_dir / LIB_NAME)
+        build_udp_library(tmp, lib_dir / UDP_LIB_NAME)
         include_dir = ext_path.parent / "include"
         shutil.rmtree(include_dir, ignore_errors=True)  # no header of an older build
         include_dir.mkdir(parents=True)
-        for header in INCLUDE_DIR.glob("*.h"):
-            shutil.copy2(header, include_dir / header.name)
+        for header in INCLUDE_DIR.rglob("*.h"):  # udp/common.h: the UDP client's
+            (include_dir / header.relative_to(INCLUDE_DIR)).parent.mkdir(exist_ok=True)
+            shutil.copy2(header, include_dir / header.relative_to(INCLUDE_DIR))
         for ext in self.extensions:
             ext.library_dirs.append(str(lib_dir))
         super().run()
@@ -233,7 +283,23 @@ def make_ffi() -> FFI:
     return ffi
 
 
+def make_udp_ffi() -> FFI:
+    """tcpevent._udp_native: the udpevent_* API of libudpEvent.so."""
+    ffi = FFI()
+    ffi.cdef(
+        "".join(header_cdef(INCLUDE_DIR / n, UDP_FUNCTIONS, "UDPEVENT") for n in UDP_CDEF_HEADERS)
+    )
+    ffi.set_source(
+        "tcpevent._udp_native",
+        '#include "udpevent.h"\n',
+        include_dirs=[str(INCLUDE_DIR)],
+        libraries=["udpEvent"],
+        extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],
+    )
+    return ffi
+
+
 setup(
-    ext_modules=[make_ffi().distutils_extension()],
+    ext_modules=[make_ffi().distutils_extension(), make_udp_ffi().distutils_extension()],
     cmdclass={"build_ext": BuildNative},
 )
