@@ -93,7 +93,10 @@ static void report(struct udpevent *u, const struct udpevent_flow_key *k,
 	uint64_t since = s->reported_ns ? s->reported_ns : v->start_ns;
 
 	r.time_ns = te_clock_to_wall(&u->clock, now);
-	r.start_ns = te_clock_to_wall(&u->clock, v->start_ns);
+	/* Converted once: the clock offset is re-measured at every scan. */
+	if (!s->start_wall)
+		s->start_wall = te_clock_to_wall(&u->clock, v->start_ns);
+	r.start_ns = s->start_wall;
 	r.interval_ns = (uint64_t)now > since ? now - since : 0;
 	r.rx_bytes = v->rx_bytes - s->rx_bytes;
 	r.tx_bytes = v->tx_bytes - s->tx_bytes;
