@@ -53,6 +53,7 @@ UDP_FUNCTIONS = [
     "udpevent_close",
     "udpevent_free",
     "udpevent_last_error",
+    "udpevent_warnings",
 ]
 UDP_CDEF_HEADERS = ["udpevent_record.h", "udpevent.h"]
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -107,6 +108,10 @@ class UdpTracer:
             raise error_from_code(rc, last_error())
         self._handle: Any = ffi.gc(out[0], lib.udpevent_free)
         self.flush_interval = float(flush_interval)
+        #: What works less well than it could on this kernel ("" if nothing).
+        self.warnings = str(ffi.string(lib.udpevent_warnings(self._handle)).decode())
+        if self.warnings:
+            warnings.warn(f"tcpevent: {self.warnings}", RuntimeWarning, stacklevel=2)
 
     # ---- lifetime ------------------------------------------------------------------------
 

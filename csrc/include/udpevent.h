@@ -124,6 +124,8 @@ int udpevent_stats(struct udpevent *u, struct udpevent_stats *out);
 void udpevent_close(struct udpevent *u);
 void udpevent_free(struct udpevent *u);
 const char *udpevent_last_error(void);
+/* What works less well than it could on this kernel ("" if nothing). */
+const char *udpevent_warnings(struct udpevent *u);
 /* The default tracer of AddProbe(): its counters. */
 int udpevent_default_stats(struct udpevent_stats *out);
 

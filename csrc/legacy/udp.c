@@ -87,6 +87,8 @@ void AddProbe(void)
 			udpevent_last_error());
 		goto out;
 	}
+	if (*udpevent_warnings(u))
+		fprintf(stderr, "udpevent: %s\n", udpevent_warnings(u));
 	atomic_store(&current, u);
 out:
 	atomic_store(&adding, 0);

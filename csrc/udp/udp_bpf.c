@@ -173,7 +173,7 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 	}
 	err = bpf_object__load(b->obj);
 	if (err) {
-		err = te_fail(-err, "the kernel refused the UDP program (%s): %s",
+		err = te_fail(-err, "the kernel refused the UDP program (%s; it needs Linux 6.2+: bpf_rdonly_cast(), cgroup/sock_release, socket storage in cgroup programs): %s",
 			      strerror(-err), te_libbpf_log());
 		goto out;
 	}
@@ -192,10 +192,15 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 	}
 	for (unsigned int i = 0; i < 4 && !err; i++)
 		err = attach(b, cgroup_progs[i], true);
-	if (!err)
-		err = attach(b, "udpevent_rcv_fail", false);
 	if (err)
 		goto out;
+	/* Its skb argument came in Linux 6.10: before, no drop counts. */
+	if (attach(b, "udpevent_rcv_fail", false)) {
+		snprintf(b->warning, sizeof(b->warning),
+			 "receive drops are not counted (rx_drops stays 0): the udp:udp_fail_queue_rcv_skb tracepoint has no skb argument before Linux 6.10 (%s)",
+			 udpevent_last_error());
+		te_error_clear();
+	}
 	b->flows_fd = bpf_object__find_map_fd_by_name(b->obj, "flows");
 	b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
 	b->rb = ring_buffer__new(bpf_object__find_map_fd_by_name(b->obj,

@@ -177,6 +177,11 @@ unsigned int udpevent_status(struct udpevent *u)
 	return u && !atomic_load(&u->closed);
 }
 
+const char *udpevent_warnings(struct udpevent *u)
+{
+	return u ? u->bpf.warning : "";
+}
+
 const char *udpevent_last_error(void)
 {
 	return tcpevent_last_error();	/* error.c's thread-local text */

@@ -24,6 +24,7 @@ struct te_udp_bpf {
 	int flows_fd;
 	int counters_fd;
 	int cgroup_fd;
+	char warning[256];		/* what works less well than it could */
 };
 
 /* The user-space copy of the filters, applied to every report. */
