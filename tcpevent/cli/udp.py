@@ -94,7 +94,7 @@ def open_udp_tracer(args: argparse.Namespace) -> UdpTracer:
                 ports=args.port,
                 family=args.family,
                 queue_size=args.queue_size,
-                flush_interval=args.flush_interval or 10.0,
+                flush_interval=getattr(args, "flush_interval", None) or 10.0,
                 cgroups=cgroups,
                 netns=args.netns,
             )
