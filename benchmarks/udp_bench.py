@@ -29,7 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import BUILD, Tracer, fresh_netns, run_churn  # noqa: E402
+from run import BUILD, Tracer, fresh_netns, run_churn, sysctl  # noqa: E402
 
 FLOOD = BUILD / "udp_flood"
 
@@ -71,10 +71,60 @@ def flood_once(datagrams: int, tracer: Tracer | None) -> dict[str, Any]:
         return result
 
 
+def order(names: list[str], r: int) -> list[str]:
+    """The configurations of round ``r``: the order flips every round, so that
+    whatever the first run of a round pays (the teardown of the previous
+    round's namespace) falls on each alike."""
+    return names if r % 2 == 0 else names[::-1]
+
+
+def program_costs(churn: Path, datagrams: int, connections: int) -> dict[str, Any]:
+    """run_time_ns / run_cnt of the UDP tracer's programs, from the kernel
+    (kernel.bpf_stats_enabled, restored after): over a UDP flood, and over a
+    TCP churn (what its skb hooks cost packets that are not UDP). The
+    counts include every other packet of the host meanwhile."""
+    out: dict[str, Any] = {}
+    with sysctl("kernel.bpf_stats_enabled", "1"):
+        for what in ("udp_flood", "tcp_churn"):
+            tracer = udp_tracer()
+            tracer.start()
+            before = _prog_stats()
+            with fresh_netns(time_wait=False) as prefix:
+                cmd = (
+                    [str(FLOOD), "-n", str(datagrams)]
+                    if what == "udp_flood"
+                    else [str(churn), "-n", str(connections), "-t", "2"]
+                )
+                subprocess.run([*prefix, *cmd], check=True, capture_output=True)
+            after = _prog_stats()
+            tracer.finish()
+            rows = {}
+            for name, (cnt, ns) in after.items():
+                c0, n0 = before.get(name, (0, 0))
+                if cnt > c0:
+                    rows[name] = {"runs": cnt - c0, "ns_per_run": (ns - n0) / (cnt - c0)}
+            out[what] = rows
+            for name, row in rows.items():
+                print(f"  {what:9s} {name:16s} {row['runs']:>10,} runs {row['ns_per_run']:7.1f} ns")
+    return out
+
+
+def _prog_stats() -> dict[str, tuple[int, int]]:
+    """(run_cnt, run_time_ns) of every loaded udpevent program."""
+    text = subprocess.run(
+        ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True
+    ).stdout
+    return {
+        p["name"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0))
+        for p in json.loads(text)
+        if p.get("name", "").startswith("udpevent")
+    }
+
+
 def flood(datagrams: int, rounds: int) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"untraced": [], "UDP tracer": []}
     for r in range(rounds):
-        for name in runs:
+        for name in order(list(runs), r):
             result = flood_once(datagrams, udp_tracer() if name != "untraced" else None)
             runs[name].append(result)
             print(f"  round {r + 1} {name:12s} {result['flood']['rate']:11,.0f} datagrams/s")
@@ -108,7 +158,7 @@ def tcp_churn(churn: Path, connections: int, rounds: int) -> dict[str, Any]:
     runs: dict[str, list[float]] = {"untraced": [], "UDP tracer attached": []}
     args = ["-n", str(connections), "-t", "2"]
     for r in range(rounds):
-        for name in runs:
+        for name in order(list(runs), r):
             tracer = udp_tracer() if name != "untraced" else None
             rate = run_churn(churn, args, tracer, time_wait=False)["churn"]["rate"]
             runs[name].append(rate)
@@ -138,6 +188,8 @@ def run(churn: Path, rounds: int, datagrams: int, connections: int) -> dict[str,
         f"{t['with_udp_tracer']:,.0f} conn/s, ratio {t['ratio']:.3f}",
         flush=True,
     )
+    print("the UDP tracer's programs, per run (kernel.bpf_stats_enabled):", flush=True)
+    out["programs"] = program_costs(churn, datagrams, connections)
     return out
 
 
