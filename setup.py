@@ -56,6 +56,7 @@ UDP_FUNCTIONS = [
     "udpevent_warnings",
 ]
 UDP_CDEF_HEADERS = ["udpevent_record.h", "udpevent.h"]
+UDP_LEGACY_CDEF_HEADER = "udpevent_legacy.h"
 
 #: What cffi sees of the C API: the structs, enums and integer constants
 #: of the headers, and the prototypes of the functions the package calls,
@@ -287,6 +288,9 @@ def make_ffi() -> FFI:
 def make_udp_ffi() -> FFI:
     """tcpevent._udp_native: the udpevent_* API of libudpEvent.so."""
     ffi = FFI()
+    # The original ABI's packed struct udp_event_t and its calls' types, for
+    # tcpevent.udp_abi: a cdef of its own (cffi packs all of a packed cdef).
+    ffi.cdef(header_cdef(INCLUDE_DIR / UDP_LEGACY_CDEF_HEADER, [], "UDPEVENT"), packed=True)
     ffi.cdef(
         "".join(header_cdef(INCLUDE_DIR / n, UDP_FUNCTIONS, "UDPEVENT") for n in UDP_CDEF_HEADERS)
     )

@@ -9,7 +9,8 @@ from typing import Any
 
 from tcpevent._udp_core import REPORT_FIELDS, REPORT_FORMAT, REPORT_SIZE, STATS_FIELDS, ffi, lib
 from tcpevent.containers import CgroupNames
-from tcpevent.event import Endpoints, family_name, family_of
+from tcpevent.event import Endpoints
+from tcpevent.family import family_name, family_of
 
 __all__ = ["UdpFlow", "UdpStats", "flows_from_buffer"]
 

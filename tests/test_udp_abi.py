@@ -11,6 +11,23 @@ from tcpevent import udp_abi
 
 LEGACY = {"AddProbe", "DequeuePerfEvent", "cleanup", "getStatus"}
 
+#: The original's udpEvent/common.h, byte for byte: what clients compiled against.
+CONTRACT = {
+    "family": 0,
+    "pid": 2,
+    "UserId": 6,
+    "EventTime": 10,
+    "SPT": 18,
+    "DPT": 20,
+    "task": 22,
+    "rx_b": 38,
+    "tx_b": 46,
+    "rxPkts": 54,
+    "txPkts": 58,
+    "SADDR": 62,
+    "DADDR": 126,
+}
+
 
 def exported(path: Path) -> dict[str, str]:
     """Every symbol the library defines in its dynamic table, with its nm type."""
@@ -24,8 +41,9 @@ def test_c_layout_matches_contract(build_c) -> None:
     exe = build_c(Path(__file__).parent / "support" / "c" / "udp_layout.c", "udp_layout")
     layout = json.loads(subprocess.run([exe], check=True, capture_output=True).stdout)
     assert layout.pop("sizeof") == udp_abi.EVENT_SIZE == 190
-    assert layout == udp_abi.OFFSETS
-    assert list(layout) == list(udp_abi.OFFSETS)
+    assert layout == CONTRACT
+    assert list(udp_abi.OFFSETS) == list(CONTRACT)  # cffi's view: the same order
+    assert udp_abi.OFFSETS == CONTRACT
 
 
 def test_ctypes_layout_matches_contract() -> None:
@@ -33,15 +51,21 @@ def test_ctypes_layout_matches_contract() -> None:
     offsets = {
         name: getattr(udp_abi.UdpEventT, name).offset for name, _ in udp_abi.UdpEventT._fields_
     }
-    assert offsets == udp_abi.OFFSETS
+    assert offsets == CONTRACT
 
 
 def test_contract_offsets_are_packed() -> None:
     sizes = {name: ctypes.sizeof(ctype) for name, ctype in udp_abi.UdpEventT._fields_}
-    names = list(udp_abi.OFFSETS)
+    names = list(CONTRACT)
     for prev, name in zip(names, names[1:]):
-        assert udp_abi.OFFSETS[name] == udp_abi.OFFSETS[prev] + sizes[prev]
-    assert udp_abi.OFFSETS["DADDR"] + 64 == 190
+        assert CONTRACT[name] == CONTRACT[prev] + sizes[prev]
+    assert CONTRACT["DADDR"] + 64 == 190
+
+
+def test_load_library_types_the_four_calls() -> None:
+    lib = udp_abi.load_library()
+    assert lib.DequeuePerfEvent.restype is udp_abi.UdpEventT
+    assert lib.AddProbe.argtypes == [] and lib.getStatus.restype is ctypes.c_uint
 
 
 def test_only_the_four_calls_and_the_udpevent_api_are_exported() -> None:

@@ -15,7 +15,6 @@ the connection metrics, and fold into ``__other__`` when it is spent.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -32,11 +31,10 @@ from tcpevent.exporter.metrics import (
     GroupSpec,
     SeriesBudget,
 )
+from tcpevent.family import family_label
 from tcpevent.udp_flow import UdpFlow
 
 __all__ = ["UDP_FLOWS", "UdpMetrics", "udp_labels"]
-
-_FAMILY_LABEL = {int(socket.AF_INET): "ipv4", int(socket.AF_INET6): "ipv6"}
 
 #: What every UDP flow report updates.
 UDP_FLOWS = GroupSpec(
@@ -67,7 +65,7 @@ def udp_labels(flow: UdpFlow, peer: bool = False) -> tuple[str, ...]:
         direction,
         str(service),
         flow.task,
-        _FAMILY_LABEL.get(int(flow.family)) or str(int(flow.family)),
+        family_label(flow.family),
         "" if found is None else found[:SHORT_ID],
     )
     return (*labels, flow.daddr) if peer else labels
