@@ -12,6 +12,8 @@ from typing import Any
 
 from tcpevent._aio import FdWaiter, drain_eventfd, signal_eventfd
 from tcpevent._options import (
+    MAX_PID,
+    MAX_PORT,
     FamilyArg,
     _bounded,
     _cgroups,
@@ -92,8 +94,8 @@ class UdpTracer:
         copts.family = parse_family(family)
         keep = []
         lists = (
-            ("pids", "uint32_t[]", _id_list("pids", pids, 1, 2**22, "pid")),
-            ("ports", "uint16_t[]", _id_list("ports", ports, 1, 65535, "port")),
+            ("pids", "uint32_t[]", _id_list("pids", pids, 1, MAX_PID, "pid")),
+            ("ports", "uint16_t[]", _id_list("ports", ports, 1, MAX_PORT, "port")),
             ("cgroups", "uint64_t[]", _cgroups(cgroups)),
             ("netns", "uint32_t[]", _netns(netns)),
         )
