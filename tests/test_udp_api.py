@@ -174,3 +174,38 @@ def test_port_and_family_filters() -> None:
         assert sum(f.rx_bytes for f in got if f.sport == port) == 9
     finally:
         keep.close()
+
+
+@pytest.mark.bpf
+def test_an_idle_flow_of_a_live_socket_is_retired_with_one_last_report() -> None:
+    """Idle for three export intervals, a flow leaves the kernel's table with
+    a report flagged retired; a later datagram starts a new flow."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        port = a.getsockname()[1]
+        with UdpTracer(ports=[port], flush_interval=0.5) as tracer:
+            a.sendto(b"1234", b.getsockname())
+            b.recv(16)
+            got: list[UdpFlow] = []
+            deadline = time.monotonic() + 15
+            while sum(f.retired for f in got) < 2 and time.monotonic() < deadline:
+                got += tracer.dequeue_batch(64, timeout=0.2)
+            sender = mine(got, port)
+            assert [f.retired for f in sender] == [False, True], got
+            assert [(f.tx_datagrams, f.tx_bytes) for f in sender] == [(1, 4), (0, 0)]
+            assert not any(f.final for f in got)
+            a.sendto(b"56", b.getsockname())  # the same peer again: a new flow
+            b.recv(16)
+            deadline = time.monotonic() + 5
+            later: list[UdpFlow] = []
+            while not mine(later, port) and time.monotonic() < deadline:
+                later += tracer.dequeue_batch(64, timeout=0.2)
+            (again,) = mine(later, port)
+            assert (again.tx_datagrams, again.tx_bytes) == (1, 2)
+            assert again.start_ns > sender[0].start_ns
+    finally:
+        a.close()
+        b.close()

@@ -8,7 +8,8 @@
  * BPF_MAP_LOOKUP_AND_DELETE_ELEM, so nothing counted after the read is
  * lost). A flow unchanged for TE_UDP_IDLE exports is retired the same way
  * (its socket lives on: the table must not fill with old peers of a
- * server). Sums over a flow's reports are its counters, exactly.
+ * server), with a last report flagged UDPEVENT_REPORT_IDLE. Sums over a
+ * flow's reports are its counters, exactly.
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -172,9 +173,9 @@ static void one(struct udpevent *u, const struct udpevent_flow_key *k,
 	}
 	if (last || ++s->idle < TE_UDP_IDLE)
 		return;
+	/* Its last report, like a final one: every flow ends with one. */
 	take_out(u, k, v);
-	if (moved(s, v))
-		report(u, k, v, s, now, UDPEVENT_REPORT_IDLE);
+	report(u, k, v, s, now, UDPEVENT_REPORT_IDLE);
 	if (s != &none)
 		te_udp_shadow_remove(&u->shadow, s);
 }
