@@ -123,7 +123,7 @@ def header_cdef(header: Path, functions: list[str] = FUNCTIONS, prefix: str = "T
         out.append(m.group(0))  # the legacy calls' function types
     kinds = "enum" if header.name.endswith("_record.h") else "struct|enum"
     for m in re.finditer(rf"^(?:{kinds}) \w+ \{{.*?^\}};", text, flags=re.S | re.M):
-        out.append(re.sub(rf"\[{prefix}_\w+\]", "[...]", m.group(0)))
+        out.append(re.sub(rf"\[(?:TCPEVENT|{prefix})_\w+\]", "[...]", m.group(0)))
     for m in re.finditer(rf"^#define ({prefix}_\w+)[ \t]+(\S.*)$", text, flags=re.M):
         if not m.group(2).startswith('"') and not m.group(1).endswith("_H"):
             out.append(f"#define {m.group(1)} ...")

@@ -37,10 +37,10 @@ const volatile _Bool filter_cgroups = 0;
 const volatile _Bool filter_netns = 0;
 
 /* sock_info.flags */
-#define SI_OWNER	0x1	/* pid/uid/comm known */
-#define SI_IGNORED	0x2	/* the filters refuse it: never counted */
-#define SI_PENDING	0x4	/* a pid filter waits for its owner */
-#define SI_FLOWS	0x8	/* it has flows: its release is reported */
+#define SI_OWNER   0x1 /* pid/uid/comm known */
+#define SI_IGNORED 0x2 /* the filters refuse it: never counted */
+#define SI_PENDING 0x4 /* a pid filter waits for its owner */
+#define SI_FLOWS   0x8 /* it has flows: its release is reported */
 
 /* Per socket, in the socket itself (freed with it). */
 struct sock_info {
@@ -49,7 +49,7 @@ struct sock_info {
 	__u32 uid;
 	__u32 netns;
 	__u8 flags;
-	char comm[UDPEVENT_COMM_LEN];
+	char comm[TCPEVENT_COMM_LEN];
 };
 
 struct {
@@ -63,14 +63,14 @@ struct {
  * is not tracked and its datagrams are counted (UDPEVENT_CNT_UNTRACKED). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, UDPEVENT_DEFAULT_MAX_FLOWS);
 	__type(key, struct udpevent_flow_key);
 	__type(value, struct udpevent_flow_value);
 } flows SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, UDPEVENT_DEFAULT_RING_SIZE);
 } events SEC(".maps");
 
 struct {
@@ -122,7 +122,8 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
  * struct sock (a bpf_sock has no such field; bpf_rdonly_cast(): 6.2+). */
 static __always_inline __u32 netns_of(const void *sk)
 {
-	struct sock *s = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock));
+	struct sock *s =
+		bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock));
 
 	return s->__sk_common.skc_net.net->ns.inum;
 }

@@ -9,13 +9,14 @@
 
 #include <linux/types.h>
 
-#define IPPROTO_UDP	17
-#define ETH_P_IP	0x0800
-#define ETH_P_IPV6	0x86DD
-#define ENOMEM		12
-#define E2BIG		7
+#define IPPROTO_UDP 17
+#define ETH_P_IP    0x0800
+#define ETH_P_IPV6  0x86DD
+#define ENOMEM	    12
+#define E2BIG	    7
 
-#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+#pragma clang attribute push(__attribute__((preserve_access_index)), \
+			     apply_to = record)
 
 struct sock_common___udp {
 	unsigned short skc_family;

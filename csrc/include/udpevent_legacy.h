@@ -15,20 +15,20 @@ extern "C" {
 #endif
 
 #pragma pack(push, 1)
-struct udp_event_t {		/* sizeof == 190 */
-	uint16_t family;	/* AF_INET, AF_INET6; 0 means "no event" */
-	uint32_t pid;		/* the socket's owner */
+struct udp_event_t {	 /* sizeof == 190 */
+	uint16_t family; /* AF_INET, AF_INET6; 0 means "no event" */
+	uint32_t pid;	 /* the socket's owner */
 	uint32_t UserId;
-	uint64_t EventTime;	/* the report's time, ns since the Unix epoch */
-	uint16_t SPT;		/* local port, host byte order */
-	uint16_t DPT;		/* remote port, host byte order */
-	char task[16];		/* NUL-terminated */
-	uint64_t rx_b;		/* payload bytes received in the interval */
-	uint64_t tx_b;		/* payload bytes sent in the interval */
-	uint32_t rxPkts;	/* datagrams received (incl. dropped ones) */
-	uint32_t txPkts;	/* datagrams sent */
-	char SADDR[64];		/* local address, NUL-terminated */
-	char DADDR[64];		/* remote address */
+	uint64_t EventTime; /* the report's time, ns since the Unix epoch */
+	uint16_t SPT;	    /* local port, host byte order */
+	uint16_t DPT;	    /* remote port, host byte order */
+	char task[16];	    /* NUL-terminated */
+	uint64_t rx_b;	    /* payload bytes received in the interval */
+	uint64_t tx_b;	    /* payload bytes sent in the interval */
+	uint32_t rxPkts;    /* datagrams received (incl. dropped ones) */
+	uint32_t txPkts;    /* datagrams sent */
+	char SADDR[64];	    /* local address, NUL-terminated */
+	char DADDR[64];	    /* remote address */
 };
 #pragma pack(pop)
 

@@ -18,7 +18,7 @@
 
 static _Atomic(struct udpevent *) current;
 static _Atomic unsigned int users;
-static _Atomic(struct udpevent *) retired;	/* linked by ->retired_next */
+static _Atomic(struct udpevent *) retired; /* linked by ->retired_next */
 static _Atomic unsigned int adding;
 
 /* The list link lives in the handle, which only udp_tracer.h knows. */
@@ -58,8 +58,9 @@ static uint32_t env_u32(const char *name, double scale)
 		return 0;
 	d = strtod(v, &end);
 	if (*end || d < 0 || d * scale > UINT32_MAX) {
-		fprintf(stderr, "udpevent: ignoring %s=%s: not a valid number\n",
-			name, v);
+		fprintf(stderr,
+			"udpevent: ignoring %s=%s: not a valid number\n", name,
+			v);
 		return 0;
 	}
 	return (uint32_t)(d * scale);
@@ -72,11 +73,13 @@ void AddProbe(void)
 	struct udpevent *u;
 
 	if (atomic_exchange(&adding, 1)) {
-		fprintf(stderr, "udpevent: AddProbe: another AddProbe is attaching; this call changes nothing\n");
+		fprintf(stderr,
+			"udpevent: AddProbe: another AddProbe is attaching; this call changes nothing\n");
 		return;
 	}
 	if (atomic_load(&current)) {
-		fprintf(stderr, "udpevent: AddProbe: already attached; this call changes nothing\n");
+		fprintf(stderr,
+			"udpevent: AddProbe: already attached; this call changes nothing\n");
 		goto out;
 	}
 	udpevent_options_init(&o);

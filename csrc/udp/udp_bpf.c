@@ -45,8 +45,8 @@ static int cgroup2_root(char *path, size_t len)
 	return err;
 }
 
-static int set_rodata(struct bpf_object *obj, const char *name,
-		      const void *val, size_t size)
+static int set_rodata(struct bpf_object *obj, const char *name, const void *val,
+		      size_t size)
 {
 	struct btf *btf = bpf_object__btf(obj);
 	const struct btf_var_secinfo *vs;
@@ -56,7 +56,8 @@ static int set_rodata(struct bpf_object *obj, const char *name,
 	size_t init_size;
 	int id;
 
-	id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -1;
+	id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) :
+		   -1;
 	if (id < 0)
 		return te_fail(EINVAL, "the UDP program has no .rodata");
 	bpf_object__for_each_map(map, obj)
@@ -76,7 +77,9 @@ static int set_rodata(struct bpf_object *obj, const char *name,
 		if (strcmp(btf__name_by_offset(btf, var->name_off), name))
 			continue;
 		if (vs->size != size || vs->offset + size > init_size)
-			return te_fail(EINVAL, "UDP program variable %s: bad size", name);
+			return te_fail(EINVAL,
+				       "UDP program variable %s: bad size",
+				       name);
 		copy = malloc(init_size);
 		if (!copy)
 			return te_fail(ENOMEM, "out of memory");
@@ -109,25 +112,25 @@ static int set_filters(struct bpf_object *obj, const struct te_udp_filter *f)
 	_Bool cgroups = f->n_cgroups > 0, netns = f->n_netns > 0;
 
 	return set_rodata(obj, "filter_family", &f->family, sizeof(f->family)) ?:
-	       set_rodata(obj, "filter_pids", &pids, 1) ?:
-	       set_rodata(obj, "filter_ports", &ports, 1) ?:
-	       set_rodata(obj, "filter_cgroups", &cgroups, 1) ?:
-	       set_rodata(obj, "filter_netns", &netns, 1);
+		       set_rodata(obj, "filter_pids", &pids, 1)	      ?:
+		       set_rodata(obj, "filter_ports", &ports, 1)     ?:
+		       set_rodata(obj, "filter_cgroups", &cgroups, 1) ?:
+		       set_rodata(obj, "filter_netns", &netns, 1);
 }
 
 static int fill_filters(struct bpf_object *obj, const struct te_udp_filter *f)
 {
 	return fill(obj, "pid_filter", f->pids, sizeof(f->pids[0]), f->n_pids) ?:
-	       fill(obj, "port_filter", f->ports, sizeof(f->ports[0]), f->n_ports) ?:
-	       fill(obj, "cgroup_filter", f->cgroups, sizeof(f->cgroups[0]),
-		    f->n_cgroups) ?:
-	       fill(obj, "netns_filter", f->netns, sizeof(f->netns[0]), f->n_netns);
+		       fill(obj, "port_filter", f->ports, sizeof(f->ports[0]), f->n_ports) ?:
+		       fill(obj, "cgroup_filter", f->cgroups, sizeof(f->cgroups[0]), f->n_cgroups) ?:
+		       fill(obj, "netns_filter", f->netns, sizeof(f->netns[0]),
+			    f->n_netns);
 }
 
 static int attach(struct te_udp_bpf *b, const char *prog_name, bool cgroup)
 {
-	struct bpf_program *p = bpf_object__find_program_by_name(b->obj,
-								  prog_name);
+	struct bpf_program *p =
+		bpf_object__find_program_by_name(b->obj, prog_name);
 	struct bpf_link *l;
 
 	if (!p)
@@ -137,7 +140,9 @@ static int attach(struct te_udp_bpf *b, const char *prog_name, bool cgroup)
 	if (!l)
 		return te_fail(errno, "cannot attach %s: %s%s", prog_name,
 			       strerror(errno),
-			       cgroup ? " (cgroup/sock_release needs Linux 5.9+, bpf_link on cgroups 5.7+)" : "");
+			       cgroup ?
+				       " (cgroup/sock_release needs Linux 5.9+, bpf_link on cgroups 5.7+)" :
+				       "");
 	b->links[b->n_links++] = l;
 	return 0;
 }
@@ -147,8 +152,10 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 		    int (*on_release)(void *, void *, size_t))
 {
 	static const char *const cgroup_progs[] = {
-		"udpevent_sock_create", "udpevent_sock_release",
-		"udpevent_egress", "udpevent_ingress",
+		"udpevent_sock_create",
+		"udpevent_sock_release",
+		"udpevent_egress",
+		"udpevent_ingress",
 	};
 	char root[1024];
 	struct bpf_map *flows;
@@ -173,7 +180,8 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 	}
 	err = bpf_object__load(b->obj);
 	if (err) {
-		err = te_fail(-err, "the kernel refused the UDP program (%s; it needs Linux 6.2+: bpf_rdonly_cast(), cgroup/sock_release, socket storage in cgroup programs): %s",
+		err = te_fail(-err,
+			      "the kernel refused the UDP program (%s; it needs Linux 6.2+: bpf_rdonly_cast(), cgroup/sock_release, socket storage in cgroup programs): %s",
 			      strerror(-err), te_libbpf_log());
 		goto out;
 	}
@@ -182,12 +190,14 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 		goto out;
 	err = cgroup2_root(root, sizeof(root));
 	if (err) {
-		err = te_fail(-err, "no cgroup v2 hierarchy is mounted: the UDP tracer attaches to its root (mount -t cgroup2 none /sys/fs/cgroup/unified)");
+		err = te_fail(-err,
+			      "no cgroup v2 hierarchy is mounted: the UDP tracer attaches to its root (mount -t cgroup2 none /sys/fs/cgroup/unified)");
 		goto out;
 	}
 	b->cgroup_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->cgroup_fd < 0) {
-		err = te_fail(errno, "cannot open %s: %s", root, strerror(errno));
+		err = te_fail(errno, "cannot open %s: %s", root,
+			      strerror(errno));
 		goto out;
 	}
 	for (unsigned int i = 0; i < 4 && !err; i++)
@@ -204,7 +214,7 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 	b->flows_fd = bpf_object__find_map_fd_by_name(b->obj, "flows");
 	b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
 	b->rb = ring_buffer__new(bpf_object__find_map_fd_by_name(b->obj,
-								  "events"),
+								 "events"),
 				 on_release, ctx, NULL);
 	if (!b->rb)
 		err = te_fail(errno, "cannot map the UDP ring buffer: %s",

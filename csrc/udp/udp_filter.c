@@ -4,15 +4,16 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "error.h"
 #include "udp_tracer.h"
 
-#define DEFINE_CMP(name, type)						\
-	static int name(const void *a, const void *b)			\
-	{								\
-		type x = *(const type *)a, y = *(const type *)b;	\
-		return (x > y) - (x < y);				\
+#define DEFINE_CMP(name, type)                                   \
+	static int name(const void *a, const void *b)            \
+	{                                                        \
+		type x = *(const type *)a, y = *(const type *)b; \
+		return (x > y) - (x < y);                        \
 	}
 
 DEFINE_CMP(cmp_u16, uint16_t)
@@ -35,22 +36,19 @@ static int copy(void *dst, uint32_t *n_dst, const void *src, uint32_t n,
 	return 0;
 }
 
-int te_udp_filter_set(struct te_udp_filter *f,
-		      const struct udpevent_options *o)
+int te_udp_filter_set(struct te_udp_filter *f, const struct udpevent_options *o)
 {
 	memset(f, 0, sizeof(*f));
-	if (o->family && o->family != 2 && o->family != 10)
-		return te_fail(EINVAL, "family %u is neither AF_INET nor AF_INET6",
+	if (o->family && o->family != AF_INET && o->family != AF_INET6)
+		return te_fail(EINVAL,
+			       "family %u is neither AF_INET nor AF_INET6",
 			       o->family);
 	f->family = o->family;
-	return copy(f->pids, &f->n_pids, o->pids, o->n_pids, sizeof(uint32_t),
-		    cmp_u32, "pids") ?:
-	       copy(f->ports, &f->n_ports, o->ports, o->n_ports,
-		    sizeof(uint16_t), cmp_u16, "ports") ?:
-	       copy(f->cgroups, &f->n_cgroups, o->cgroups, o->n_cgroups,
-		    sizeof(uint64_t), cmp_u64, "cgroups") ?:
-	       copy(f->netns, &f->n_netns, o->netns, o->n_netns,
-		    sizeof(uint32_t), cmp_u32, "network namespaces");
+	return copy(f->pids, &f->n_pids, o->pids, o->n_pids, sizeof(uint32_t), cmp_u32, "pids") ?:
+		       copy(f->ports, &f->n_ports, o->ports, o->n_ports, sizeof(uint16_t), cmp_u16, "ports") ?:
+		       copy(f->cgroups, &f->n_cgroups, o->cgroups, o->n_cgroups, sizeof(uint64_t), cmp_u64, "cgroups") ?:
+		       copy(f->netns, &f->n_netns, o->netns, o->n_netns,
+			    sizeof(uint32_t), cmp_u32, "network namespaces");
 }
 
 static bool has(const void *list, uint32_t n, size_t size, const void *key,

@@ -15,9 +15,10 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "sync.h"
 #include "udp_tracer.h"
 
-#define TE_UDP_RELEASE_NS 50000000LL	/* 50 ms */
+#define TE_UDP_RELEASE_NS 50000000LL /* 50 ms */
 
 static int timeout_ms(struct udpevent *u, int64_t now)
 {
@@ -47,7 +48,7 @@ static void *poller_main(void *arg)
 		export = now >= u->next_flush;
 		if (export) {
 			u->next_flush += u->flush_ns;
-			if (u->next_flush <= now)	/* late: no catching up */
+			if (u->next_flush <= now) /* late: no catching up */
 				u->next_flush = now + u->flush_ns;
 		}
 		if (export ||
@@ -71,7 +72,6 @@ static int watch(int epfd, int fd)
 
 int te_udp_poller_start(struct udpevent *u)
 {
-	sigset_t all, old;
 	int err;
 
 	u->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -84,10 +84,7 @@ int te_udp_poller_start(struct udpevent *u)
 	u->last_scan = te_clock_boottime_ns();
 	u->next_flush = u->last_scan + u->flush_ns;
 	/* The host's signal handlers must never run on our thread. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&u->poller, NULL, poller_main, u);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = te_thread_start_masked(&u->poller, poller_main, u);
 	if (err)
 		return te_fail(err, "cannot start the UDP poller thread: %s",
 			       strerror(err));

@@ -19,15 +19,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "sync.h"
 #include "udp_tracer.h"
 
-#define TE_UDP_IDLE 3	/* exports without a change before a flow retires */
-
-static inline void bump(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
+#define TE_UDP_IDLE 3 /* exports without a change before a flow retires */
 
 static int remember(struct te_udp_released *s, uint64_t cookie)
 {
@@ -66,14 +61,13 @@ static int cmp_u64(const void *a, const void *b)
 
 static bool released(struct te_udp_released *s, uint64_t cookie)
 {
-	return s->n && bsearch(&cookie, s->cookies, s->n, sizeof(cookie),
-			       cmp_u64);
+	return s->n &&
+	       bsearch(&cookie, s->cookies, s->n, sizeof(cookie), cmp_u64);
 }
 
 static void text(int family, const uint8_t *addr, char *out, size_t len)
 {
-	if (!inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, addr, out,
-		       len))
+	if (!inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, addr, out, len))
 		out[0] = 0;
 }
 
@@ -90,7 +84,7 @@ static void report(struct udpevent *u, const struct udpevent_flow_key *k,
 		   const struct udpevent_flow_value *v, struct te_udp_seen *s,
 		   int64_t now, uint16_t flags)
 {
-	struct udpevent_report r = {0}, *slot;
+	struct udpevent_report r = { 0 }, *slot;
 	uint64_t since = s->reported_ns ? s->reported_ns : v->start_ns;
 
 	r.time_ns = te_clock_to_wall(&u->clock, now);
@@ -112,7 +106,8 @@ static void report(struct udpevent *u, const struct udpevent_flow_key *k,
 	r.family = v->family;
 	r.sport = v->lport;
 	r.dport = k->rport;
-	r.flags = flags | ((v->flags & UDPEVENT_F_OWNER) ? UDPEVENT_REPORT_OWNER : 0);
+	r.flags = flags |
+		  ((v->flags & UDPEVENT_F_OWNER) ? UDPEVENT_REPORT_OWNER : 0);
 	memcpy(r.task, v->comm, sizeof(r.task) - 1);
 	text(v->family, v->laddr, r.saddr, sizeof(r.saddr));
 	text(v->family, k->raddr, r.daddr, sizeof(r.daddr));
@@ -124,14 +119,14 @@ static void report(struct udpevent *u, const struct udpevent_flow_key *k,
 	s->rx_drops = v->rx_drops;
 	s->reported_ns = now;
 
-	bump(&u->reports, 1);
+	te_bump(&u->reports, 1);
 	if (!te_udp_filter_match(&u->filter, &r)) {
-		bump(&u->filtered, 1);
+		te_bump(&u->filtered, 1);
 		return;
 	}
 	slot = te_queue_stage(&u->queue);
 	if (!slot) {
-		bump(&u->dropped_queue, 1);
+		te_bump(&u->dropped_queue, 1);
 		return;
 	}
 	*slot = r;
@@ -152,10 +147,10 @@ static void one(struct udpevent *u, const struct udpevent_flow_key *k,
 		bool last)
 {
 	struct te_udp_seen *s = te_udp_shadow_get(&u->shadow, k);
-	struct te_udp_seen none = {0};
+	struct te_udp_seen none = { 0 };
 
 	if (!s)
-		s = &none;	/* cannot happen: the table is twice the kernel's */
+		s = &none; /* cannot happen: the table is twice the kernel's */
 	if (released(&u->released, k->cookie) ||
 	    released(&u->released_prev, k->cookie)) {
 		take_out(u, k, v);
@@ -203,10 +198,10 @@ void te_udp_scan(struct udpevent *u, bool export, bool last)
 		for (uint32_t i = 0; i < n; i++)
 			one(u, &u->keys[i], &u->values[i], now, export, last);
 		if (err)
-			break;	/* ENOENT: that was the last batch */
+			break; /* ENOENT: that was the last batch */
 	}
 	atomic_store(&u->flows, u->shadow.count);
-	bump(&u->scans, 1);
+	te_bump(&u->scans, 1);
 	/* This scan's releases are looked for once more at the next. */
 	tmp = u->released_prev;
 	u->released_prev = u->released;

@@ -17,12 +17,12 @@ struct te_udp_seen {
 	struct udpevent_flow_key key;
 	uint64_t rx_bytes;
 	uint64_t tx_bytes;
-	uint64_t reported_ns;	/* boot time of its last report; 0: none */
-	uint64_t start_wall;	/* its start on the wall clock, as first reported */
+	uint64_t reported_ns; /* boot time of its last report; 0: none */
+	uint64_t start_wall; /* its start on the wall clock, as first reported */
 	uint32_t rx_datagrams;
 	uint32_t tx_datagrams;
 	uint32_t rx_drops;
-	uint16_t idle;		/* export intervals without a change */
+	uint16_t idle; /* export intervals without a change */
 	bool used;
 };
 

@@ -31,13 +31,17 @@ static int check(struct udpevent_options *o)
 	if (!o->max_flows)
 		o->max_flows = UDPEVENT_DEFAULT_MAX_FLOWS;
 	if (o->flush_interval_ms < UDPEVENT_MIN_FLUSH_INTERVAL_MS)
-		return te_fail(EINVAL, "flush_interval_ms %u is below the minimum of %d",
-			       o->flush_interval_ms, UDPEVENT_MIN_FLUSH_INTERVAL_MS);
+		return te_fail(EINVAL,
+			       "flush_interval_ms %u is below the minimum of %d",
+			       o->flush_interval_ms,
+			       UDPEVENT_MIN_FLUSH_INTERVAL_MS);
 	if (o->queue_size > UDPEVENT_MAX_QUEUE_SIZE)
-		return te_fail(EINVAL, "queue_size %u is above the maximum of %d",
+		return te_fail(EINVAL,
+			       "queue_size %u is above the maximum of %d",
 			       o->queue_size, UDPEVENT_MAX_QUEUE_SIZE);
 	if (o->max_flows > UDPEVENT_MAX_FLOWS)
-		return te_fail(EINVAL, "max_flows %u is above the maximum of %d",
+		return te_fail(EINVAL,
+			       "max_flows %u is above the maximum of %d",
 			       o->max_flows, UDPEVENT_MAX_FLOWS);
 	return 0;
 }
@@ -68,7 +72,8 @@ int udpevent_open(const struct udpevent_options *opts, struct udpevent **out)
 	err = te_udp_filter_set(&u->filter, &o);
 	if (!err && (te_queue_init(&u->queue, o.queue_size) ||
 		     te_udp_shadow_init(&u->shadow, o.max_flows)))
-		err = te_fail(ENOMEM, "out of memory for the queue and flow table");
+		err = te_fail(ENOMEM,
+			      "out of memory for the queue and flow table");
 	if (!err) {
 		u->keys = calloc(TE_UDP_BATCH, sizeof(*u->keys));
 		u->values = calloc(TE_UDP_BATCH, sizeof(*u->values));
@@ -133,7 +138,8 @@ int udpevent_dequeue_batch(struct udpevent *u, struct udpevent_report *out,
 		if (n || !max)
 			return n;
 		if (atomic_load(&u->queue.closed) && !te_queue_depth(&u->queue))
-			return te_fail(EBADF, "the UDP tracer is closed and its reports are all taken");
+			return te_fail(EBADF,
+				       "the UDP tracer is closed and its reports are all taken");
 		if (!timeout_ms)
 			return 0;
 		if (timeout_ms > 0) {
@@ -184,7 +190,7 @@ const char *udpevent_warnings(struct udpevent *u)
 
 const char *udpevent_last_error(void)
 {
-	return tcpevent_last_error();	/* error.c's thread-local text */
+	return tcpevent_last_error(); /* error.c's thread-local text */
 }
 
 int udpevent_stats(struct udpevent *u, struct udpevent_stats *st)
@@ -200,10 +206,12 @@ int udpevent_stats(struct udpevent *u, struct udpevent_stats *st)
 	st->flows = atomic_load(&u->flows);
 	st->scans = atomic_load(&u->scans);
 	if (u->bpf.obj) {
-		st->untracked = te_udp_bpf_counter(&u->bpf, UDPEVENT_CNT_UNTRACKED);
-		st->no_storage = te_udp_bpf_counter(&u->bpf, UDPEVENT_CNT_NO_STORAGE);
-		st->releases_lost = te_udp_bpf_counter(&u->bpf,
-						       UDPEVENT_CNT_RINGBUF_FULL);
+		st->untracked =
+			te_udp_bpf_counter(&u->bpf, UDPEVENT_CNT_UNTRACKED);
+		st->no_storage =
+			te_udp_bpf_counter(&u->bpf, UDPEVENT_CNT_NO_STORAGE);
+		st->releases_lost =
+			te_udp_bpf_counter(&u->bpf, UDPEVENT_CNT_RINGBUF_FULL);
 	}
 	return 0;
 }
@@ -217,7 +225,7 @@ void udpevent_close(struct udpevent *u)
 	if (!u || atomic_exchange(&u->closed, 1))
 		return;
 	running = u->poller_running;
-	te_udp_poller_stop(u);	/* it makes the last reports, closes the queue */
+	te_udp_poller_stop(u); /* it makes the last reports, closes the queue */
 	if (!running)
 		te_queue_close(&u->queue);
 	fd = atomic_load(&u->notify_fd);

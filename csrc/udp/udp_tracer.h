@@ -13,7 +13,7 @@
 #include "udpevent.h"
 
 #define TE_UDP_LINKS 5
-#define TE_UDP_BATCH 1024	/* flow-table entries read per system call */
+#define TE_UDP_BATCH 1024 /* flow-table entries read per system call */
 
 /* Everything loaded into the kernel (udp_bpf.c). */
 struct te_udp_bpf {
@@ -24,7 +24,7 @@ struct te_udp_bpf {
 	int flows_fd;
 	int counters_fd;
 	int cgroup_fd;
-	char warning[256];		/* what works less well than it could */
+	char warning[256]; /* what works less well than it could */
 };
 
 /* The user-space copy of the filters, applied to every report. */
@@ -52,9 +52,9 @@ struct udpevent {
 	struct te_udp_shadow shadow;
 	struct te_udp_released released, released_prev;
 	uint64_t flush_ns;
-	int64_t next_flush;		/* boot time of the next export */
+	int64_t next_flush; /* boot time of the next export */
 	int64_t last_scan;
-	struct udpevent_flow_key *keys;	/* TE_UDP_BATCH each */
+	struct udpevent_flow_key *keys; /* TE_UDP_BATCH each */
 	struct udpevent_flow_value *values;
 
 	pthread_t poller;
@@ -65,7 +65,7 @@ struct udpevent {
 	_Atomic int stopping;
 	_Atomic int closed;
 	_Atomic int detached;
-	struct udpevent *retired_next;	/* legacy: freed once unused */
+	struct udpevent *retired_next; /* legacy: freed once unused */
 
 	/* Written by the poller only. */
 	_Atomic uint64_t reports;
