@@ -10,11 +10,13 @@
 #   make test-wheel that wheel and the sdist installed with pip in Debian 11,
 #                   12 and 13 roots (debootstrap), checked on this kernel
 #   make install-lib [LIBDIR=/opt/RealTimeKql/lib]   where old clients look
-#                   (libtcpEvent.so, and libevent.so for C# [DllImport("event")])
+#                   (libtcpEvent.so, and libevent.so for C# [DllImport("event")];
+#                   libudpEvent.so, the UDP flow tracer)
 
 PYTHON ?= python3
 LIBDIR ?= /opt/RealTimeKql/lib
 LIB_SO ?= tcpevent/lib/libtcpEvent.so
+UDP_LIB_SO ?= tcpevent/lib/libudpEvent.so
 # What building and tracing need (`make run`): the BPF compiler, libelf and
 # zlib, a C compiler and make. libbpf is not the system's: the build fetches
 # its pinned release from Debian's archive (csrc/vendor/libbpf.py).
@@ -179,9 +181,10 @@ test-wheel: wheel-deps
 # directory of its own, not /usr/lib or /usr/local/lib.
 install-lib: build
 	install -D -m 0755 $(LIB_SO) $(LIBDIR)/libtcpEvent.so
+	install -D -m 0755 $(UDP_LIB_SO) $(LIBDIR)/libudpEvent.so
 	ln -sfn libtcpEvent.so $(LIBDIR)/libevent.so
-	@echo "installed $(LIBDIR)/libtcpEvent.so and $(LIBDIR)/libevent.so -> libtcpEvent.so"
+	@echo "installed $(LIBDIR)/libtcpEvent.so, $(LIBDIR)/libudpEvent.so and $(LIBDIR)/libevent.so -> libtcpEvent.so"
 
 clean:
 	rm -rf build dist *.egg-info tcpevent/lib tcpevent/include tcpevent/_native*.so \
-		tcpevent/_native.c
+		tcpevent/_native.c tcpevent/_udp_native*.so tcpevent/_udp_native.c

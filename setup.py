@@ -49,6 +49,27 @@ LEGACY_DIR = CSRC / "legacy"
 LIB_NAME = "libtcpEvent.so"
 #: Where an sdist carries the compiled BPF objects (never in a checkout).
 PREBUILT_BPF = BPF_DIR / "prebuilt"
+#: The UDP flow tracer's library (docs/udp.md): its own program, link and
+#: version script, beside libtcpEvent.so.
+UDP_LIB_NAME = "libudpEvent.so"
+UDP_DIR = CSRC / "udp"
+#: The generic parts of csrc/ it shares with the TCP library.
+UDP_SHARED = ["clock.c", "error.c"]
+UDP_FUNCTIONS = [
+    "udpevent_options_init",
+    "udpevent_open",
+    "udpevent_dequeue",
+    "udpevent_dequeue_batch",
+    "udpevent_fd",
+    "udpevent_status",
+    "udpevent_stats",
+    "udpevent_close",
+    "udpevent_free",
+    "udpevent_last_error",
+    "udpevent_warnings",
+]
+UDP_CDEF_HEADERS = ["udpevent_record.h", "udpevent.h"]
+UDP_LEGACY_CDEF_HEADER = "udpevent_legacy.h"
 
 #: What cffi sees of the C API: the structs, enums and integer constants
 #: of the headers, and the prototypes of the functions the package calls,
@@ -96,7 +117,7 @@ KERNEL_CONSTANTS = {
 }
 
 
-def header_cdef(header: Path) -> str:
+def header_cdef(header: Path, functions: list[str] = FUNCTIONS, prefix: str = "TCPEVENT") -> str:
     """The enums, structs, integer constants and :data:`FUNCTIONS` of a C
     header, as cdef text.
 
@@ -111,17 +132,19 @@ def header_cdef(header: Path) -> str:
     if "__bpf__" in text:  # the BPF-only part of tcpevent_record.h
         text = re.sub(r"^#ifdef __bpf__$.*?^#endif$", "", text, flags=re.S | re.M)
     out = []
-    for m in re.finditer(r"^typedef [^;{}#]*\btcpevent_\w+_fn\([^;]*\);", text, flags=re.M):
+    lower = prefix.lower()
+    for m in re.finditer(rf"^typedef [^;{{}}#]*\b{lower}_\w+_fn\([^;]*\);", text, flags=re.M):
         out.append(m.group(0))  # the legacy calls' function types
-    kinds = "enum" if header.name == "tcpevent_record.h" else "struct|enum"
+    kinds = "enum" if header.name.endswith("_record.h") else "struct|enum"
     for m in re.finditer(rf"^(?:{kinds}) \w+ \{{.*?^\}};", text, flags=re.S | re.M):
-        out.append(re.sub(r"\[TCPEVENT_\w+\]", "[...]", m.group(0)))
-    for m in re.finditer(r"^#define (TCPEVENT_\w+)[ \t]+(\S.*)$", text, flags=re.M):
+        out.append(re.sub(rf"\[(?:TCPEVENT|{prefix})_\w+\]", "[...]", m.group(0)))
+    for m in re.finditer(rf"^#define ({prefix}_\w+)[ \t]+(\S.*)$", text, flags=re.M):
         if not m.group(2).startswith('"') and not m.group(1).endswith("_H"):
             out.append(f"#define {m.group(1)} ...")
-    if re.search(r"^struct tcpevent;$", text, flags=re.M):
-        out.append("struct tcpevent;")  # the opaque handle
-    for name in FUNCTIONS:
+    handle = f"struct {prefix.lower()};"
+    if re.search(rf"^{handle}$", text, flags=re.M):
+        out.append(handle)  # the opaque handle
+    for name in functions:
         m = re.search(rf"^[^;{{}}#]*\b{name}\([^;]*\);", text, flags=re.M)
         if m:
             out.append(m.group(0).strip())
@@ -147,7 +170,7 @@ def _multiarch_include() -> list[str]:
     return [f"-I{path}"] if arch and path.is_dir() else []
 
 
-def compile_bpf_object(out: Path, *defines: str) -> None:
+def compile_bpf_object(out: Path, *defines: str, source: str = "tcp.bpf.c") -> None:
     # The pinned libbpf's bpf_helpers.h & co. come first: never the system's.
     libbpf_include = vendored_libbpf.headers(ROOT)
     _run(
@@ -156,7 +179,7 @@ def compile_bpf_object(out: Path, *defines: str) -> None:
             f"-I{libbpf_include}",
             *_multiarch_include(),
             *defines,
-            *(f"-I{BPF_DIR}", f"-I{INCLUDE_DIR}", "-c", str(BPF_DIR / "tcp.bpf.c"), "-o", str(out)),
+            *(f"-I{BPF_DIR}", f"-I{INCLUDE_DIR}", "-c", str(BPF_DIR / source), "-o", str(out)),
         ]
     )
 
@@ -181,45 +204,88 @@ def native_sources() -> list[Path]:
     return [*sorted(CSRC.glob("*.c")), LEGACY_DIR / "tcp.c"]
 
 
+#: The BPF objects: by the C array each is embedded as, its source in
+#: csrc/bpf/, its file name and its defines. TCP's default build reads
+#: kernel memory with bpf_rdonly_cast() (6.2+), the portable one with
+#: bpf_probe_read_kernel() (bpf/kernel_read.h); UDP's is libudpEvent.so's.
+BPF_BUILDS = {
+    "te_builtin_object": ("tcp.bpf.c", "tcp.bpf.o", ()),
+    "te_portable_object": ("tcp.bpf.c", "tcp-portable.bpf.o", ("-DTCPEVENT_PORTABLE",)),
+    "te_udp_object": ("udp.bpf.c", "udp.bpf.o", ()),
+}
+TCP_OBJECTS = ["te_builtin_object", "te_portable_object"]
+UDP_OBJECTS = ["te_udp_object"]
+
+
 def bpf_objects(tmp: Path) -> dict[str, Path]:
-    """The two builds of the BPF program, by the C array they are embedded as.
-
-    The default build reads kernel memory with bpf_rdonly_cast() (6.2+);
-    the portable one with bpf_probe_read_kernel(). See bpf/kernel_read.h.
-    An sdist's prebuilt objects are used as they are (no clang needed).
-    """
-    names = {"te_builtin_object": "tcp.bpf.o", "te_portable_object": "tcp-portable.bpf.o"}
-    if all((PREBUILT_BPF / f).exists() for f in names.values()):
-        return {array: PREBUILT_BPF / f for array, f in names.items()}
-    compile_bpf_object(tmp / names["te_builtin_object"])
-    compile_bpf_object(tmp / names["te_portable_object"], "-DTCPEVENT_PORTABLE")
-    return {array: tmp / f for array, f in names.items()}
+    """Every BPF object, by the C array it is embedded as. An sdist's
+    prebuilt objects are used as they are (no clang needed)."""
+    prebuilt = {array: PREBUILT_BPF / f for array, (_, f, _) in BPF_BUILDS.items()}
+    if all(path.exists() for path in prebuilt.values()):
+        return prebuilt
+    for source, name, defines in BPF_BUILDS.values():
+        compile_bpf_object(tmp / name, *defines, source=source)
+    return {array: tmp / f for array, (_, f, _) in BPF_BUILDS.items()}
 
 
-def build_library(tmp: Path, out: Path) -> None:
-    embedded = tmp / "builtin_object.c"
-    embed_objects(bpf_objects(tmp), embedded)
-    cc = os.environ.get("CC", "cc").split()
-    libbpf = vendored_libbpf.build(ROOT, cc)
-    # libbpf is linked in whole (static, PIC); libelf and zlib are the
-    # system's shared ones (Debian's .a are not PIC; a wheel bundles them,
-    # and `tcpevent --install-lib` copies them beside the library, where
-    # the $ORIGIN rpath finds them).
-    link_libs = [str(libbpf.archive), "-lelf", "-lz", "-Wl,-rpath,$ORIGIN"]
+def c_flags() -> list[str]:
+    """The libraries' compiler flags (TCPEVENT_SANITIZE: with sanitizers)."""
     flags = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-D_GNU_SOURCE", "-pthread"]
     sanitize = os.environ.get("TCPEVENT_SANITIZE")
     if sanitize:
         flags += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-O1"]
+    return flags
+
+
+def link_libbpf(cc: list[str]) -> tuple[list[str], list[str]]:
+    """The include flags and link arguments of the pinned libbpf: linked in
+    whole (static, PIC); libelf and zlib are the system's shared ones
+    (Debian's .a are not PIC; a wheel bundles them, and `tcpevent
+    --install-lib` copies them beside the library, where the $ORIGIN rpath
+    finds them)."""
+    libbpf = vendored_libbpf.build(ROOT, cc)
+    return [f"-I{libbpf.include_dir}"], [str(libbpf.archive), "-lelf", "-lz", "-Wl,-rpath,$ORIGIN"]
+
+
+def build_library(tmp: Path, objects: dict[str, Path], out: Path) -> None:
+    embedded = tmp / "builtin_object.c"
+    embed_objects({array: objects[array] for array in TCP_OBJECTS}, embedded)
+    cc = os.environ.get("CC", "cc").split()
+    includes, link_libs = link_libbpf(cc)
     out.parent.mkdir(parents=True, exist_ok=True)
     _run(
         [
             *cc,
-            *flags,
-            *("-shared", f"-I{libbpf.include_dir}", f"-I{INCLUDE_DIR}", f"-I{CSRC}"),
+            *c_flags(),
+            *("-shared", *includes, f"-I{INCLUDE_DIR}", f"-I{CSRC}"),
             *("-o", str(out)),
             *(str(p) for p in native_sources()),
             str(embedded),
             f"-Wl,--version-script={LEGACY_DIR / 'libtcpEvent.map'}",
+            "-Wl,-z,defs",
+            *link_libs,
+        ]
+    )
+
+
+def build_udp_library(tmp: Path, objects: dict[str, Path], out: Path) -> None:
+    """libudpEvent.so: udp.bpf.c embedded, csrc/udp/, the original UDP calls."""
+    embedded = tmp / "udp_object.c"
+    embed_objects({array: objects[array] for array in UDP_OBJECTS}, embedded)
+    embedded.write_text(embedded.read_text().replace("builtin_object.h", "udp_object.h"))
+    cc = os.environ.get("CC", "cc").split()
+    includes, link_libs = link_libbpf(cc)
+    _run(
+        [
+            *cc,
+            *c_flags(),
+            *("-shared", *includes, f"-I{INCLUDE_DIR}", f"-I{CSRC}", f"-I{UDP_DIR}"),
+            *("-o", str(out)),
+            *(str(CSRC / name) for name in UDP_SHARED),
+            *(str(p) for p in sorted(UDP_DIR.glob("*.c"))),
+            str(LEGACY_DIR / "udp.c"),
+            str(embedded),
+            f"-Wl,--version-script={LEGACY_DIR / 'libudpEvent.map'}",
             "-Wl,-z,defs",
             *link_libs,
         ]
@@ -234,12 +300,15 @@ class BuildNative(build_ext):
         lib_dir = ext_path.parent / "lib"
         tmp = Path(self.build_temp) / "tcpevent-native"
         tmp.mkdir(parents=True, exist_ok=True)
-        build_library(tmp, lib_dir / LIB_NAME)
+        objects = bpf_objects(tmp)
+        build_library(tmp, objects, lib_dir / LIB_NAME)
+        build_udp_library(tmp, objects, lib_dir / UDP_LIB_NAME)
         include_dir = ext_path.parent / "include"
         shutil.rmtree(include_dir, ignore_errors=True)  # no header of an older build
         include_dir.mkdir(parents=True)
-        for header in INCLUDE_DIR.glob("*.h"):
-            shutil.copy2(header, include_dir / header.name)
+        for header in INCLUDE_DIR.rglob("*.h"):  # udp/common.h: the UDP client's
+            (include_dir / header.relative_to(INCLUDE_DIR)).parent.mkdir(exist_ok=True)
+            shutil.copy2(header, include_dir / header.relative_to(INCLUDE_DIR))
         for ext in self.extensions:
             ext.library_dirs.append(str(lib_dir))
         super().run()
@@ -269,9 +338,29 @@ def make_ffi() -> FFI:
     return ffi
 
 
+def make_udp_ffi() -> FFI:
+    """tcpevent._udp_native: the udpevent_* API of libudpEvent.so."""
+    ffi = FFI()
+    # The original ABI's packed struct udp_event_t and its calls' types, for
+    # tcpevent.udp_abi: a cdef of its own (cffi packs all of a packed cdef).
+    ffi.cdef(header_cdef(INCLUDE_DIR / UDP_LEGACY_CDEF_HEADER, [], "UDPEVENT"), packed=True)
+    ffi.cdef(
+        "".join(header_cdef(INCLUDE_DIR / n, UDP_FUNCTIONS, "UDPEVENT") for n in UDP_CDEF_HEADERS)
+    )
+    ffi.set_source(
+        "tcpevent._udp_native",
+        '#include "udpevent.h"\n',
+        include_dirs=[str(INCLUDE_DIR)],
+        libraries=["udpEvent"],
+        extra_link_args=["-Wl,-rpath,$ORIGIN/lib"],
+        py_limited_api=True,
+    )
+    return ffi
+
+
 setup(
-    ext_modules=[make_ffi().distutils_extension()],
+    ext_modules=[make_ffi().distutils_extension(), make_udp_ffi().distutils_extension()],
     cmdclass={"build_ext": BuildNative, "sdist": vendored_sdist.command(ROOT, bpf_objects)},
-    # The wheel's tag: cp39-abi3 (the extension uses only the limited API).
+    # The wheel's tag: cp39-abi3 (the extensions use only the limited API).
     options={"bdist_wheel": {"py_limited_api": "cp39"}},
 )

@@ -30,9 +30,11 @@ single and Python batch), close-to-dequeue latency at a fixed 10,000
 connections/s, the BPF program's own cost per tracepoint hit
 (kernel.bpf_stats_enabled, restored afterwards), what an attached tracer
 costs other processes' system calls (benchmarks/syscalls.c), with and
-without the accept() hooks, the Python conversion alone, and ``tcpevent
+without the accept() hooks, the Python conversion alone, ``tcpevent
 ship`` shipping a churn into a real ClickHouse (benchmarks/ship.py: rows/s
-and the shipper's CPU per event). Last, every
+and the shipper's CPU per event), and the UDP benchmarks
+(benchmarks/udp_bench.py: a UDP flood untraced and traced, TCP churn with
+and without the UDP tracer attached). Last, every
 speed target (benchmarks/targets.py) with what was measured and whether it
 was met: the test suite asserts none of them.
 
@@ -601,6 +603,11 @@ def main() -> int:
     print(f"tcpevent ship into ClickHouse ({args.connections:,} connections):", flush=True)
     report["ship"] = ship.ship_throughput(churn, args.connections, fresh_netns)
     print(json.dumps(report["ship"]), flush=True)
+    import udp_bench  # the UDP flood and the cgroup skb hooks' cost (docs/udp.md)
+
+    report["udp"] = udp_bench.run(
+        churn, args.rounds, 200_000 if args.quick else 1_000_000, args.connections
+    )
     report["targets"] = targets.check(report)
     print("targets:\n" + targets.table(report["targets"]), flush=True)
     RESULTS.mkdir(exist_ok=True)

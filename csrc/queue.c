@@ -28,7 +28,7 @@ void te_queue_destroy(struct te_queue *q)
 	q->slots = NULL;
 }
 
-struct tcpevent_record *te_queue_stage(struct te_queue *q)
+TE_QUEUE_ITEM *te_queue_stage(struct te_queue *q)
 {
 	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
@@ -61,7 +61,7 @@ uint64_t te_queue_publish(struct te_queue *q)
 	return n;
 }
 
-unsigned int te_queue_pop(struct te_queue *q, struct tcpevent_record *out,
+unsigned int te_queue_pop(struct te_queue *q, TE_QUEUE_ITEM *out,
 			  unsigned int max)
 {
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A bounded single-producer, multi-consumer queue of tcpevent_record, with
+ * A bounded single-producer, multi-consumer queue of TE_QUEUE_ITEM, with
  * blocking waits.
  *
  * Lock-free on purpose: cleanup() may run in a signal handler that
@@ -18,7 +18,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/*
+ * The item type: struct tcpevent_record unless the including file names
+ * another first (the UDP tracer's own instance, csrc/udp/udp_queue.h).
+ */
+#ifndef TE_QUEUE_ITEM
 #include "tcpevent_record.h"
+#define TE_QUEUE_ITEM struct tcpevent_record
+#endif
 
 struct te_queue {
 	alignas(64) _Atomic uint64_t head; /* next slot to take */
@@ -26,7 +33,7 @@ struct te_queue {
 	uint64_t staged; /* producer only: filled, unpublished */
 	uint32_t limit;	 /* at most this many queued */
 	uint32_t mask;	 /* slots - 1 (power of two) */
-	struct tcpevent_record *slots;
+	TE_QUEUE_ITEM *slots;
 	alignas(64) _Atomic uint32_t seq; /* futex word: bumped per publish */
 	_Atomic uint32_t waiters;
 	_Atomic int closed;
@@ -36,12 +43,12 @@ int te_queue_init(struct te_queue *q, uint32_t limit);
 void te_queue_destroy(struct te_queue *q);
 
 /* Producer: the next free slot to fill, or NULL when the queue is full. */
-struct tcpevent_record *te_queue_stage(struct te_queue *q);
+TE_QUEUE_ITEM *te_queue_stage(struct te_queue *q);
 /* Producer: publish the staged slots and wake waiters. Returns how many. */
 uint64_t te_queue_publish(struct te_queue *q);
 
 /* Consumers: copy up to max records out; returns how many (0: empty). */
-unsigned int te_queue_pop(struct te_queue *q, struct tcpevent_record *out,
+unsigned int te_queue_pop(struct te_queue *q, TE_QUEUE_ITEM *out,
 			  unsigned int max);
 /* Consumers: sleep until something is published, the queue closes, or
  * timeout_ns passes (< 0: no timeout). Spurious returns are allowed. */

@@ -12,7 +12,8 @@ uid, command), both endpoints, bytes and segments each way, and when::
                   ev.rx_bytes, ev.tx_bytes)
 
 See :class:`Tracer` for the options, threads and asyncio, :class:`TcpEvent`
-for the fields, :func:`connections` for the live connections with their
+for the fields, :class:`UdpTracer` for UDP flows (docs/udp.md),
+:func:`connections` for the live connections with their
 full ``tcp_info`` (no BPF needed), and :mod:`tcpevent.abi` for the original
 C ABI via ctypes.
 """
@@ -39,6 +40,8 @@ from tcpevent.errors import (
 from tcpevent.event import EventKind, TcpEvent, TcpState
 from tcpevent.stats import TracerStats
 from tcpevent.tracer import Tracer
+from tcpevent.udp_flow import UdpFlow, UdpStats
+from tcpevent.udp_tracer import UdpTracer
 
 __version__ = "0.1.0"
 
@@ -62,6 +65,9 @@ __all__ = [
     "TracerError",
     "TracerPermissionError",
     "TracerStats",
+    "UdpFlow",
+    "UdpStats",
+    "UdpTracer",
     "__version__",
     "connections",
 ]

@@ -65,7 +65,10 @@ def test_install_lib_installs_the_api_and_the_csharp_name(libpath: Path, tmp_pat
     the library under test is installed as built, not rebuilt."""
     libdir = tmp_path / "lib"
     subprocess.run(
-        ["make", "-s", "-o", "build", "install-lib", f"LIBDIR={libdir}", f"LIB_SO={libpath}"],
+        [
+            *("make", "-s", "-o", "build", "install-lib", f"LIBDIR={libdir}"),
+            *(f"LIB_SO={libpath}", f"UDP_LIB_SO={libpath.parent / 'libudpEvent.so'}"),
+        ],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -73,7 +76,14 @@ def test_install_lib_installs_the_api_and_the_csharp_name(libpath: Path, tmp_pat
     installed = libdir / "libtcpEvent.so"
     assert installed.read_bytes() == libpath.read_bytes()
     assert os.readlink(libdir / "libevent.so") == "libtcpEvent.so"
-    assert sorted(p.name for p in libdir.iterdir()) == ["libevent.so", "libtcpEvent.so"]
+    assert sorted(p.name for p in libdir.iterdir()) == [
+        "libevent.so",
+        "libtcpEvent.so",
+        "libudpEvent.so",  # the UDP flow tracer's, beside it (tests/test_udp_abi.py)
+    ]
+    assert (libdir / "libudpEvent.so").read_bytes() == (
+        libpath.parent / "libudpEvent.so"
+    ).read_bytes()
     check_exports(installed)
     check_exports(libdir / "libevent.so")
 

@@ -32,8 +32,10 @@ def test_wheel_contents(tmp_path: Path) -> None:
     assert wheel.name.endswith("-cp39-abi3-linux_x86_64.whl"), wheel.name
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "tcpevent/lib/libtcpEvent.so" in names
+    assert "tcpevent/lib/libudpEvent.so" in names
     # The public API is a folder: every header of csrc/include/ is installed, nothing else.
-    public = {p.name for p in (ROOT / "csrc" / "include").glob("*.h")}
+    include = ROOT / "csrc" / "include"
+    public = {str(p.relative_to(include)) for p in include.rglob("*.h")}
     assert "tcpevent.h" in public and "common.h" in public
     assert {n.removeprefix("tcpevent/include/") for n in names if "/include/" in n} == public
     # Every module of the source tree, subpackages included, is in the wheel.

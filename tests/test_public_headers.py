@@ -13,10 +13,11 @@ from tcpevent import abi
 INCLUDE = abi.library_path().parent.parent / "include"
 
 
-def declared_functions(include: Path) -> set[str]:
-    """Functions declared (not defined inline) by the headers in ``include``,
-    as the C preprocessor sees them, system headers left out."""
-    source = "".join(f'#include "{h.name}"\n' for h in sorted(include.glob("*.h")))
+def declared_functions(include: Path, pattern: str = "*.h") -> set[str]:
+    """Functions declared (not defined inline) by the headers in ``include``
+    (those matching ``pattern``), as the C preprocessor sees them, system
+    headers left out."""
+    source = "".join(f'#include "{h.name}"\n' for h in sorted(include.glob(pattern)))
     text = subprocess.run(
         ["cc", "-E", f"-I{include}", "-x", "c", "-"],
         input=source,
@@ -64,9 +65,25 @@ def test_installed_headers_declare_exactly_the_exported_functions() -> None:
         "tcpevent_conn.h",
         "tcpevent_legacy.h",
         "tcpevent_record.h",
+        "udpevent.h",
+        "udpevent_legacy.h",
+        "udpevent_record.h",
     ]
-    declared = declared_functions(INCLUDE)
+    declared = declared_functions(INCLUDE) - declared_functions(INCLUDE, "udpevent*.h")
     exported = exported_functions(abi.library_path())
     assert {"AddProbe", "DequeuePerfEvent", "tcpevent_open", "tcpevent_connections"} <= declared
     assert declared - exported == set(), "declared, not exported"
     assert exported - declared == set(), "exported, not declared"
+
+
+def test_udp_headers_declare_exactly_the_udpevent_api() -> None:
+    """udpevent.h declares the udpevent_* API of libudpEvent.so; its four
+    original calls are only typed (udpevent_legacy.h): their names are
+    libtcpEvent.so's too, with other signatures, and both headers may be
+    included in one program."""
+    assert (INCLUDE / "udp" / "common.h").is_file()
+    declared = declared_functions(INCLUDE, "udpevent*.h")
+    exported = exported_functions(abi.library_path().parent / "libudpEvent.so")
+    assert {"udpevent_open", "udpevent_dequeue_batch", "udpevent_close"} <= declared
+    assert declared - exported == set(), "declared, not exported"
+    assert exported - declared == {"AddProbe", "DequeuePerfEvent", "getStatus", "cleanup"}

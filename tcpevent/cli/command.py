@@ -58,6 +58,7 @@ from tcpevent.cli.render import (
     format_connection_json,
     format_connections_table,
 )
+from tcpevent.cli.udp import run_udp
 from tcpevent.connections import connections, parse_states
 from tcpevent.errors import TracerError
 from tcpevent.event import TcpEvent
@@ -190,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the live TCP connections now with their tcp_info (RTT, cwnd, bytes, "
         "retransmissions), like `ss -tip`, or one JSON object each with --json; "
         "takes --pid, --port, -4/-6, --state and --netns; needs no BPF",
+    )
+    modes.add_argument(
+        "--udp",
+        action="store_true",
+        help="trace UDP flows instead: a line per flow report (every --flush-interval "
+        "for a live flow, and at its socket's release), or JSON with --json; takes the "
+        "filters, --count and --duration (docs/udp.md)",
+    )
+    modes.add_argument(
+        "--flush-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --udp: report live flows this often (default: 10)",
     )
     modes.add_argument(
         "--state",
@@ -369,6 +383,7 @@ MODES: dict[str, Callable[[argparse.Namespace], int]] = {
     "events": run_events,
     "connections": run_connections,
     "install-lib": run_install_lib,
+    "udp": run_udp,
 }
 
 #: Options that only make sense in the events mode (not with --connections).
@@ -388,6 +403,8 @@ def select_mode(args: argparse.Namespace) -> str:
         return "install-lib"
     if args.connections:
         return "connections"
+    if args.udp:
+        return "udp"
     return "events"
 
 
@@ -395,6 +412,19 @@ def _check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     """Options that do not go together: a usage error (exit status 2)."""
     if args.connections and args.install_lib is not None:
         parser.error("--connections and --install-lib are separate modes")
+    if args.udp:
+        if args.connections or args.install_lib is not None:
+            parser.error("--udp is a mode of its own: not with --connections or --install-lib")
+        for flag, given in (
+            ("--program", args.program),
+            ("--events", args.events),
+            ("--format seed", args.format == "seed" or None),
+            ("--no-accept-hooks", not args.accept_hooks or None),
+        ):
+            if given is not None:
+                parser.error(f"{flag} does not apply to --udp")
+    elif args.flush_interval is not None:
+        parser.error("--flush-interval applies only to --udp")
     if args.connections:
         for dest, flag in _EVENTS_ONLY:
             if getattr(args, dest) is not None:

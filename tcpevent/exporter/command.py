@@ -14,8 +14,10 @@ load BPF are missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +36,14 @@ from tcpevent.cli.common import (
     open_tracer,
     signals_stop,
 )
-from tcpevent.errors import TracerError
+from tcpevent.cli.udp import open_udp_tracer
+from tcpevent.errors import TracerClosedError, TracerError
 from tcpevent.exporter.health import HealthCollector
 from tcpevent.exporter.metrics import DEFAULT_MAX_SERIES, EVENT_KINDS, OTHER, EventMetrics
+from tcpevent.exporter.udp_metrics import UdpMetrics
 from tcpevent.stats import TracerStats
 from tcpevent.tracer import Tracer
+from tcpevent.udp_tracer import UdpTracer
 
 __all__ = ["DEFAULT_LISTEN", "Listen", "build_parser", "main", "parse_listen"]
 
@@ -144,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"new label sets beyond it are counted under the label set {OTHER}",
     )
     serving.add_argument(
+        "--udp",
+        action="store_true",
+        help="also UDP flows: bytes, datagrams, receive drops and flows by the same "
+        "labels, from the UDP tracer, within the same --max-series (docs/udp.md)",
+    )
+    serving.add_argument(
         "--label-peer",
         action="store_true",
         help="add the label peer (the remote address): one more label set per peer",
@@ -200,17 +211,28 @@ def _open_tracer(args: argparse.Namespace) -> Tracer:
     return open_tracer(args, kinds, retransmit_interval=None)
 
 
-def run(args: argparse.Namespace, metrics: EventMetrics) -> int:
+def _drain_udp(tracer: UdpTracer, metrics: UdpMetrics) -> None:
+    """The UDP tracer's reports into its metrics, until it is closed and drained."""
+    with contextlib.suppress(TracerClosedError):
+        while True:
+            metrics.observe(tracer.dequeue_batch(BATCH, timeout=POLL_INTERVAL))
+
+
+def run(args: argparse.Namespace, metrics: EventMetrics, udp: UdpMetrics | None = None) -> int:
     """Serve until SIGINT or SIGTERM."""
     from tcpevent import __version__
 
     tracer: Tracer | None = None
+    udp_tracer: UdpTracer | None = None
+    drainer: threading.Thread | None = None
 
     def stats() -> TracerStats | None:
         return tracer.stats if tracer is not None else None
 
     registry = CollectorRegistry()
     registry.register(metrics)
+    if udp is not None:
+        registry.register(udp)
     registry.register(HealthCollector(stats, __version__))
     ProcessCollector(registry=registry)
     stop = Stop()
@@ -219,6 +241,10 @@ def run(args: argparse.Namespace, metrics: EventMetrics) -> int:
         server, url = _serve_http(args.listen, registry, args.web_config_file)
         try:
             tracer = _open_tracer(args)
+            if udp is not None:
+                udp_tracer = open_udp_tracer(args)
+                drainer = threading.Thread(target=_drain_udp, args=(udp_tracer, udp), daemon=True)
+                drainer.start()
             with tracer:
                 print(
                     f"tcpevent exporter: serving {url}",
@@ -228,6 +254,10 @@ def run(args: argparse.Namespace, metrics: EventMetrics) -> int:
                 while not stop:
                     metrics.observe(tracer.dequeue_batch(BATCH, timeout=POLL_INTERVAL))
         finally:
+            if udp_tracer is not None:
+                udp_tracer.close()  # its last reports are counted, then the thread ends
+            if drainer is not None:
+                drainer.join(10)
             server.shutdown()
             server.server_close()
     return EXIT_OK
@@ -240,10 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_tracer_arguments(parser, args)
     try:
         metrics = EventMetrics(args.max_series, label_peer=args.label_peer)
+        udp = UdpMetrics(metrics.budget, args.label_peer) if args.udp else None
     except ValueError as exc:
         parser.error(f"--max-series {args.max_series} is too small: {exc}")
     try:
-        return run(args, metrics)
+        return run(args, metrics, udp)
     except (TracerError, UsageError, ListenError) as exc:
         print(f"tcpevent exporter: {exc}", file=sys.stderr)
         return EXIT_FAILURE if isinstance(exc, ListenError) else exit_status(exc)

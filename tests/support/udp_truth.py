@@ -1,0 +1,69 @@
+"""A UDP workload in a namespace of the test's own, traced, with the
+namespace's /proc/net/snmp{,6} Udp counters read around it."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nsutil import Netns
+
+from tcpevent import UdpFlow, UdpTracer
+
+WORKLOAD = Path(__file__).resolve().parent / "udp_workload.py"
+#: Udp counters of /proc/net/snmp and Udp6 ones of /proc/net/snmp6, by the same names.
+MIB = ("InDatagrams", "OutDatagrams", "RcvbufErrors", "MemErrors")
+
+
+def udp_mib(ns: Netns) -> dict[str, int]:
+    """The namespace's UDP counters, IPv4 (which counts v4-mapped
+    traffic too) plus IPv6."""
+    lines = [line.split() for line in ns.run("cat", "/proc/net/snmp").splitlines()]
+    names, values = (line[1:] for line in lines if line[0] == "Udp:")
+    v4 = dict(zip(names, map(int, values)))
+    v6 = dict(line.split() for line in ns.run("cat", "/proc/net/snmp6").splitlines())
+    return {name: v4[name] + int(v6[f"Udp6{name}"]) for name in MIB}
+
+
+@dataclass
+class Run:
+    pid: int
+    expected: list[dict[str, Any]]
+    mib: dict[str, int]  # the namespace's counters' increase
+    reports: list[UdpFlow] = field(default_factory=list)
+
+    def per_flow(self) -> dict[tuple[int, int], list[UdpFlow]]:
+        out: dict[tuple[int, int], list[UdpFlow]] = defaultdict(list)
+        for r in self.reports:
+            out[r.sport, r.dport].append(r)
+        return out
+
+
+def workload(ns: Netns, *scenarios: str) -> dict[str, Any]:
+    """Run scenarios of udp_workload.py in ``ns``: its pid and flows."""
+    out: dict[str, Any] = json.loads(ns.run(sys.executable, str(WORKLOAD), *scenarios))
+    return out
+
+
+def run(tracer: UdpTracer, ns: Netns, *scenarios: str, timeout: float = 15) -> Run:
+    """Run the workload's scenarios in ``ns``; collect reports until every
+    flow it made has its final one (its sockets are all closed)."""
+    before = udp_mib(ns)
+    out = workload(ns, *scenarios)
+    after = udp_mib(ns)
+    result = Run(out["pid"], out["flows"], {k: after[k] - before[k] for k in MIB})
+    wanted = {(f["sport"], f["dport"]) for f in result.expected}
+    finals: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + timeout
+    while not wanted <= finals and time.monotonic() < deadline:
+        for r in tracer.dequeue_batch(1024, timeout=0.2):
+            result.reports.append(r)
+            if r.final:
+                finals.add((r.sport, r.dport))
+    assert wanted <= finals, f"no final report of {sorted(wanted - finals)}"
+    return result

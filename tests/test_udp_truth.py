@@ -1,0 +1,99 @@
+"""UdpTracer against the kernel's own counting: in a network namespace of
+the test's own (all of whose UDP traffic the test makes), the flows'
+datagram totals equal the namespace's /proc/net/snmp{,6} Udp counters, and
+every flow's bytes and datagrams equal what the workload sent and read."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from nsutil import netns
+from udp_truth import Run, run, workload
+
+from tcpevent import UdpTracer
+
+
+def check_exact(result: Run) -> None:
+    """Every expected flow's sums over its reports, and the namespace's totals."""
+    per_flow = result.per_flow()
+    assert set(per_flow) == {(f["sport"], f["dport"]) for f in result.expected}
+    for f in result.expected:
+        reports = per_flow[f["sport"], f["dport"]]
+        got = {
+            "tx": sum(r.tx_datagrams for r in reports),
+            "tx_bytes": sum(r.tx_bytes for r in reports),
+            "rx": sum(r.rx_datagrams for r in reports),
+            "rx_bytes": sum(r.rx_bytes for r in reports),
+            "drops": sum(r.rx_drops for r in reports),
+        }
+        assert got == {k: f[k] for k in got}, (f, reports)
+        assert {r.daddr for r in reports} == {f["daddr"]}
+        assert [r.final for r in reports] == [False] * (len(reports) - 1) + [True]
+        assert {(r.pid, r.task) for r in reports} == {(result.pid, "python3")}
+        assert all(r.owner_known and r.start_ns <= r.time_ns for r in reports)
+    reports = result.reports
+    assert sum(r.tx_datagrams for r in reports) == result.mib["OutDatagrams"]
+    drops = sum(r.rx_drops for r in reports)
+    assert drops == result.mib["RcvbufErrors"] + result.mib["MemErrors"]
+    assert sum(r.rx_datagrams for r in reports) - drops == result.mib["InDatagrams"]
+
+
+@pytest.mark.bpf
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "v4_connected",
+        "v4_unconnected_many",
+        "v6_connected",
+        "v6_unconnected_many",
+        "v4_mapped",
+        "slow_receiver",
+    ],
+)
+def test_flows_equal_the_namespace_counters(scenario: str) -> None:
+    with netns() as ns, UdpTracer(netns=[ns.inode], flush_interval=1) as tracer:
+        result = run(tracer, ns, scenario)
+        assert result.mib["OutDatagrams"] > 0
+        check_exact(result)
+        if scenario == "slow_receiver":
+            assert result.mib["RcvbufErrors"] > 0  # the case is real
+        if scenario == "v4_mapped":
+            six = {r.family for r in result.reports if r.daddr.startswith("::ffff:")}
+            assert six == {socket.AF_INET6}
+
+
+@pytest.mark.bpf
+def test_all_scenarios_at_once_and_families() -> None:
+    with netns() as ns, UdpTracer(netns=ns.name, flush_interval=1) as tracer:
+        result = run(tracer, ns, "v4_connected", "v6_unconnected_many", "slow_receiver")
+        check_exact(result)
+        assert {r.family for r in result.reports} == {socket.AF_INET, socket.AF_INET6}
+        assert {r.netns for r in result.reports} == {ns.inode}
+
+
+@pytest.mark.bpf
+def test_a_long_lived_flow_is_reported_every_interval_with_exact_deltas() -> None:
+    with netns() as ns, UdpTracer(netns=[ns.inode], flush_interval=1) as tracer:
+        result = run(tracer, ns, "long_lived")
+        check_exact(result)
+        for reports in result.per_flow().values():
+            # 3.6 s of traffic, an export a second: 3 or 4 reports before the final.
+            assert len(reports) >= 4, reports
+            assert len({r.start_ns for r in reports}) == 1
+            interim = reports[:-1]
+            assert all(r.rx_datagrams + r.tx_datagrams > 0 for r in interim)
+            for r in interim[1:]:
+                assert 0.5e9 < r.interval_ns < 1.6e9, r
+            times = [r.time_ns for r in reports]
+            assert times == sorted(times)
+
+
+@pytest.mark.bpf
+def test_filters_keep_other_namespaces_and_ports_out() -> None:
+    with netns() as ns, netns() as other, UdpTracer(netns=[ns.inode], flush_interval=1) as tracer:
+        elsewhere = workload(other, "v4_connected")["flows"]
+        result = run(tracer, ns, "v4_connected")
+        check_exact(result)  # exactly this namespace's flows: none of the other's
+        ports = {(f["sport"], f["dport"]) for f in elsewhere}
+        assert ports and not ports & {(r.sport, r.dport) for r in result.reports}
