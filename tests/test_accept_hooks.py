@@ -25,6 +25,7 @@ from pathlib import Path
 
 import bpfutil
 import pytest
+from liveness import PROMPTLY
 from netutil import listener, set_reset_on_close, wait_until
 
 import tcpevent
@@ -70,7 +71,7 @@ def reset_by_peer(tracer: tcpevent.Tracer, close_server: bool = True) -> tcpeven
             server.close()
         # A close held for a release that does not come is flushed by the
         # sweep within about two seconds.
-        assert wait_until(arrived, timeout=10)
+        assert wait_until(arrived, timeout=10 * PROMPTLY)
         server.close()
     return next(e for e in events if (e.sport, e.dport, e.kind) == (*port, "close"))
 
@@ -155,7 +156,7 @@ def test_legacy_environment_variable(libpath: Path, value: str) -> None:
         held = bpfutil.program_names(proc.pid)
         proc.stdin.write("\n")
         proc.stdin.flush()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10 * PROMPTLY)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -189,7 +189,9 @@ def test_close_order_time_wait(churn: Path, args: list[str], expected: str | Non
     [["--bogus"], ["-n", "abc"], ["-t", "0"], ["--rate", "-5"], ["extra"]],
 )
 def test_bad_arguments(churn: Path, args: list[str]) -> None:
-    result = subprocess.run([str(churn), *args], capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        [str(churn), *args], capture_output=True, text=True, timeout=10 * PROMPTLY
+    )
     assert result.returncode != 0
     assert result.stdout == ""
     assert result.stderr.strip()
@@ -198,7 +200,9 @@ def test_bad_arguments(churn: Path, args: list[str]) -> None:
 
 
 def test_help(churn: Path) -> None:
-    result = subprocess.run([str(churn), "--help"], capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        [str(churn), "--help"], capture_output=True, text=True, timeout=10 * PROMPTLY
+    )
     assert result.returncode == 0
     assert "usage:" in result.stdout
     assert "--server-first" in result.stdout

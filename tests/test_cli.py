@@ -313,7 +313,7 @@ def test_missing_program_fails_with_the_cause(tmp_path: Path) -> None:
         [sys.executable, "-m", "tcpevent", "--program", str(missing)],
         capture_output=True,
         text=True,
-        timeout=10,
+        timeout=10 * PROMPTLY,
     )
     assert out.returncode == 1
     assert str(missing) in out.stderr and "does not exist" in out.stderr
@@ -333,7 +333,7 @@ sys.exit(cli.main(["--count", "1"]))
 @pytest.mark.bpf
 def test_unprivileged_exits_77_with_the_reason() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", UNPRIVILEGED], capture_output=True, text=True, timeout=10
+        [sys.executable, "-c", UNPRIVILEGED], capture_output=True, text=True, timeout=10 * PROMPTLY
     )
     assert out.returncode == 77
     assert "CAP_BPF" in out.stderr and "CAP_PERFMON" in out.stderr

@@ -161,7 +161,7 @@ def test_seed_example_exits_within_a_second_on_sigint(build_c, libpath) -> None:
     )
     proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert wait_until(lambda: bpfutil.held_by(proc.pid)["link_id"], timeout=10)
+        assert wait_until(lambda: bpfutil.held_by(proc.pid)["link_id"], timeout=10 * PROMPTLY)
         ours = bpfutil.held_by(proc.pid)
         time.sleep(0.2)
         t0 = time.monotonic()

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from liveness import PROMPTLY
 from netutil import wait_until
 
 import tcpevent
@@ -201,7 +202,7 @@ def closes(tracer: tcpevent.Tracer, ports: tuple[int, int], n: int = 2) -> list[
         )
         return len(got) >= n
 
-    assert wait_until(done, timeout=10), got
+    assert wait_until(done, timeout=10 * PROMPTLY), got
     return got
 
 
@@ -262,7 +263,7 @@ def test_client_that_forks_after_connect_names_the_child() -> None:
             conn, _ = ls.accept()
             assert conn.recv(100) == b"hello"
             conn.sendall(b"x")
-            out, _ = client.communicate(timeout=10)
+            out, _ = client.communicate(timeout=10 * PROMPTLY)
         finally:
             if client.poll() is None:
                 client.kill()
@@ -313,7 +314,7 @@ def test_legacy_abi_carries_the_closer() -> None:
             reported_port, child = served_by(proc)
         legacy.stdin.write(f"{port} {client_port}\n")
         legacy.stdin.flush()
-        out, _ = legacy.communicate(timeout=10)
+        out, _ = legacy.communicate(timeout=10 * PROMPTLY)
     finally:
         if legacy.poll() is None:
             legacy.kill()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from liveness import PROMPTLY
 from nativeutil import NativeTracer
 from peer import Peer
 from procutil import Output, start
@@ -179,7 +180,7 @@ def two_connections(
     cli_b.do("reset")
     # The server's side of b is reported before the server closes it.
     b_srv_port = info["b"][1].port
-    assert out.wait_for(lambda t: f"sport={b_srv_port} " in t, timeout=10), out.text()
+    assert out.wait_for(lambda t: f"sport={b_srv_port} " in t, timeout=10 * PROMPTLY), out.text()
     srv_b.do("close")
     # Each peer holds copies of the pipes of those forked before it: the
     # last one forked goes first.

@@ -27,6 +27,7 @@ from typing import Any
 import bpfutil
 import pytest
 from accounting import assert_accounted
+from liveness import PROMPTLY
 from netutil import wait_until
 
 import tcpevent
@@ -105,7 +106,9 @@ def test_million_connections_soak(churn: Path) -> None:
             # shared) may come and go.
             assert wait_until(lambda: not bpfutil.owned_entries(sockets, pid), timeout=5)
             assert wait_until(
-                lambda: len(bpfutil.map_entries(sockets)) <= baseline, timeout=10, interval=0.2
+                lambda: len(bpfutil.map_entries(sockets)) <= baseline,
+                timeout=10 * PROMPTLY,
+                interval=0.2,
             ), (len(bpfutil.map_entries(sockets)), baseline)
             stats = tracer.stats
     finally:

@@ -82,7 +82,7 @@ def test_unseen_closes_are_counted_as_missed(compile_bpf, build: str) -> None:
                 events.extend(tracer.dequeue_batch(4096, timeout=0))
                 return got() == expected
 
-            assert wait_until(all_seen, timeout=10)
+            assert wait_until(all_seen, timeout=10 * PROMPTLY)
             stats = tracer.stats
 
     # Nothing of the hidden port came out; everything after it did, exactly once.
