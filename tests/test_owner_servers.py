@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from netutil import wait_until
+from promutil import without_preload
 
 import tcpevent
 
@@ -83,6 +84,7 @@ def postgres_cluster() -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
             check=True,
             capture_output=True,
             cwd=top,
+            env=without_preload(),
             **as_postgres,
         )
         port = free_port()
@@ -98,6 +100,7 @@ def postgres_cluster() -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
                 ],
                 stdout=out,
                 stderr=out,
+                env=without_preload(),
                 cwd=top,
                 **as_postgres,
             )
@@ -130,6 +133,7 @@ def test_postgresql_backends_own_their_connections(tmp_path: Path) -> None:
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=without_preload(),
         )
         _, err = bench.communicate(timeout=60)
         assert bench.returncode == 0, err
@@ -199,7 +203,9 @@ def sshd() -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", top / "host_key"], check=True
         )
         (top / "sshd_config").write_text(SSHD_CONFIG.format(port=port, dir=top))
-        proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", top / "sshd_config", "-E", log])
+        proc = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-f", top / "sshd_config", "-E", log], env=without_preload()
+        )
         assert wait_until(
             lambda: (
                 (log.exists() and "Server listening" in log.read_text()) or proc.poll() is not None

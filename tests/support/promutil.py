@@ -38,9 +38,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _without_preload() -> dict[str, str]:
+def without_preload() -> dict[str, str]:
     """The environment minus LD_PRELOAD: ``make test-asan`` preloads the
-    sanitizer runtime for our library, not for a Go server."""
+    sanitizer runtime for our library, not for the servers the tests run
+    (Prometheus, ClickHouse)."""
     return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
 
@@ -90,7 +91,7 @@ class Prometheus:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=workdir,
-                    env=_without_preload(),
+                    env=without_preload(),
                 )
             if self._wait_ready():
                 return
