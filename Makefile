@@ -136,14 +136,17 @@ test-asan: test-deps
 	mkdir -p $(ASAN_DIR)/reports
 	@# A crash inside te_trial()'s child is libbpf failing on a corrupt
 	@# custom object: contained by design, and tested. Any other report fails.
+	@# GCC's UBSan ignores log_path and writes to stderr, then exits: pytest
+	@# captures by sys, not fd, so that report reaches this log.
 	cd $(ASAN_DIR) && TCPEVENT_REQUIRE_BPF=1 TCPEVENT_ASAN=1 \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_DIR)/reports/asan \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_DIR)/reports/ubsan \
-		$(PYTHON) -m pytest -q -ra -p no:cacheprovider $(PYTEST_ARGS) $(CURDIR)/tests; \
+		$(PYTHON) -m pytest -q -ra -p no:cacheprovider --capture=sys \
+		$(PYTEST_ARGS) $(CURDIR)/tests; \
 	rc=$$?; bad=$$(grep -L ' in te_trial ' reports/* 2>/dev/null); \
 	if [ -n "$$bad" ]; then cat $$bad; exit 1; fi; \
-	echo "sanitizer reports: none but $$(ls reports | wc -l) contained te_trial crash(es)"; \
+	echo "sanitizer report files: none but $$(ls reports | wc -l) contained te_trial crash(es)"; \
 	exit $$rc
 
 # Debian's kernels (the newest package of each series, installed with

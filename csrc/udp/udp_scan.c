@@ -183,7 +183,9 @@ void te_udp_scan(struct udpevent *u, bool export, bool last)
 	bool first = true;
 
 	te_clock_refresh(&u->clock);
-	qsort(u->released.cookies, u->released.n, sizeof(uint64_t), cmp_u64);
+	if (u->released.n) /* cookies is NULL until the first release */
+		qsort(u->released.cookies, u->released.n, sizeof(uint64_t),
+		      cmp_u64);
 	for (;;) {
 		uint32_t n = TE_UDP_BATCH;
 		int err;
