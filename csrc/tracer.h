@@ -12,6 +12,9 @@
 #include "tcpevent.h"
 
 #define TE_MAX_LINKS 16
+/* Room for every degraded hook's warning at once, each with its remedy (an
+ * old kernel can have five: docs/kernels.md). */
+#define TE_WARNING_LEN 2048
 
 /* Everything loaded into the kernel (the loader: loader.h). */
 struct te_bpf {
@@ -34,7 +37,7 @@ struct te_bpf {
 	_Atomic uint32_t *poller_idle; /* in the program's .bss, or NULL */
 	void *bss;		       /* our mapping of that .bss */
 	size_t bss_len;
-	char warning[512]; /* what works less well than it could */
+	char warning[TE_WARNING_LEN]; /* what works less well than it could */
 };
 
 struct te_filter {
@@ -79,7 +82,7 @@ struct tcpevent {
 	_Atomic uint64_t delivered;
 
 	/* Written once by the poller, then published by the flag. */
-	char runtime_warning[768];
+	char runtime_warning[TE_WARNING_LEN + 256]; /* warning + the poller's */
 	_Atomic int runtime_warning_set;
 
 	struct tcpevent *retired_next; /* legacy/tcp.c: awaiting free */

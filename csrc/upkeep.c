@@ -6,9 +6,26 @@
  */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "error.h"
 #include "loader.h"
+
+/*
+ * Whether the kernel counts the runs of program fd it skipped: Linux 5.12
+ * added recursion_misses to struct bpf_prog_info; an older kernel answers
+ * with its shorter struct (the length it copied).
+ */
+static bool kernel_counts_skips(int fd)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+
+	return !bpf_obj_get_info_by_fd(fd, &info, &len) &&
+	       len >= offsetof(struct bpf_prog_info, recursion_misses) +
+			       sizeof(info.recursion_misses);
+}
 
 /*
  * The nested-hit program costs a second program dispatch on every
@@ -16,15 +33,18 @@
  * because a softirq interrupted it on its CPU. That is rare
  * (docs/reliability.md; the cost of each choice: docs/performance.md), so
  * it waits in standby and is attached the first time the kernel reports a
- * skip; skips before that are counted as missed.
+ * skip; skips before that are counted as missed. Before 5.12 no skip is
+ * reported, so none would wake it and the skipped closes would be lost
+ * uncounted: there watched_fd stays -1 and the caller attaches it now.
  */
 void te_bpf_hold_in_standby(struct te_bpf *b, struct bpf_program *nested)
 {
 	struct bpf_program *main_prog =
 		bpf_object__find_program_by_name(b->obj, "tcpevent_state");
+	int fd = main_prog ? bpf_program__fd(main_prog) : -1;
 
 	b->standby = nested;
-	b->watched_fd = main_prog ? bpf_program__fd(main_prog) : -1;
+	b->watched_fd = fd >= 0 && kernel_counts_skips(fd) ? fd : -1;
 }
 
 static void watch_skips(struct te_bpf *b)

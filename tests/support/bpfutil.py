@@ -118,6 +118,13 @@ def name_of(what: str, ident: int) -> str | None:
     return shown.get("name") if shown else None
 
 
+def kernel_counts_skips() -> bool:
+    """Whether the running kernel counts skipped program runs
+    (``recursion_misses`` in ``struct bpf_prog_info``: Linux 5.12+)."""
+    major, minor = (int(n) for n in os.uname().release.split(".")[:2])
+    return (major, minor) >= (5, 12)
+
+
 def recursion_misses(prog_id: int) -> int:
     """How many times the kernel skipped program ``prog_id`` because it was
     already running on the CPU (bpftool shows the count once it is not 0)."""
