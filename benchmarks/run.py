@@ -49,6 +49,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -244,18 +245,41 @@ def churn_waiting(
     return proc
 
 
+def host_busy_ns() -> int:
+    """CPU time of all CPUs not idle since boot (user, nice, system, irq,
+    softirq, steal: /proc/stat's first line), in ns. Whatever else runs
+    counts too: compare runs of the same work, over rounds."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = user + nice + system + irq + softirq + steal
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_ns() -> int:
+    """User and system CPU time of this process's reaped children, in ns."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((ru.ru_utime + ru.ru_stime) * 1e9)
+
+
 def _run_churn(churn: list[str], args: list[str], tracer: Tracer | None) -> dict[str, Any]:
     if tracer:
         tracer.start()
     proc = churn_waiting(churn, args, tracer)
     assert proc.stdout is not None and proc.stdin is not None
+    busy, children = host_busy_ns(), children_cpu_ns()
     proc.stdin.write("\n")
     proc.stdin.flush()
     summary = json.loads(proc.stdout.read().strip().splitlines()[-1])
     proc.wait()
-    result = {"churn": summary}
+    # The churn's own CPU, the BPF programs run in its system calls
+    # included (not those run in softirq: the host's figure has them).
+    result: dict[str, Any] = {"churn": summary, "churn_cpu_ns": children_cpu_ns() - children}
     if tracer:
-        result["tracer"] = tracer.finish()
+        result["tracer"] = tracer.finish()  # drained and detached
+    # The whole host's: the churn, its kernel work and the BPF programs run
+    # in it, the tracer's draining and detaching.
+    result["host_cpu_ns"] = host_busy_ns() - busy
     return result
 
 
@@ -347,6 +371,23 @@ def summarize(runs: dict[str, list[dict[str, Any]]], connections: int) -> list[d
     for name, results in runs.items():
         rate = statistics.median(r["churn"]["rate"] for r in results)
         row: dict[str, Any] = {"config": name, "rate": rate, "ratio": rate / base}
+        # CPU added per connection, each round against that round's untraced
+        # run (the same connections): median, lowest, highest over rounds.
+        # "processes": the churn's and the tracer's own CPU time (little
+        # noise, no softirq); "host": every CPU's busy time (all of it,
+        # whatever else runs included).
+        untraced = runs["untraced"]
+        procs = [
+            (r["churn_cpu_ns"] + 1e9 * tracer_cpu(r) - u["churn_cpu_ns"]) / connections
+            for r, u in zip(results, untraced)
+        ]
+        host = [
+            (r["host_cpu_ns"] - u["host_cpu_ns"]) / connections for r, u in zip(results, untraced)
+        ]
+        row["added_cpu_ns_per_conn"] = {
+            "processes": [statistics.median(procs), min(procs), max(procs)],
+            "host": [statistics.median(host), min(host), max(host)],
+        }
         tracers = [r["tracer"] for r in results if "tracer" in r]
         if tracers and "target_events" in tracers[0]:
             row["captured"] = [t["target_events"] for t in tracers]
@@ -538,11 +579,18 @@ def conversion_throughput() -> dict[str, float]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| configuration | conn/s | ratio | events captured / expected | lost | "
-        "tracer CPU per event | latency p50 / p99 | peak RSS |",
-        "|---|---:|---:|---|---:|---:|---|---:|",
+        "| configuration | conn/s | ratio | added CPU per conn: processes, host (median "
+        "[range]) | events captured / expected | lost | tracer CPU per event | "
+        "latency p50 / p99 | peak RSS |",
+        "|---|---:|---:|---|---|---:|---:|---|---:|",
     ]
     for r in rows:
+        host = "-"
+        if r["config"] != "untraced":
+            host = ", ".join(
+                f"{m:,.0f} [{lo:,.0f} to {hi:,.0f}] ns"
+                for m, lo, hi in r["added_cpu_ns_per_conn"].values()
+            )
         if "captured" in r:
             captured = ", ".join(f"{c:,} / {e:,}" for c, e in zip(r["captured"], r["expected"]))
             lost = ", ".join(str(d) for d in r["dropped"])
@@ -552,7 +600,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         else:
             captured = lost = cpu = lat = rss = "-"
         lines.append(
-            f"| {r['config']} | {r['rate']:,.0f} | {r['ratio']:.2f} | {captured} | {lost} "
+            f"| {r['config']} | {r['rate']:,.0f} | {r['ratio']:.2f} | {host} | {captured} | {lost} "
             f"| {cpu} | {lat} | {rss} |"
         )
     return "\n".join(lines)
