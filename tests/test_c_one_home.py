@@ -62,6 +62,7 @@ ONCE = [
     (r"\bte_fail\(\s*-(?:E[A-Z]|errno\b)", set(), "te_fail() takes a positive errno (error.h)"),
     (r"\bstatic\b[^;{]*\bbump\(", set(), "te_bump() (sync.h)"),
     (r"\binet_pton\b", set(), "the parser's raw addresses (sockdiag.h)"),
+    (r"\bstrto[dfl]\w*\(", {"csrc/env.c"}, "te_env_u32() (env.h), both libraries'"),
 ]
 
 
