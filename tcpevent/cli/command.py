@@ -45,10 +45,12 @@ from tcpevent.cli.common import (
     Stop,
     UsageError,
     add_tracer_arguments,
+    argument_type,
     bounded_int,
     check_tracer_arguments,
     exit_status,
     open_tracer,
+    positive_seconds,
     signals_stop,
 )
 from tcpevent.cli.render import (
@@ -76,12 +78,12 @@ BATCH = 256
 # ---- argument parsing --------------------------------------------------------
 
 
-def _state(text: str) -> str:
-    try:
-        parse_states(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _checked_state(text: str) -> str:
+    parse_states(text)  # checked now; the mode parses it again
     return text
+
+
+_state = argument_type(_checked_state)
 
 
 def _event_kinds(text: str) -> tuple[str, ...]:
@@ -93,16 +95,6 @@ def _event_kinds(text: str) -> tuple[str, ...]:
             f"--events takes a comma-separated list of {', '.join(EVENT_KINDS)}, not {text!r}"
         ) from None
     return kinds
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
 
 
 def _help_example() -> str:
@@ -163,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--duration",
         "-d",
-        type=_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="exit after this many seconds",
     )
@@ -201,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes.add_argument(
         "--flush-interval",
-        type=_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="with --udp: report live flows this often (default: 10)",
     )

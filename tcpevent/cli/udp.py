@@ -12,12 +12,12 @@ import argparse
 import json
 import sys
 import time
-import warnings
 
 from tcpevent.cli.common import (
     EXIT_OK,
     Stop,
     UsageError,
+    construct_tracer,
     container_cgroups,
     signals_stop,
 )
@@ -86,23 +86,17 @@ def open_udp_tracer(args: argparse.Namespace) -> UdpTracer:
         cgroups = container_cgroups(args.container)
     if args.cgroup_subtree:
         raise UsageError("--cgroup-subtree does not apply to --udp (exact cgroups only)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        try:
-            tracer = UdpTracer(
-                pids=args.pid,
-                ports=args.port,
-                family=args.family,
-                queue_size=args.queue_size,
-                flush_interval=getattr(args, "flush_interval", None) or 10.0,
-                cgroups=cgroups,
-                netns=args.netns,
-            )
-        except (ValueError, TypeError) as exc:
-            raise UsageError(str(exc)) from None
-    for warning in caught:
-        print(f"{warning.message}", file=sys.stderr)
-    return tracer
+    return construct_tracer(
+        lambda: UdpTracer(
+            pids=args.pid,
+            ports=args.port,
+            family=args.family,
+            queue_size=args.queue_size,
+            flush_interval=getattr(args, "flush_interval", None) or 10.0,
+            cgroups=cgroups,
+            netns=args.netns,
+        )
+    )
 
 
 def run_udp(args: argparse.Namespace) -> int:
