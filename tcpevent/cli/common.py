@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import time
 import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ __all__ = [
     "EXIT_NOPERM",
     "EXIT_OK",
     "EXIT_USAGE",
+    "RunBudget",
     "Stop",
     "UsageError",
     "add_tracer_arguments",
@@ -235,6 +237,36 @@ def construct_tracer(make: Callable[[], _T]) -> _T:
     for warning in caught:
         print(f"{warning.message}", file=sys.stderr)
     return tracer
+
+
+class RunBudget:
+    """What ``--count`` and ``--duration`` leave of a run: how many events
+    (or reports) may still be printed, and until when. Started when the
+    tracer is open, so that --duration is the time spent tracing."""
+
+    def __init__(self, count: int | None, duration: float | None) -> None:
+        self.left = count  # None: no --count
+        self.deadline = None if duration is None else time.monotonic() + duration
+
+    def __bool__(self) -> bool:
+        """Whether --count allows more."""
+        return self.left is None or self.left > 0
+
+    def timeout(self, interval: float) -> float:
+        """How long the next wait may be: ``interval``, or what is left of
+        --duration when that is less (0 or below: the time is up)."""
+        if self.deadline is None:
+            return interval
+        return min(interval, self.deadline - time.monotonic())
+
+    def want(self, most: int) -> int:
+        """How many to ask for: ``most``, or fewer when --count leaves fewer."""
+        return most if self.left is None else min(most, self.left)
+
+    def took(self, n: int) -> None:
+        """``n`` were printed."""
+        if self.left is not None:
+            self.left -= n
 
 
 class Stop:
