@@ -54,7 +54,7 @@ PREBUILT_BPF = BPF_DIR / "prebuilt"
 UDP_LIB_NAME = "libudpEvent.so"
 UDP_DIR = CSRC / "udp"
 #: The generic parts of csrc/ it shares with the TCP library.
-UDP_SHARED = ["clock.c", "error.c"]
+UDP_SHARED = ["clock.c", "env.c", "error.c", "sorted.c"]
 UDP_FUNCTIONS = [
     "udpevent_options_init",
     "udpevent_open",

@@ -5,40 +5,12 @@
  * them still delivers only what was asked for.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "error.h"
+#include "sorted.h"
 #include "tracer.h"
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static int cmp_u16(const void *a, const void *b)
-{
-	return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Copy a caller's list (n may be 0 with a NULL array) and sort it. */
-static void take_sorted(void *dst, const void *src, uint32_t n, size_t size,
-			int (*cmp)(const void *, const void *))
-{
-	if (n) /* memcpy(, NULL, 0) is undefined */
-		memcpy(dst, src, n * size);
-	qsort(dst, n, size, cmp);
-}
 
 #define TE_EVENT_KINDS                                       \
 	(TCPEVENT_EVENT_CLOSE | TCPEVENT_EVENT_CONNECT |     \
@@ -86,20 +58,24 @@ int te_filter_init(struct te_filter *f, const struct tcpevent_options *o)
 	f->events = o->events ? o->events : TCPEVENT_EVENT_CLOSE;
 	f->cgroup_subtree = o->flags & TCPEVENT_OPT_CGROUP_SUBTREE;
 	f->n_pids = o->n_pids;
-	take_sorted(f->pids, o->pids, o->n_pids, sizeof(*f->pids), cmp_u32);
+	te_take_sorted(f->pids, o->pids, o->n_pids, sizeof(*f->pids),
+		       te_cmp_u32);
 	f->n_ports = o->n_ports;
-	take_sorted(f->ports, o->ports, o->n_ports, sizeof(*f->ports), cmp_u16);
+	te_take_sorted(f->ports, o->ports, o->n_ports, sizeof(*f->ports),
+		       te_cmp_u16);
 	f->n_cgroups = o->n_cgroups;
-	take_sorted(f->cgroups, o->cgroups, o->n_cgroups, sizeof(*f->cgroups),
-		    cmp_u64);
+	te_take_sorted(f->cgroups, o->cgroups, o->n_cgroups,
+		       sizeof(*f->cgroups), te_cmp_u64);
 	f->n_netns = o->n_netns;
-	take_sorted(f->netns, o->netns, o->n_netns, sizeof(*f->netns), cmp_u32);
+	te_take_sorted(f->netns, o->netns, o->n_netns, sizeof(*f->netns),
+		       te_cmp_u32);
 	return 0;
 }
 
 static bool has_port(const struct te_filter *f, uint16_t port)
 {
-	return bsearch(&port, f->ports, f->n_ports, sizeof(port), cmp_u16);
+	return te_sorted_has(f->ports, f->n_ports, sizeof(port), &port,
+			     te_cmp_u16);
 }
 
 /*
@@ -114,14 +90,14 @@ bool te_filter_match(const struct te_filter *f, const struct tcpevent_record *r)
 	if (f->family && r->family != f->family)
 		return false;
 	if (f->n_cgroups && !f->cgroup_subtree &&
-	    !bsearch(&r->cgroup_id, f->cgroups, f->n_cgroups,
-		     sizeof(r->cgroup_id), cmp_u64))
+	    !te_sorted_has(f->cgroups, f->n_cgroups, sizeof(r->cgroup_id),
+			   &r->cgroup_id, te_cmp_u64))
 		return false;
-	if (f->n_netns && !bsearch(&r->netns, f->netns, f->n_netns,
-				   sizeof(r->netns), cmp_u32))
+	if (f->n_netns && !te_sorted_has(f->netns, f->n_netns, sizeof(r->netns),
+					 &r->netns, te_cmp_u32))
 		return false;
-	if (f->n_pids &&
-	    !bsearch(&r->pid, f->pids, f->n_pids, sizeof(r->pid), cmp_u32))
+	if (f->n_pids && !te_sorted_has(f->pids, f->n_pids, sizeof(r->pid),
+					&r->pid, te_cmp_u32))
 		return false;
 	if (f->n_ports && !has_port(f, r->sport) && !has_port(f, r->dport))
 		return false;

@@ -55,62 +55,59 @@ static int find_global(struct bpf_object *obj, const char *section,
 	return -ENOENT;
 }
 
-/* The initial value of .rodata, where a global of that size lies. */
-static const void *rodata_at(struct bpf_object *obj, const char *name,
-			     size_t size, struct bpf_map **map,
-			     size_t *init_size, size_t *offset, int *err)
-{
-	const void *init;
+/* A .rodata global: the section's map and initial value, and its place. */
+struct rodata_var {
+	struct bpf_map *map;
+	const void *init; /* the whole section, init_size bytes */
+	size_t init_size;
+	size_t offset; /* of the variable, whose size lies within init_size */
+};
 
-	*err = find_global(obj, ".rodata", name, size, map, offset);
-	if (*err)
-		return NULL;
-	init = bpf_map__initial_value(*map, init_size);
-	if (!init || *offset + size > *init_size) {
-		*err = te_fail(EINVAL,
+static int rodata_at(struct bpf_object *obj, const char *name, size_t size,
+		     struct rodata_var *v)
+{
+	int err = find_global(obj, ".rodata", name, size, &v->map, &v->offset);
+
+	if (err)
+		return err;
+	v->init = bpf_map__initial_value(v->map, &v->init_size);
+	if (!v->init || v->offset + size > v->init_size)
+		return te_fail(EINVAL,
 			       "program variable %s is out of its section",
 			       name);
-		return NULL;
-	}
-	return init;
+	return 0;
 }
 
 int te_rodata_read(struct bpf_object *obj, const char *name, void *val,
 		   size_t size)
 {
-	size_t init_size, offset;
-	struct bpf_map *map;
-	const void *init;
-	int err;
+	struct rodata_var v;
+	int err = rodata_at(obj, name, size, &v);
 
-	init = rodata_at(obj, name, size, &map, &init_size, &offset, &err);
-	if (!init)
+	if (err)
 		return err;
-	memcpy(val, (const char *)init + offset, size);
+	memcpy(val, (const char *)v.init + v.offset, size);
 	return 0;
 }
 
 int te_rodata_write(struct bpf_object *obj, const char *name, const void *val,
 		    size_t size)
 {
-	size_t init_size, offset;
-	struct bpf_map *map;
-	const void *init;
-	int err;
+	struct rodata_var v;
+	int err = rodata_at(obj, name, size, &v);
 
-	init = rodata_at(obj, name, size, &map, &init_size, &offset, &err);
-	if (!init)
+	if (err)
 		return err;
 	/* On the heap, not a VLA: the section is as large as the program
 	 * makes it, and gcc 10 (Debian 11, where the wheel is built) rejects
 	 * an unbounded VLA under -Werror (-Wvla-larger-than). */
-	char *copy = malloc(init_size);
+	char *copy = malloc(v.init_size);
 
 	if (!copy)
 		return -ENOMEM;
-	memcpy(copy, init, init_size);
-	memcpy(copy + offset, val, size);
-	err = bpf_map__set_initial_value(map, copy, init_size);
+	memcpy(copy, v.init, v.init_size);
+	memcpy(copy + v.offset, val, size);
+	err = bpf_map__set_initial_value(v.map, copy, v.init_size);
 	free(copy);
 	return err;
 }

@@ -13,6 +13,7 @@
 #endif
 #include "error.h"
 #include "procowner.h"
+#include "sorted.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -310,13 +311,6 @@ static int scan_pid(struct procowner *po, int procfd, uint32_t pid)
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* All numeric entries of /proc, ascending. */
 static int list_pids(int procfd, uint32_t **out, size_t *count)
 {
@@ -361,7 +355,7 @@ static int list_pids(int procfd, uint32_t **out, size_t *count)
 	/* /proc lists in pid order today; sort anyway, "lowest pid wins"
 	 * must not depend on it. */
 	if (!sorted)
-		qsort(pids, n, sizeof(*pids), cmp_u32);
+		qsort(pids, n, sizeof(*pids), te_cmp_u32);
 	*out = pids;
 	*count = n;
 	return 0;
@@ -389,7 +383,7 @@ int procowner_scan(struct procowner *po, const uint32_t *pids, size_t n_pids)
 			memcpy(list, pids, n_pids * sizeof(*list));
 		n = n_pids;
 		if (list)
-			qsort(list, n, sizeof(*list), cmp_u32);
+			qsort(list, n, sizeof(*list), te_cmp_u32);
 	} else {
 		r = list_pids(procfd, &list, &n);
 		if (r < 0 && r != -ENOMEM)

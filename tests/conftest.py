@@ -12,11 +12,16 @@ import shutil
 import signal
 import subprocess
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tcpevent import abi
+
+if TYPE_CHECKING:
+    from clickhouse import ClickHouse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,3 +155,16 @@ def reliability_driver(build_c) -> Path:
         ROOT / "tests" / "support" / "c" / "reliability_driver.c", "reliability_driver", "-ldl"
     )
     return path
+
+
+@pytest.fixture(scope="module")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
+    """A ClickHouse server of the test module's own (tests/support/clickhouse.py)."""
+    from clickhouse import ClickHouse, available
+
+    assert available(), "Debian's clickhouse-server is needed: make test installs it"
+    server = ClickHouse(tmp_path_factory.mktemp("clickhouse"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -62,6 +62,13 @@ ONCE = [
     (r"\bte_fail\(\s*-(?:E[A-Z]|errno\b)", set(), "te_fail() takes a positive errno (error.h)"),
     (r"\bstatic\b[^;{]*\bbump\(", set(), "te_bump() (sync.h)"),
     (r"\binet_pton\b", set(), "the parser's raw addresses (sockdiag.h)"),
+    (r"\bstrto[dfl]\w*\(", {"csrc/env.c"}, "te_env_u32() (env.h), both libraries'"),
+    (
+        r"\bint\s+\w*cmp_u\d+\(|DEFINE_CMP\(",
+        {"csrc/sorted.c", "csrc/sorted.h"},
+        "te_cmp_u*() (sorted.h)",
+    ),
+    (r"\bbsearch\(", {"csrc/sorted.c"}, "te_sorted_has() (sorted.h)"),
 ]
 
 

@@ -338,3 +338,43 @@ def test_unprivileged_exits_77_with_the_reason() -> None:
     assert out.returncode == 77
     assert "CAP_BPF" in out.stderr and "CAP_PERFMON" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---- what the commands share (tcpevent/cli/common.py) ---------------------------------
+
+
+def test_argument_type_makes_a_value_error_argparses() -> None:
+    import argparse
+
+    from tcpevent.cli.common import argument_type
+    from tcpevent.exporter import parse_listen
+
+    listen = argument_type(parse_listen)
+    assert str(listen("127.0.0.1:9")) == "127.0.0.1:9"
+    with pytest.raises(argparse.ArgumentTypeError, match="not a port number"):
+        listen("127.0.0.1:http")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "-inf", "soon"])
+def test_positive_seconds_refuses(text: str) -> None:
+    import argparse
+
+    from tcpevent.cli.common import positive_seconds
+
+    with pytest.raises(argparse.ArgumentTypeError, match="seconds"):
+        positive_seconds(text)
+
+
+def test_run_budget_counts_and_times() -> None:
+    from tcpevent.cli.common import RunBudget
+
+    unbounded = RunBudget(None, None)
+    assert unbounded and unbounded.want(256) == 256 and unbounded.timeout(0.1) == 0.1
+    counted = RunBudget(300, None)
+    counted.took(256)
+    assert counted and counted.want(256) == 44
+    counted.took(44)
+    assert not counted
+    timed = RunBudget(None, 0.0)
+    assert timed.timeout(0.1) <= 0
+    assert 0 < RunBudget(None, 60.0).timeout(0.1) <= 0.1

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import bpfutil
 import pytest
+import workloads
 from cliutil import ATTACH_TIMEOUT
 from liveness import PROMPTLY
 from netutil import wait_until
@@ -49,22 +50,12 @@ def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 
 def run_workload(ns: Netns, *args: str) -> dict:
-    out = ns.run(sys.executable, str(WORKLOAD), *args)
-    result: dict = json.loads(out.splitlines()[-1])
-    return result
+    return workloads.run_workload(ns, WORKLOAD, *args)
 
 
 def collect(tracer: tcpevent.Tracer, done: Callable[[list[TcpEvent]], bool]) -> list[TcpEvent]:
     """Events until done(events), then whatever else comes within a moment."""
-    events: list[TcpEvent] = []
-
-    def more() -> bool:
-        events.extend(tracer.dequeue_batch(1024, timeout=0.05))
-        return done(events)
-
-    wait_until(more, timeout=20 * PROMPTLY)
-    events.extend(tracer.dequeue_batch(1024, timeout=0.5))
-    return events
+    return workloads.collect_events(tracer, done, timeout=20 * PROMPTLY, settle=0.5)
 
 
 def closes_of(events: list[TcpEvent]) -> int:

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import workloads
 from cliutil import start
 from liveness import PROMPTLY
 from nativeutil import NativeTracer
-from netutil import connection, wait_until
+from netutil import connection
 from nsutil import Netns, netns
 from tcpevent._native import lib
 
@@ -34,22 +35,12 @@ NS_PORT = 7000  # inside a namespace of the test's own: free
 
 
 def run_workload(ns: Netns, *args: str) -> dict:
-    out = ns.run(sys.executable, str(WORKLOAD), *args)
-    result: dict = json.loads(out)
-    return result
+    return workloads.run_workload(ns, WORKLOAD, *args)
 
 
 def collect(tracer: tcpevent.Tracer, done: Callable[[list[TcpEvent]], bool]) -> list[TcpEvent]:
     """Events until done(events), then whatever else comes within a moment."""
-    events: list[TcpEvent] = []
-
-    def more() -> bool:
-        events.extend(tracer.dequeue_batch(1024, timeout=0.05))
-        return done(events)
-
-    wait_until(more, timeout=10 * PROMPTLY)
-    events.extend(tracer.dequeue_batch(1024, timeout=0.3))
-    return events
+    return workloads.collect_events(tracer, done, timeout=10 * PROMPTLY, settle=0.3)
 
 
 def test_counts_match_the_kernels_own_counters() -> None:

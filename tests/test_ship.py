@@ -20,13 +20,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clickhouse import PASSWORD, USER, ClickHouse, available
+from clickhouse import PASSWORD, USER, ClickHouse
 from shiputil import ARRIVAL_TIMEOUT, Ship, Traffic
 
 from tcpevent import TcpEvent, Tracer
@@ -44,16 +43,6 @@ from tcpevent.ship import (
 )
 
 ALL_KINDS = ("close", "connect", "accept")
-
-
-@pytest.fixture(scope="module")
-def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
-    assert available(), "Debian's clickhouse-server is needed: make test installs it"
-    server = ClickHouse(tmp_path_factory.mktemp("clickhouse"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def table_name() -> str:

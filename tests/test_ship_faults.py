@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from accounting import assert_accounted
-from clickhouse import PASSWORD, USER, ClickHouse, available
+from clickhouse import PASSWORD, USER, ClickHouse
 from shiputil import (
     ARRIVAL_TIMEOUT,
     End,
@@ -43,16 +43,6 @@ pytestmark = pytest.mark.bpf
 
 #: How long ClickHouse stays down in the outage test, as the issue asks.
 OUTAGE = 20.0
-
-
-@pytest.fixture(scope="module")
-def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
-    assert available(), "Debian's clickhouse-server is needed: make test installs it"
-    server = ClickHouse(tmp_path_factory.mktemp("clickhouse"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -364,3 +364,22 @@ def test_no_sock_diag_attribute_number_written() -> None:
                 if any(n.startswith("_ATTR_") or "INET_DIAG" in n for n in names):
                     found.append(f"{where}:{node.lineno}")
     assert not found, f"an INET_DIAG attribute number or timer table written: {found}"
+
+
+def test_one_ctypes_mirror_of_the_legacy_headers() -> None:
+    """The C-type-to-ctypes table (with which abi.py and udp_abi.py mirror
+    their structs and type their calls) is tcpevent/_legacy_ctypes.py's."""
+    c_types = {"uint16_t", "uint32_t", "uint64_t", "unsigned int"}
+    found = []
+    for where, tree in _trees():
+        if where == "tcpevent/_legacy_ctypes.py":
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Dict):
+                continue
+            ctypes_values = [
+                v for v in node.values if isinstance(v, ast.Attribute) and v.attr.startswith("c_")
+            ]
+            if len(c_types & set(_strings(list(node.keys)))) >= 2 and ctypes_values:
+                found.append(f"{where}:{node.lineno}")
+    assert not found, f"a C type to ctypes table outside _legacy_ctypes.py: {found}"

@@ -31,6 +31,7 @@ SOURCES = [
     "csrc/snapshot_record.c",
     "csrc/procowner.c",
     "csrc/error.c",  # te_fail(): the library's one error channel
+    "csrc/sorted.c",  # te_cmp_u32(): procowner.c's sorted pids
 ]
 WARN_FLAGS = ["-Wall", "-Wextra", "-Icsrc/include", "-Icsrc"]
 SAN_FLAGS = [

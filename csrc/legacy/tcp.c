@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "error.h"
 #include "sync.h"
 #include "tracer.h"
@@ -79,24 +80,6 @@ static bool is_blank(const char *s)
 	return !s || !s[strspn(s, " \t\r\n")];
 }
 
-static uint32_t env_u32(const char *name, double scale)
-{
-	const char *v = getenv(name);
-	char *end;
-	double d;
-
-	if (!v || !*v)
-		return 0;
-	d = strtod(v, &end);
-	if (*end || d < 0 || d * scale > UINT32_MAX) {
-		fprintf(stderr,
-			"tcpevent: ignoring %s=%s: not a valid number\n", name,
-			v);
-		return 0;
-	}
-	return (uint32_t)(d * scale);
-}
-
 /* Set, and neither blank nor "0". */
 static bool env_flag(const char *name)
 {
@@ -128,8 +111,9 @@ static int attach(const char *program, const char *caller, const char *attached,
 		goto out;
 	}
 	tcpevent_options_init(&o);
-	o.queue_size = env_u32("TCPEVENT_QUEUE_SIZE", 1);
-	o.snapshot_interval_ms = env_u32("TCPEVENT_SNAPSHOT_INTERVAL", 1000);
+	o.queue_size = te_env_u32("tcpevent", "TCPEVENT_QUEUE_SIZE", 1);
+	o.snapshot_interval_ms =
+		te_env_u32("tcpevent", "TCPEVENT_SNAPSHOT_INTERVAL", 1000);
 	if (env_flag("TCPEVENT_NO_ACCEPT_HOOKS"))
 		o.flags |= TCPEVENT_OPT_NO_ACCEPT_HOOKS;
 	if (!is_blank(program) && is_path(program)) {

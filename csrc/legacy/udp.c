@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "env.h"
 #include "udpevent.h"
 
 static _Atomic(struct udpevent *) current;
@@ -48,24 +48,6 @@ static void put(void)
 		reap();
 }
 
-static uint32_t env_u32(const char *name, double scale)
-{
-	const char *v = getenv(name);
-	char *end;
-	double d;
-
-	if (!v || !*v)
-		return 0;
-	d = strtod(v, &end);
-	if (*end || d < 0 || d * scale > UINT32_MAX) {
-		fprintf(stderr,
-			"udpevent: ignoring %s=%s: not a valid number\n", name,
-			v);
-		return 0;
-	}
-	return (uint32_t)(d * scale);
-}
-
 /* UDPEVENT_FLUSH_INTERVAL (seconds) and UDPEVENT_QUEUE_SIZE tune it. */
 void AddProbe(void)
 {
@@ -83,8 +65,9 @@ void AddProbe(void)
 		goto out;
 	}
 	udpevent_options_init(&o);
-	o.flush_interval_ms = env_u32("UDPEVENT_FLUSH_INTERVAL", 1000);
-	o.queue_size = env_u32("UDPEVENT_QUEUE_SIZE", 1);
+	o.flush_interval_ms =
+		te_env_u32("udpevent", "UDPEVENT_FLUSH_INTERVAL", 1000);
+	o.queue_size = te_env_u32("udpevent", "UDPEVENT_QUEUE_SIZE", 1);
 	if (udpevent_open(&o, &u)) {
 		fprintf(stderr, "udpevent: AddProbe failed: %s\n",
 			udpevent_last_error());

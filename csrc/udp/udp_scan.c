@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "sorted.h"
 #include "sync.h"
 #include "udp_tracer.h"
 
@@ -52,17 +53,10 @@ int te_udp_on_release(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 static bool released(struct te_udp_released *s, uint64_t cookie)
 {
-	return s->n &&
-	       bsearch(&cookie, s->cookies, s->n, sizeof(cookie), cmp_u64);
+	return te_sorted_has(s->cookies, s->n, sizeof(cookie), &cookie,
+			     te_cmp_u64);
 }
 
 static void text(int family, const uint8_t *addr, char *out, size_t len)
@@ -185,7 +179,7 @@ void te_udp_scan(struct udpevent *u, bool export, bool last)
 	te_clock_refresh(&u->clock);
 	if (u->released.n) /* cookies is NULL until the first release */
 		qsort(u->released.cookies, u->released.n, sizeof(uint64_t),
-		      cmp_u64);
+		      te_cmp_u64);
 	for (;;) {
 		uint32_t n = TE_UDP_BATCH;
 		int err;

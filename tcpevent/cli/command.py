@@ -32,7 +32,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable, TextIO
@@ -42,13 +41,16 @@ from tcpevent._options import EVENT_KINDS, parse_events
 from tcpevent.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
+    RunBudget,
     Stop,
     UsageError,
     add_tracer_arguments,
+    argument_type,
     bounded_int,
     check_tracer_arguments,
     exit_status,
     open_tracer,
+    positive_seconds,
     signals_stop,
 )
 from tcpevent.cli.render import (
@@ -76,12 +78,12 @@ BATCH = 256
 # ---- argument parsing --------------------------------------------------------
 
 
-def _state(text: str) -> str:
-    try:
-        parse_states(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _checked_state(text: str) -> str:
+    parse_states(text)  # checked now; the mode parses it again
     return text
+
+
+_state = argument_type(_checked_state)
 
 
 def _event_kinds(text: str) -> tuple[str, ...]:
@@ -93,16 +95,6 @@ def _event_kinds(text: str) -> tuple[str, ...]:
             f"--events takes a comma-separated list of {', '.join(EVENT_KINDS)}, not {text!r}"
         ) from None
     return kinds
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
 
 
 def _help_example() -> str:
@@ -163,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--duration",
         "-d",
-        type=_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="exit after this many seconds",
     )
@@ -201,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes.add_argument(
         "--flush-interval",
-        type=_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="with --udp: report live flows this often (default: 10)",
     )
@@ -268,31 +260,24 @@ def run_events(args: argparse.Namespace) -> int:
     # once it is attached (the moment a supervisor sees it) ends the run
     # cleanly instead of killing the process.
     with signals_stop(stop), open_tracer(args, args.events or ("close",), args.program) as tracer:
-        left = args.count
-        deadline = None if args.duration is None else time.monotonic() + args.duration
-        while not stop and (left is None or left > 0):
-            timeout = POLL_INTERVAL
-            if deadline is not None:
-                timeout = min(timeout, deadline - time.monotonic())
-                if timeout <= 0:
-                    break
-            want = BATCH if left is None else min(BATCH, left)
-            events = tracer.dequeue_batch(want, timeout=timeout)
+        budget = RunBudget(args.count, args.duration)
+        while not stop and budget:
+            timeout = budget.timeout(POLL_INTERVAL)
+            if timeout <= 0:
+                break
+            events = tracer.dequeue_batch(budget.want(BATCH), timeout=timeout)
             emit(events)
-            if left is not None:
-                left -= len(events)
-        if stop and (left is None or left > 0):
+            budget.took(len(events))
+        if stop and budget:
             # Print what had been queued when the signal came, no more.
             queued = tracer.stats.queued
-            while queued > 0 and (left is None or left > 0):
-                want = min(BATCH, queued) if left is None else min(BATCH, queued, left)
-                events = tracer.dequeue_batch(want, timeout=0)
+            while queued > 0 and budget:
+                events = tracer.dequeue_batch(budget.want(min(BATCH, queued)), timeout=0)
                 if not events:
                     break
                 emit(events)
                 queued -= len(events)
-                if left is not None:
-                    left -= len(events)
+                budget.took(len(events))
         stats = tracer.stats
     if stats.dropped:
         print(

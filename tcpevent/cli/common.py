@@ -1,5 +1,5 @@
-"""What the ``tcpevent`` command and ``tcpevent exporter`` share: exit
-statuses, argument types, the tracer's options and how it is opened, and
+"""What the ``tcpevent`` command, ``tcpevent exporter`` and ``tcpevent ship``
+share: exit statuses, argument types, the tracer's options and how it is opened, and
 stopping on SIGINT/SIGTERM."""
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ import argparse
 import contextlib
 import signal
 import sys
+import time
 import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from tcpevent._core import DEFAULT_QUEUE_SIZE, DEFAULT_RETRANSMIT_INTERVAL_US, MAX_QUEUE_SIZE
 from tcpevent._options import MAX_PID, MAX_PORT
@@ -23,13 +25,17 @@ __all__ = [
     "EXIT_NOPERM",
     "EXIT_OK",
     "EXIT_USAGE",
+    "RunBudget",
     "Stop",
     "UsageError",
     "add_tracer_arguments",
+    "argument_type",
     "bounded_int",
+    "construct_tracer",
     "container_cgroups",
     "exit_status",
     "open_tracer",
+    "positive_seconds",
     "signals_stop",
 ]
 
@@ -49,6 +55,34 @@ def exit_status(exc: Exception) -> int:
     if isinstance(exc, UsageError):
         return EXIT_USAGE
     return EXIT_NOPERM if isinstance(exc, TracerPermissionError) else EXIT_FAILURE
+
+
+_T = TypeVar("_T")
+
+
+def argument_type(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """An argparse type of a parser that raises ``ValueError``: its message
+    becomes argparse's (``error: argument --x: <message>``, exit status 2)."""
+
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", convert.__name__)
+    return convert
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
 
 
 def bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
@@ -172,27 +206,67 @@ def open_tracer(
     cgroups, subtree = args.cgroup, args.cgroup_subtree
     if args.container:
         cgroups, subtree = container_cgroups(args.container), True
+    return construct_tracer(
+        lambda: Tracer(
+            pids=args.pid,
+            ports=args.port,
+            family=args.family,
+            queue_size=args.queue_size,
+            program=program,
+            accept_hooks=args.accept_hooks,
+            events=events,
+            cgroups=cgroups,
+            cgroup_subtree=subtree,
+            netns=args.netns,
+            retransmit_interval=retransmit_interval,
+        )
+    )
+
+
+def construct_tracer(make: Callable[[], _T]) -> _T:
+    """``make()`` (a Tracer's or UdpTracer's constructor) as the commands
+    open a tracer: an argument it refuses (ValueError, TypeError: a --cgroup
+    or --netns that is not one) is a UsageError, and the RuntimeWarnings it
+    gives (what it could not do) go to stderr once it is open."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
-            tracer = Tracer(
-                pids=args.pid,
-                ports=args.port,
-                family=args.family,
-                queue_size=args.queue_size,
-                program=program,
-                accept_hooks=args.accept_hooks,
-                events=events,
-                cgroups=cgroups,
-                cgroup_subtree=subtree,
-                netns=args.netns,
-                retransmit_interval=retransmit_interval,
-            )
-        except (ValueError, TypeError) as exc:  # a --cgroup or --netns that is not one
+            tracer = make()
+        except (ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
     for warning in caught:
         print(f"{warning.message}", file=sys.stderr)
     return tracer
+
+
+class RunBudget:
+    """What ``--count`` and ``--duration`` leave of a run: how many events
+    (or reports) may still be printed, and until when. Started when the
+    tracer is open, so that --duration is the time spent tracing."""
+
+    def __init__(self, count: int | None, duration: float | None) -> None:
+        self.left = count  # None: no --count
+        self.deadline = None if duration is None else time.monotonic() + duration
+
+    def __bool__(self) -> bool:
+        """Whether --count allows more."""
+        return self.left is None or self.left > 0
+
+    def timeout(self, interval: float) -> float:
+        """How long the next wait may be: ``interval``, or what is left of
+        --duration when that is less (0 or below: the time is up)."""
+        if self.deadline is None:
+            return interval
+        return min(interval, self.deadline - time.monotonic())
+
+    def want(self, most: int) -> int:
+        """How many to ask for: ``most``, or fewer when --count leaves fewer."""
+        return most if self.left is None else min(most, self.left)
+
+    def took(self, n: int) -> None:
+        """``n`` were printed."""
+        if self.left is not None:
+            self.left -= n
 
 
 class Stop:

@@ -12,12 +12,13 @@ import argparse
 import json
 import sys
 import time
-import warnings
 
 from tcpevent.cli.common import (
     EXIT_OK,
+    RunBudget,
     Stop,
     UsageError,
+    construct_tracer,
     container_cgroups,
     signals_stop,
 )
@@ -44,6 +45,7 @@ _TITLES = (
     "END",
 )
 POLL_INTERVAL = 0.1
+BATCH = 256
 #: The header of ``tcpevent --udp``.
 UDP_HEADER = _LINE.format(*_TITLES).rstrip() + "\n"
 
@@ -86,23 +88,17 @@ def open_udp_tracer(args: argparse.Namespace) -> UdpTracer:
         cgroups = container_cgroups(args.container)
     if args.cgroup_subtree:
         raise UsageError("--cgroup-subtree does not apply to --udp (exact cgroups only)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        try:
-            tracer = UdpTracer(
-                pids=args.pid,
-                ports=args.port,
-                family=args.family,
-                queue_size=args.queue_size,
-                flush_interval=getattr(args, "flush_interval", None) or 10.0,
-                cgroups=cgroups,
-                netns=args.netns,
-            )
-        except (ValueError, TypeError) as exc:
-            raise UsageError(str(exc)) from None
-    for warning in caught:
-        print(f"{warning.message}", file=sys.stderr)
-    return tracer
+    return construct_tracer(
+        lambda: UdpTracer(
+            pids=args.pid,
+            ports=args.port,
+            family=args.family,
+            queue_size=args.queue_size,
+            flush_interval=getattr(args, "flush_interval", None) or 10.0,
+            cgroups=cgroups,
+            netns=args.netns,
+        )
+    )
 
 
 def run_udp(args: argparse.Namespace) -> int:
@@ -113,18 +109,14 @@ def run_udp(args: argparse.Namespace) -> int:
     render = format_udp_json if json_lines else format_udp_line
     header = "" if json_lines else UDP_HEADER
     stop = Stop()
-    left = args.count
     with signals_stop(stop), open_udp_tracer(args) as tracer:
-        deadline = None if args.duration is None else time.monotonic() + args.duration
-        while left is None or left > 0:
-            timeout = POLL_INTERVAL
-            if deadline is not None:
-                timeout = min(timeout, deadline - time.monotonic())
+        budget = RunBudget(args.count, args.duration)
+        while budget:
+            timeout = budget.timeout(POLL_INTERVAL)
             if stop or timeout <= 0:
                 tracer.close()  # its last reports follow; then the loop ends
             try:
-                want = 256 if left is None else min(256, left)
-                flows = tracer.dequeue_batch(want, max(0.0, timeout))
+                flows = tracer.dequeue_batch(budget.want(BATCH), max(0.0, timeout))
             except TracerClosedError:  # closed, and every report printed
                 break
             if flows and header:
@@ -132,8 +124,7 @@ def run_udp(args: argparse.Namespace) -> int:
                 header = ""
             out.write("".join(render(f) for f in flows))
             out.flush()
-            if left is not None:
-                left -= len(flows)
+            budget.took(len(flows))
         stats = tracer.stats()
     if stats.dropped_queue or stats.untracked:
         print(

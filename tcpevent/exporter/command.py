@@ -30,6 +30,7 @@ from tcpevent.cli.common import (
     Stop,
     UsageError,
     add_tracer_arguments,
+    argument_type,
     bounded_int,
     check_tracer_arguments,
     exit_status,
@@ -98,13 +99,6 @@ def parse_listen(text: str) -> Listen:
     return Listen(str(ip), int(port))
 
 
-def _listen_arg(text: str) -> Listen:
-    try:
-        return parse_listen(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``tcpevent exporter``."""
     parser = argparse.ArgumentParser(
@@ -127,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument(
         "--listen",
         "-l",
-        type=_listen_arg,
+        type=argument_type(parse_listen),
         default=Listen(DEFAULT_ADDRESS, DEFAULT_PORT),
         metavar="ADDR:PORT",
         help=f"where to serve /metrics (default: {DEFAULT_LISTEN}); PORT alone means "

@@ -28,10 +28,12 @@ from tcpevent.cli.common import (
     Stop,
     UsageError,
     add_tracer_arguments,
+    argument_type,
     bounded_int,
     check_tracer_arguments,
     exit_status,
     open_tracer,
+    positive_seconds,
     signals_stop,
 )
 from tcpevent.errors import TracerError
@@ -54,32 +56,12 @@ DEFAULT_LOG_INTERVAL = 60.0
 DEFAULT_DRAIN_TIMEOUT = 5.0
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
-
-
 def _seconds_or_zero(text: str) -> float:
-    return 0.0 if text.strip() in ("0", "0.0") else _positive_seconds(text)
+    return 0.0 if text.strip() in ("0", "0.0") else positive_seconds(text)
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _table(text: str) -> str:
-    try:
-        return check_table_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_size = argument_type(parse_size)
+_table = argument_type(check_table_name)
 
 
 def _events(text: str) -> tuple[str, ...]:
@@ -95,10 +77,7 @@ def _listen(text: str) -> Listen:
         raise argparse.ArgumentTypeError(
             f"--metrics needs {exc.name}: pip install 'tcpevent[prometheus]'"
         ) from None
-    try:
-        return parse_listen(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return argument_type(parse_listen)(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--ca-file", metavar="FILE", help="with https://: the CA certificates to trust")
     ch.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help="longest wait for one insert before it is retried (default: %(default)s)",
@@ -166,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batching.add_argument(
         "--batch-seconds",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=DEFAULT_BATCH_SECONDS,
         metavar="SECONDS",
         help="... or its first row is this old (default: %(default)s)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -44,6 +45,47 @@ class Output:
                 return predicate(self.text())
             time.sleep(0.02)
         return predicate(self.text())
+
+
+class LoggedChild:
+    """A child process (its stdout discarded) whose stderr a thread reads as
+    it comes: :meth:`log` is what it has written so far, for polling."""
+
+    #: How long :meth:`stop` waits for it to exit before killing it.
+    stop_timeout = 60.0
+
+    def __init__(self, cmd: Sequence[str]) -> None:
+        self.proc = subprocess.Popen(
+            list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        self.pid = self.proc.pid
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._lock:
+                self._lines.append(line)
+
+    def log(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float | None = None) -> int:
+        """Stop it with ``sig``; its exit status (killed after ``timeout``,
+        :attr:`stop_timeout` unless given)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        return self.proc.returncode
 
 
 def start(cmd: Sequence[str], **kwargs: Any) -> tuple[subprocess.Popen[str], Output]:

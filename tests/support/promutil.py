@@ -14,11 +14,9 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -26,6 +24,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from procutil import LoggedChild
 
 SERVING_RE = re.compile(r"serving https?://(\S+)/metrics")
 #: Liveness bound for anything that should happen within a few scrapes.
@@ -188,40 +188,28 @@ class Prometheus:
         raise AssertionError(f"fewer than {count} scrapes of {test} after {after}: {seen}")
 
 
-class Exporter:
+class Exporter(LoggedChild):
     """``python -m tcpevent exporter ARGS`` on a free loopback port, with
     the package the tests import (the environment and working directory
     are inherited). ``prefix`` goes before the interpreter (``setpriv ...``).
     """
 
+    stop_timeout = 15.0
+
     def __init__(self, args: Sequence[str], prefix: Sequence[str] = ()) -> None:
-        self.proc = subprocess.Popen(
+        super().__init__(
             [
                 *prefix,
                 *(sys.executable, "-m", "tcpevent", "exporter"),
                 *("--listen", "127.0.0.1:0", *args),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            ]
         )
-        self.pid = self.proc.pid
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
         self.hostport = self._wait_serving()
         self.url = f"http://{self.hostport}/metrics"
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._lock:
-                self._lines.append(line)
-
     def stderr(self) -> str:
-        with self._lock:
-            return "".join(self._lines)
+        """What it has written to stderr so far."""
+        return self.log()
 
     def _wait_serving(self) -> str:
         deadline = time.monotonic() + SCRAPES_TIMEOUT
@@ -240,15 +228,3 @@ class Exporter:
         status, body = http_get(self.url)
         assert status == 200, (status, body[:500])
         return body.decode()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Stop it with ``sig``; its exit status (killed after 15 s)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
-        return self.proc.returncode

@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from liveness import PROMPTLY
+from procutil import LoggedChild
 
 #: A child interpreter starts, imports the package and attaches within this.
 ATTACH_TIMEOUT = 10 * PROMPTLY
@@ -37,22 +37,12 @@ SERVING_RE = re.compile(r"tcpevent ship: serving (https?://\S+)")
 WAITING_RE = re.compile(r"\(spool \S+: (\d+) rows waiting\)")
 
 
-class Ship:
+class Ship(LoggedChild):
     """``python -m tcpevent ship ARGS``, returned once its tracer is attached."""
 
     def __init__(self, args: Sequence[str]) -> None:
         self.args = list(args)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tcpevent", "ship", *self.args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.pid = self.proc.pid
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__([sys.executable, "-m", "tcpevent", "ship", *self.args])
         deadline = time.monotonic() + ATTACH_TIMEOUT
         while not SHIPPING_RE.search(self.log()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -61,16 +51,6 @@ class Ship:
             time.sleep(0.05)
         m = SERVING_RE.search(self.log())
         self.metrics_url = m[1] if m else None
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._lock:
-                self._lines.append(line)
-
-    def log(self) -> str:
-        with self._lock:
-            return "".join(self._lines)
 
     def waiting(self) -> int:
         """The rows its spool held when it started, as it logged them."""
@@ -87,18 +67,6 @@ class Ship:
             assert self.proc.poll() is None, self.log()
             time.sleep(0.1)
         raise AssertionError(f"no {pattern!r} in the log: {self.log()!r}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        """Stop it with ``sig``; its exit status (killed after ``timeout``)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
-        return self.proc.returncode
 
 
 def scrape(url: str, context: ssl.SSLContext | None = None) -> dict[str, float]:
