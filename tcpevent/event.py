@@ -501,6 +501,13 @@ class TcpEvent(Endpoints, CgroupNames):
 
 _FIELDS: tuple[str, ...] = tuple(TcpEvent.__dataclass_fields__)
 
+# cgroup_path came last, after the core's fields: an event built by hand
+# without it (as before it existed) has None, and looks its cgroup up. A
+# class-level default would clash with the explicit __slots__ (Python 3.9
+# has no dataclass(slots=True)), so the default is the generated __init__'s.
+assert _FIELDS[-1] == "cgroup_path"
+TcpEvent.__init__.__defaults__ = (None,)
+
 #: The value of a field of each type in an all-zero ``struct tcpevent_event``
 #: (a field of a type not listed here is an ImportError: say what its zero is).
 _ZERO_OF_TYPE: dict[str, object] = {
