@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import bpfutil
 import pytest
 from liveness import PROMPTLY
 from nsutil import _remove_tree as remove_tree
@@ -213,3 +214,15 @@ def test_a_custom_program_without_the_hook_still_works(compile_bpf) -> None:
             assert _core_path(tracer, after.id)[0] == -errno.ENOENT
             # Its events still name a live cgroup (the resolver's way).
             assert tracer.warnings == ""
+
+
+@pytest.mark.parametrize("build", bpfutil.builds())
+def test_the_hook_in_each_build_of_the_program(compile_bpf, build: str) -> None:
+    """The built-in program's source, in each build this kernel loads (the
+    default one and the portable one), loaded as a custom object: its mkdir
+    hook names a cgroup made after it opened, and nothing warns."""
+    program = compile_bpf(ROOT / "csrc" / "bpf" / "tcp.bpf.c", *bpfutil.build_defines(build))
+    with cgroup_root() as top, tcpevent.Tracer(program=str(program)) as tracer:
+        made = top.child(f"made-{build}")
+        assert _wait_known(tracer, made.id) == (0, made.path)
+        assert tracer.warnings == ""
