@@ -88,6 +88,7 @@ FUNCTIONS = [
     "tcpevent_free",
     "tcpevent_last_error",
     "tcpevent_reason_name",
+    "tcpevent_cgroup_path",
     "tcpevent_conn_query_init",
     "tcpevent_connections",
     "tcpevent_connections_free",

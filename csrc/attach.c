@@ -7,6 +7,7 @@
  */
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "error.h"
@@ -51,6 +52,13 @@ int te_bpf_attach_program(struct te_bpf *b, struct bpf_program *prog)
 		       section, strerror(err), te_libbpf_log());
 }
 
+/* The cgroup_mkdir hook (bpf/tcp_cgroup_names.bpf.c): without it, only
+ * the cgroups found when the tracer opened are named by the library. */
+static bool is_names_program(const struct bpf_program *prog)
+{
+	return !strcmp(bpf_program__name(prog), "tcpevent_cgroup_mkdir");
+}
+
 int te_bpf_attach_all(struct te_bpf *b)
 {
 	struct bpf_program *prog;
@@ -88,6 +96,13 @@ int te_bpf_attach_all(struct te_bpf *b)
 		/* A health program that cannot attach: its kind is off. */
 		if (err && !b->custom && te_health_program(prog)) {
 			te_bpf_warn(b, "%s", tcpevent_last_error());
+			te_error_clear();
+			continue;
+		}
+		if (err && !b->custom && is_names_program(prog)) {
+			te_bpf_warn(b,
+				    "cgroups made from now on are named only while they exist: %s",
+				    tcpevent_last_error());
 			te_error_clear();
 			continue;
 		}

@@ -48,6 +48,11 @@ int te_poller_on_record(void *ctx, void *data, size_t size)
 
 	if (size == TCPEVENT_WAKEUP_SIZE)
 		return 0;
+	/* A cgroup's name, not an event: not counted among the records. */
+	if (size == sizeof(struct tcpevent_cgroup_record)) {
+		te_names_on_record(&t->names, data);
+		return 0;
+	}
 	te_bump(&t->received, 1);
 	if (size == TCPEVENT_RECORD_V1_SIZE ||
 	    size == TCPEVENT_RECORD_V2_SIZE) {

@@ -90,11 +90,18 @@ int tcpevent_open(const struct tcpevent_options *opts, struct tcpevent **out)
 	if (!err && te_queue_init(&t->queue, o.queue_size))
 		err = te_fail(ENOMEM, "cannot allocate a queue of %u events",
 			      o.queue_size);
+	if (!err)
+		err = te_names_init(&t->names);
 	if (!err) {
 		te_clock_refresh(&t->clock);
 		err = te_bpf_open(&t->bpf, &o, &t->filter, te_poller_on_record,
 				  t);
 	}
+	/* After the mkdir hook is attached: a cgroup made meanwhile is met
+	 * by the walk, or told by the hook (its record waits in the ring
+	 * for the poller), or both. */
+	if (!err)
+		te_names_walk(&t->names);
 	if (!err)
 		err = te_snapshot_start(t);
 	if (!err)
@@ -298,5 +305,6 @@ void tcpevent_free(struct tcpevent *t)
 	close_fd(t->timer_fd);
 	close_fd(atomic_load(&t->notify_fd));
 	te_queue_destroy(&t->queue);
+	te_names_destroy(&t->names);
 	free(t);
 }

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "cgroup_names.h"
 #include "clock.h"
 #include "queue.h"
 #include "tcpevent.h"
@@ -59,6 +60,7 @@ struct tcpevent {
 	struct te_clock clock;
 	struct te_filter filter;
 	struct te_bpf bpf;
+	struct te_cgroup_names names; /* cgroup_names.c */
 	uint32_t snapshot_interval_ms;
 	uint32_t own_netns; /* inode of our network namespace */
 

@@ -19,16 +19,21 @@ from typing import Any, Callable
 
 from tcpevent._core import EVENT_FIELDS, EVENT_FORMAT, EVENT_LAYOUT, EVENT_SIZE, ffi
 from tcpevent._enums import CAUSE_NAMES, DIRECTION_NAMES, KIND_NAMES
+from tcpevent.cgroups import cgroup_path
 from tcpevent.event import TcpEvent, TcpState
 from tcpevent.family import FAMILIES, family_of
 
-__all__ = ["decode_c_string", "events_from_buffer", "text_cache"]
+__all__ = ["STORED_FIELDS", "decode_c_string", "events_from_buffer", "text_cache"]
 
-if set(TcpEvent.__slots__) != set(EVENT_FIELDS):  # pragma: no cover - a coding error
+#: TcpEvent's fields that are not struct tcpevent_event's: the path of its
+#: cgroup, filled from the tracer's names (tcpevent._cgroup_names).
+STORED_FIELDS: tuple[str, ...] = ("cgroup_path",)
+
+if set(TcpEvent.__slots__) != set(EVENT_FIELDS) | set(STORED_FIELDS):  # pragma: no cover
     raise ImportError(
         "tcpevent: TcpEvent's fields differ from struct tcpevent_event's: "
         f"missing {sorted(set(EVENT_FIELDS) - set(TcpEvent.__slots__))}, "
-        f"extra {sorted(set(TcpEvent.__slots__) - set(EVENT_FIELDS))}"
+        f"extra {sorted(set(TcpEvent.__slots__) - set(EVENT_FIELDS) - set(STORED_FIELDS))}"
     )
 
 _TEXT_CACHE_MAX = 4096
@@ -56,6 +61,9 @@ _DECODERS: dict[str, str] = {
     "cause": "causes[{v}]",
 }
 _TEXT = "(cache.get({v}) or decode({v}))"
+#: Not in a tracer's names (None is a name: "no cgroup").
+_ABSENT = object()
+_NO_NAMES: dict[int, str | None] = {0: None}
 _PLAIN = "{v}"
 
 
@@ -66,7 +74,7 @@ _Twin: type = type(
 )
 
 
-def _compile() -> Callable[[Any], list[TcpEvent]]:
+def _compile() -> Callable[..., list[TcpEvent]]:
     """The conversion loop for the rows of :data:`EVENT_FORMAT`, unrolled."""
     env: dict[str, Any] = {
         "new": object.__new__,
@@ -80,15 +88,21 @@ def _compile() -> Callable[[Any], list[TcpEvent]]:
         "states": tuple(TcpState(value) for value in range(256)),
         "cache": text_cache,
         "decode": decode_c_string,
+        "absent": _ABSENT,
     }
     body = []
     for i, leaf in enumerate(EVENT_LAYOUT):
         expr = _DECODERS.get(leaf.name) or (_TEXT if leaf.code.endswith("s") else _PLAIN)
         body.append(f"        ev.{leaf.name} = {expr.format(v=f'v{i}')}")
+        if leaf.name == "cgroup_id":  # the stored path: a dict hit, mostly
+            body.append(f"        path = known_get(v{i}, absent)")
+            body.append("        if path is absent:")
+            body.append(f"            path = miss(v{i})")
+            body.append("        ev.cgroup_path = path")
     names = ", ".join(f"v{i}" for i in range(len(EVENT_LAYOUT)))
     binds = ", ".join(f"{name}={name}" for name in env)
     source = (
-        f"def convert(rows, *, {binds}):\n"
+        f"def convert(rows, known_get, miss, *, {binds}):\n"
         "    out = []\n"
         "    append = out.append\n"
         f"    for ({names},) in rows:\n"
@@ -99,15 +113,27 @@ def _compile() -> Callable[[Any], list[TcpEvent]]:
     )
     scope: dict[str, Any] = {}
     exec(compile(source, "<tcpevent._convert>", "exec"), env, scope)
-    convert: Callable[[Any], list[TcpEvent]] = scope["convert"]
+    convert: Callable[..., list[TcpEvent]] = scope["convert"]
     return convert
 
 
 _convert_rows = _compile()
 
 
-def events_from_buffer(buf: Any, count: int) -> list[TcpEvent]:
-    """Convert the first ``count`` events of a cffi ``struct tcpevent_event[]``."""
+def events_from_buffer(
+    buf: Any,
+    count: int,
+    known: dict[int, str | None] | None = None,
+    miss: Callable[[int], str | None] = cgroup_path,
+) -> list[TcpEvent]:
+    """Convert the first ``count`` events of a cffi ``struct tcpevent_event[]``.
+
+    Each event's :attr:`~TcpEvent.cgroup_path` is ``known[cgroup_id]``, or
+    ``miss(cgroup_id)`` for an id not in ``known`` (a tracer's
+    :class:`tcpevent._cgroup_names.CgroupPaths`; without one, the
+    process-wide resolver)."""
     if count <= 0:
         return []
-    return _convert_rows(EVENT_FORMAT.iter_unpack(ffi.buffer(buf, count * EVENT_SIZE)))
+    known_get = (_NO_NAMES if known is None else known).get
+    rows = EVENT_FORMAT.iter_unpack(ffi.buffer(buf, count * EVENT_SIZE))
+    return _convert_rows(rows, known_get, miss)

@@ -164,9 +164,11 @@ def find_container(id_or_prefix: str, mount: str | Path | None = None) -> Contai
 
 class CgroupNames:
     """``cgroup``, ``container_id`` and ``pod_uid`` of a socket, read from
-    its ``cgroup_id`` on access (``TcpEvent``, ``Connection``). Nothing is
-    stored: every answer comes from the process-wide caches
-    (:func:`tcpevent.cgroups.cgroup_path` and this module's)."""
+    its ``cgroup_id`` on access (``Connection``, ``UdpFlow``): every answer
+    comes from the process-wide caches (:func:`tcpevent.cgroups.cgroup_path`
+    and this module's). ``TcpEvent`` overrides ``cgroup``: the path its
+    tracer stored in it (docs/containers.md); ``container_id`` and
+    ``pod_uid`` are read from ``cgroup`` either way."""
 
     __slots__ = ()
     cgroup_id: int | None

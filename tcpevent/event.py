@@ -19,6 +19,7 @@ from tcpevent._enums import (
     KINDS,
     TCP_STATES,
 )
+from tcpevent.cgroups import cgroup_path as _lookup_cgroup
 from tcpevent.containers import CgroupNames
 from tcpevent.family import FAMILIES, FAMILY_NAMES, endpoint, family_name, family_of
 
@@ -215,6 +216,7 @@ class TcpEvent(Endpoints, CgroupNames):
         "accept_wait_ns",
         "cause",
         "cgroup_id",
+        "cgroup_path",
         "daddr",
         "direction",
         "dport",
@@ -361,6 +363,23 @@ class TcpEvent(Endpoints, CgroupNames):
     """Of a retransmit event, why; of a reset, which way (:data:`Cause`)."""
     segs: int
     """Of a retransmit event: the segments it sent."""
+    cgroup_path: str | None
+    """The path of :attr:`cgroup_id` under the cgroup v2 mount, as the
+    tracer stored it when the event was dequeued, from the names it learnt
+    as cgroups were made: known however short the cgroup's life, and carried
+    by pickling and :meth:`to_dict` (docs/containers.md). None: unknown, or
+    an event not from a tracer (then :attr:`cgroup` looks it up). Not a
+    field of the core's struct."""
+
+    @property
+    def cgroup(self) -> str | None:
+        """The path of :attr:`cgroup_id` under the cgroup v2 mount
+        (``"/libpod_parent/libpod-<id>"``; ``"/"`` for the root), or None if
+        unknown: :attr:`cgroup_path`, stored by the tracer; for an event
+        without it, looked up on access (a cgroup removed before then is
+        unknown). :attr:`container_id` and :attr:`pod_uid` are read from it."""
+        path = self.cgroup_path
+        return path if path is not None else _lookup_cgroup(self.cgroup_id or 0)
 
     @property
     def error_name(self) -> str | None:
@@ -411,8 +430,10 @@ class TcpEvent(Endpoints, CgroupNames):
         (``"ECONNREFUSED"``, None for 0), ``reason`` its kernel's name
         (:attr:`reason_name`; the number if the kernel names it not, None
         for 0); ``kind``, ``direction`` and ``cause`` stay
-        ``str``. ``resolve=True`` adds :attr:`cgroup`, :attr:`container_id`
-        and :attr:`pod_uid` (looked up, then cached: see :attr:`cgroup`).
+        ``str``; ``cgroup_path`` is the path the tracer stored.
+        ``resolve=True`` adds :attr:`cgroup`, :attr:`container_id` and
+        :attr:`pod_uid` (from ``cgroup_path``; for an event without it,
+        looked up, then cached: see :attr:`cgroup`).
         """
         out = {name: getattr(self, name) for name in _FIELDS}
         out["family"] = family_name(self.family)
@@ -480,6 +501,13 @@ class TcpEvent(Endpoints, CgroupNames):
 
 _FIELDS: tuple[str, ...] = tuple(TcpEvent.__dataclass_fields__)
 
+# cgroup_path came last, after the core's fields: an event built by hand
+# without it (as before it existed) has None, and looks its cgroup up. A
+# class-level default would clash with the explicit __slots__ (Python 3.9
+# has no dataclass(slots=True)), so the default is the generated __init__'s.
+assert _FIELDS[-1] == "cgroup_path"
+TcpEvent.__init__.__defaults__ = (None,)
+
 #: The value of a field of each type in an all-zero ``struct tcpevent_event``
 #: (a field of a type not listed here is an ImportError: say what its zero is).
 _ZERO_OF_TYPE: dict[str, object] = {
@@ -490,6 +518,7 @@ _ZERO_OF_TYPE: dict[str, object] = {
     "EventKind": KIND_NAMES[0],
     "Direction": DIRECTION_NAMES[0],
     "Cause": CAUSE_NAMES[0],
+    "str | None": None,
 }
 #: What an all-zero ``struct tcpevent_event`` means: the value of every field
 #: an event from elsewhere (the original ABI) has no place for. Built from

@@ -11,10 +11,12 @@ import time
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
+from functools import partial
 from types import TracebackType
 from typing import Any, Union
 
 from tcpevent._aio import FdWaiter, drain_eventfd, signal_eventfd
+from tcpevent._cgroup_names import CgroupPaths
 from tcpevent._convert import events_from_buffer
 from tcpevent._core import (
     DEFAULT_MAX_SOCKETS,
@@ -211,6 +213,7 @@ class Tracer:
         self._closed = True  # until opened
         self._users = 0
         self._pending: deque[TcpEvent] = deque()
+        self._names = CgroupPaths()  # each event's cgroup path, stored in it
         self._final_stats: TracerStats | None = None
         self._aio_waiters: dict[asyncio.AbstractEventLoop, FdWaiter] = {}
         self._options: Options = parse_options(
@@ -356,7 +359,8 @@ class Tracer:
             rc = lib.tcpevent_dequeue_batch(handle, buf, count, timeout_ms)
             if rc < 0:
                 raise error_from_code(rc, last_error())
-            return events_from_buffer(buf, rc)
+            names = self._names
+            return events_from_buffer(buf, rc, names.known, partial(names.miss, handle))
         finally:
             _give_back(buf)
 

@@ -206,18 +206,20 @@ def test_the_syscall_hooks_are_attached_only_while_a_hooked_tracer_is_open() -> 
     """The reason: every system call on the host pays while a syscall
     tracepoint has a program (make bench measures how much). So they are
     attached only by a tracer that makes accept events, and only while it
-    is open; the default tracer has none, only the state-change tracepoint
-    and the release hook on the cgroup v2 root."""
+    is open; the default tracer has none, only the state-change tracepoint,
+    the cgroup_mkdir one (it runs only when a cgroup is made:
+    docs/containers.md) and the release hook on the cgroup v2 root."""
     me = os.getpid()
     syscall_hooks = {"sys_exit_accept4", "sys_exit_accept"}
+    default = {"inet_sock_set_state", "cgroup_mkdir"}
     assert not attached_tracepoints(me)
     with tcpevent.Tracer(ports=[1]):
-        assert attached_tracepoints(me) == {"inet_sock_set_state"}
+        assert attached_tracepoints(me) == default
         assert len(release_links(me)) == 1
     assert not attached_tracepoints(me) and not release_links(me)
     with tcpevent.Tracer(ports=[1], events={"accept", "close"}):
-        assert attached_tracepoints(me) == {"inet_sock_set_state", *syscall_hooks}
+        assert attached_tracepoints(me) == {*default, *syscall_hooks}
     assert not attached_tracepoints(me)
     with tcpevent.Tracer(ports=[1], accept_hooks=False):
-        assert attached_tracepoints(me) == {"inet_sock_set_state"}
+        assert attached_tracepoints(me) == default
     assert not attached_tracepoints(me)

@@ -27,6 +27,7 @@ OUR_PROGRAMS = {
     "tcpevent_state_nested",
     "tcpevent_release",
     "tcpevent_sweep",
+    "tcpevent_cgroup_mkdir",  # the names of cgroups as they are made
 }
 
 

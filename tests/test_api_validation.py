@@ -16,7 +16,7 @@ import pytest
 
 import tcpevent
 from tcpevent import _core, abi, errors, tracer
-from tcpevent._convert import events_from_buffer
+from tcpevent._convert import STORED_FIELDS, events_from_buffer
 from tcpevent._core import ffi
 
 # ---- argument validation: raised before anything is loaded -------------------
@@ -273,7 +273,10 @@ def test_event_is_frozen_slotted_and_typed() -> None:
         "saddr",
         "daddr",
     ]
-    assert set(names) == set(_core.EVENT_FIELDS)
+    # The core's fields, and the one the tracer stores (its cgroup's path), last.
+    assert set(names) == set(_core.EVENT_FIELDS) | set(STORED_FIELDS)
+    assert names[-1] == "cgroup_path" and STORED_FIELDS == ("cgroup_path",)
+    assert make_event().cgroup_path is None  # built without it
     assert all(f.type for f in dataclasses.fields(tcpevent.TcpEvent))
     assert hash(ev) == hash(make_event())
     assert pickle.loads(pickle.dumps(ev)) == ev

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from netutil import connection
 from nsutil import mount, own_cgroup
+from podmanutil import make_rootfs
 from procutil import start
 
 import tcpevent
@@ -33,7 +34,6 @@ from tcpevent.cli.render import LINE_HEADER
 
 pytestmark = pytest.mark.bpf
 
-BUSYBOX = "/bin/busybox"  # Debian's busybox-static
 APPLETS = ("sh", "nc", "cat", "echo")
 #: What owns a socket of the container's connections: the client nc, the
 #: server nc (it accepts) or the cat it runs for each connection (it closes).
@@ -63,12 +63,7 @@ class Container:
 
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "rootfs"
-    for d in ("bin", "dev", "proc", "sys", "tmp", "etc"):
-        (root / d).mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        (root / "bin" / applet).symlink_to("busybox")
+    root = make_rootfs(tmp_path / "rootfs", APPLETS)
     try:
         yield root
     finally:

@@ -166,16 +166,22 @@ struct {
  */
 __u32 poller_idle;
 
-static __always_inline void submit(struct tcpevent_record *r)
+/* After a commit without a wake-up: wake the poller if it sleeps. */
+static __always_inline void wake_if_idle(void)
 {
 	__u64 wakeup = 0;
 
-	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 	if (*(volatile __u32 *)&poller_idle) {
 		poller_idle = 0;
 		bpf_ringbuf_output(&events, &wakeup, TCPEVENT_WAKEUP_SIZE,
 				   BPF_RB_FORCE_WAKEUP);
 	}
+}
+
+static __always_inline void submit(struct tcpevent_record *r)
+{
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	wake_if_idle();
 }
 
 static __always_inline void count(__u32 idx)
@@ -834,5 +840,6 @@ int tcpevent_release(struct bpf_sock *ctx)
 	return 1;
 }
 #include "tcp_health.bpf.c"
+#include "tcp_cgroup_names.bpf.c"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

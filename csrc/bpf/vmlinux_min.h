@@ -78,10 +78,17 @@ struct cgroup_subsys_state {
 	struct cgroup_subsys_state *parent;
 };
 
+/* The cgroup v2 (default) hierarchy's id is 0 ("0::" in /proc/PID/cgroup);
+ * v1 hierarchies' are 1 and up. */
+struct cgroup_root {
+	int hierarchy_id;
+};
+
 /* self is the first member: a cgroup's css pointer is the cgroup's. */
 struct cgroup {
 	struct cgroup_subsys_state self;
 	struct kernfs_node *kn;
+	struct cgroup_root *root;
 };
 
 /* 5.15+ holds the cgroup pointer; before, a tagged word (val): a cgroup

@@ -227,6 +227,22 @@ void tcpevent_event_to_abi(const struct tcpevent_event *ev,
  * enum sk_rst_reason's without SK_RST_REASON_ ("NO_SOCKET"); read from the
  * kernel's BTF. "" if the kernel has no such value (or no BTF). */
 const char *tcpevent_reason_name(unsigned int kind, unsigned int reason);
+/*
+ * The path of a cgroup v2 id (tcpevent_event.cgroup_id) relative to the
+ * cgroup v2 mount ("/machine.slice/libpod-<id>.scope"; the root is "/"),
+ * as the tracer learnt it: every cgroup that existed when it opened, and
+ * every one made since (while its program has the cgroup_mkdir hook),
+ * kept after the cgroup is removed, up to TCPEVENT_CGROUP_NAMES_MAX ids
+ * (the ones learnt longest ago out first; docs/containers.md). Copies it,
+ * NUL-terminated, into buf: 0; -ENOENT: not known; -ERANGE: len is too
+ * small (TCPEVENT_CGROUP_PATH_LEN always does); -EINVAL. Thread-safe;
+ * usable after tcpevent_close(), until tcpevent_free().
+ */
+int tcpevent_cgroup_path(struct tcpevent *t, uint64_t cgroup_id, char *buf,
+			 size_t len);
+/* Most cgroup ids tcpevent_cgroup_path() knows at once. */
+#define TCPEVENT_CGROUP_NAMES_MAX 16384u
+
 /* Text of the last failure in this thread ("" if none). */
 const char *tcpevent_last_error(void);
 /* The default instance behind AddProbe & co: its stats (-ENODEV if none). */

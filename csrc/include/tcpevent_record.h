@@ -139,6 +139,26 @@ struct tcpevent_record {
 const volatile __u32 tcpevent_record_size = sizeof(struct tcpevent_record);
 #endif
 
+/*
+ * The other record on the ring buffer: a cgroup v2 directory was made
+ * (cgroup:cgroup_mkdir), its id and its path, so that the library knows the
+ * names of every cgroup its events may carry, however short the cgroup's
+ * life (docs/containers.md). Told apart from an event by its size, which no
+ * layout of struct tcpevent_record has. A program without the hook sends
+ * none: the library then knows only the cgroups it found at start.
+ */
+/* Longest path the kernel's tracepoint gives (TRACE_CGROUP_PATH_LEN), its
+ * NUL included. */
+#define TCPEVENT_CGROUP_PATH_LEN 1024
+
+struct tcpevent_cgroup_record {
+	__u64 cgroup_id; /* the kernfs id: the directory's inode number */
+	__u32 len;	 /* strlen(path); TCPEVENT_CGROUP_PATH_LEN - 1 may
+			  * be the kernel's truncation: then unused */
+	__u32 reserved;
+	char path[TCPEVENT_CGROUP_PATH_LEN]; /* from the hierarchy's root */
+};
+
 /* A record of this size is no event: it only wakes the poller up. */
 #define TCPEVENT_WAKEUP_SIZE 8
 
