@@ -84,6 +84,7 @@ FUNCTIONS = [
     "tcpevent_status",
     "tcpevent_stats",
     "tcpevent_warnings",
+    "tcpevent_build",
     "tcpevent_close",
     "tcpevent_free",
     "tcpevent_last_error",

@@ -235,6 +235,15 @@ int tcpevent_status(struct tcpevent *t)
 	return t && !te_inherited(t) && !atomic_load(&t->closed);
 }
 
+const char *tcpevent_build(struct tcpevent *t)
+{
+	if (!t)
+		return "";
+	return t->bpf.custom   ? "custom" :
+	       t->bpf.portable ? "portable" :
+				 "default";
+}
+
 const char *tcpevent_warnings(struct tcpevent *t)
 {
 	if (!t)

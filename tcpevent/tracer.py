@@ -237,6 +237,7 @@ class Tracer:
         self._warnings = str(
             ffi.string(lib.tcpevent_warnings(self._handle)).decode("utf-8", "replace")
         )
+        self._build = str(ffi.string(lib.tcpevent_build(self._handle)).decode("ascii"))
         if self._warnings:
             warnings.warn(f"tcpevent: {self._warnings}", RuntimeWarning, stacklevel=2)
 
@@ -562,6 +563,14 @@ class Tracer:
                 **{**current.to_dict(), "buffered": len(self._pending)},
             )
         return current
+
+    @property
+    def build(self) -> str:
+        """Which BPF object is loaded: ``"default"`` (the built-in program's
+        build for Linux 6.2+), ``"portable"`` (its build for older kernels,
+        loaded where the kernel refuses the default one; docs/kernels.md) or
+        ``"custom"`` (``program=``)."""
+        return self._build
 
     @property
     def warnings(self) -> str:

@@ -14,6 +14,8 @@ from nativeutil import NativeTracer
 from netutil import connection, listener
 from procutil import check_pair
 
+import tcpevent
+
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {
     "pid": "pid",
@@ -129,3 +131,13 @@ def test_a_program_of_the_second_record_layout_still_works(compile_bpf) -> None:
         for newer in ("retrans_segs", "first_retrans_ns", "resets_sent", "drops", "reason"):
             assert e[newer] == 0, (newer, e)
         assert e["cause"] == 0
+
+
+@pytest.mark.bpf
+def test_the_tracer_says_which_build_it_loaded(builtin_copy) -> None:
+    """The built-in program's build this kernel loads (the default one where
+    it has bpf_rdonly_cast(), else the portable one), or "custom"."""
+    with tcpevent.Tracer(ports=[1]) as tracer:
+        assert tracer.build == bpfutil.builds()[0]
+    with tcpevent.Tracer(ports=[1], program=str(builtin_copy)) as tracer:
+        assert tracer.build == "custom"

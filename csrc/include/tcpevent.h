@@ -213,6 +213,10 @@ int tcpevent_status(struct tcpevent *t);
 int tcpevent_stats(struct tcpevent *t, struct tcpevent_stats *stats);
 /* What works less well than it could (e.g. no accept() hook), or "". */
 const char *tcpevent_warnings(struct tcpevent *t);
+/* Which BPF object is loaded: "default" (the built-in's build for Linux
+ * 6.2+), "portable" (the built-in's build for older kernels, chosen when
+ * the kernel refuses the default one) or "custom" (options.program). */
+const char *tcpevent_build(struct tcpevent *t);
 /* Detach, stop and wake every waiter; the handle stays valid (dequeue then
  * returns -ESHUTDOWN). Thread-safe, idempotent. */
 void tcpevent_close(struct tcpevent *t);
