@@ -99,7 +99,7 @@ def assert_stats_accounted(st: tcpevent.TracerStats, produced: int) -> None:
     assert_accounted(st.received + st.dropped_kernel, st.missed, produced, st)
 
 
-def collect(tracer: tcpevent.Tracer, count: int, timeout: float = 5) -> list[TcpEvent]:
+def collect(tracer: tcpevent.Tracer, count: int, timeout: float = 10 * PROMPTLY) -> list[TcpEvent]:
     """Events until ``count`` came (or ``timeout``), then any extra ones."""
     events: list[TcpEvent] = []
     deadline = time.monotonic() + timeout

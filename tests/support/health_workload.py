@@ -111,6 +111,12 @@ def resets(port: int) -> dict[str, object]:
             c = socket.create_connection((host, port))
             s, _ = ls.accept()
             done["data_after_close"].append(c.getsockname()[1])
+            # An orphan whose FIN is acknowledged while its close() runs
+            # stays a full socket; one acknowledged just after becomes a
+            # FIN_WAIT2 time-wait socket (and answers TCP_TIMEWAIT_SOCKET)
+            # unless its FIN_WAIT2 timeout is longer than TIME_WAIT's:
+            # 120 s makes it the full orphan every time.
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_LINGER2, 120)
             s.close()
             c.recv(1)  # its FIN
             c.sendall(b"late")
