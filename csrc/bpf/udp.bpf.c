@@ -116,10 +116,28 @@ static __always_inline void count(__u32 idx)
 		*c += 1;
 }
 
+/*
+ * The inode of the socket's network namespace, read through the kernel's
+ * struct sock (a bpf_sock has no such field). Once per socket (its storage
+ * is made), never per packet. The default build casts with the
+ * bpf_rdonly_cast() kfunc (6.2+); the portable one (-DTCPEVENT_PORTABLE,
+ * loaded where the default is refused, as tcp.bpf.c's: kernel_read.h)
+ * reads with bpf_probe_read_kernel(). The verifier allows no arithmetic on
+ * a bpf_sock pointer, so its value is first copied as a plain number (a
+ * probe read of the stack slot that holds it: the copy is a scalar).
+ */
+#ifdef TCPEVENT_PORTABLE
+static __always_inline __u32 netns_of(const void *sk)
+{
+	struct sock *s;
+
+	if (bpf_probe_read_kernel(&s, sizeof(s), &sk))
+		return 0;
+	return BPF_CORE_READ(s, __sk_common.skc_net.net, ns.inum);
+}
+#else
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-/* The inode of the socket's network namespace, read through the kernel's
- * struct sock (a bpf_sock has no such field; bpf_rdonly_cast(): 6.2+). */
 static __always_inline __u32 netns_of(const void *sk)
 {
 	struct sock *s =
@@ -127,6 +145,7 @@ static __always_inline __u32 netns_of(const void *sk)
 
 	return s->__sk_common.skc_net.net->ns.inum;
 }
+#endif
 
 static __always_inline void take_owner(struct sock_info *si)
 {
