@@ -155,6 +155,27 @@ static __always_inline void take_owner(struct sock_info *si)
 	si->flags |= SI_OWNER;
 }
 
+/*
+ * The same in a cgroup_skb program (egress, in the sender's process). The
+ * portable build reads the current task instead: 6.1's cgroup_skb programs
+ * have no bpf_get_current_pid_tgid(), _uid_gid() nor _comm() (its verifier:
+ * "unknown func"), which its cgroup/sock programs have. The same values:
+ * the thread group's pid, the uid of the init namespace (a kuid), the comm.
+ */
+#ifdef TCPEVENT_PORTABLE
+static __always_inline void take_owner_skb(struct sock_info *si)
+{
+	struct task_struct___udp *t = (void *)bpf_get_current_task();
+
+	si->pid = BPF_CORE_READ(t, tgid);
+	si->uid = BPF_CORE_READ(t, cred, uid.val);
+	bpf_core_read_str(si->comm, sizeof(si->comm), &t->comm);
+	si->flags |= SI_OWNER;
+}
+#else
+#define take_owner_skb take_owner
+#endif
+
 /* The filters a socket is judged by once: family, cgroup, netns, pid. */
 static __always_inline void judge(struct sock_info *si, __u16 family)
 {
@@ -230,10 +251,10 @@ sock_info_of(struct __sk_buff *skb, struct bpf_sock *sk, _Bool egress)
 		si->cgroup_id = bpf_skb_cgroup_id(skb);
 		si->netns = netns_of(sk);
 		if (egress)
-			take_owner(si);
+			take_owner_skb(si);
 		judge(si, sk->family);
 	} else if (egress && !(si->flags & SI_OWNER)) {
-		take_owner(si);
+		take_owner_skb(si);
 		if (si->flags & SI_PENDING) {
 			si->flags &= ~SI_PENDING;
 			if (!bpf_map_lookup_elem(&pid_filter, &si->pid))

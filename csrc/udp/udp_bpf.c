@@ -147,6 +147,16 @@ static int attach(struct te_udp_bpf *b, const char *prog_name, bool cgroup)
 	return 0;
 }
 
+/* The end of libbpf's log, where the verifier's verdict is: what fits of
+ * it in an error message (TE_ERROR_LEN) after the text before it. */
+static const char *log_tail(void)
+{
+	const char *log = te_libbpf_log();
+	size_t n = strlen(log);
+
+	return n > TE_ERROR_LEN / 2 ? log + n - TE_ERROR_LEN / 2 : log;
+}
+
 /* Open one build of the program, configured, and load it. */
 static int load(struct te_udp_bpf *b, const struct udpevent_options *o,
 		const struct te_udp_filter *f)
@@ -173,7 +183,7 @@ static int load(struct te_udp_bpf *b, const struct udpevent_options *o,
 		return te_fail(-err,
 			       "the kernel refused the UDP program (%s build, %s; it needs Linux 5.14+: cgroup/sock_release, socket storage and the owner helpers in cgroup programs): %s",
 			       b->portable ? "portable" : "default",
-			       strerror(-err), te_libbpf_log());
+			       strerror(-err), log_tail());
 	return 0;
 }
 

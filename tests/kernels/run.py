@@ -189,6 +189,7 @@ class Result:
     kernel: str
     release: str
     build: str = "?"
+    udp_build: str = "?"
     passed: int = 0
     failed: int = 0
     errors: int = 0
@@ -203,7 +204,8 @@ class Result:
     def line(self) -> str:
         status = "ok" if self.ok else "FAILED"
         text = (
-            f"Linux {self.release} ({self.build} build): {self.passed} passed, "
+            f"Linux {self.release} ({self.build} build, UDP {self.udp_build}): "
+            f"{self.passed} passed, "
             f"{self.failed} failed, {self.errors} errors, {self.skipped} skipped "
             f"in {self.seconds:.0f} s: {status}"
         )
@@ -334,6 +336,9 @@ def run_kernel(kernel: Kernel, pytest_args: list[str]) -> Result:
     build = outdir / "build.txt"
     if build.exists():
         result.build = build.read_text().strip()
+    udp_build = outdir / "udp-build.txt"
+    if udp_build.exists():
+        result.udp_build = udp_build.read_text().strip()
     junit = outdir / "junit.xml"
     if junit.exists():
         read_junit(junit, result)

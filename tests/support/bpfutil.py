@@ -34,6 +34,33 @@ def build_defines(build: str | None = None) -> list[str]:
     return ["-DTCPEVENT_PORTABLE"] if build == "portable" else []
 
 
+#: Set, libudpEvent.so loads the portable build of the UDP program only
+#: (csrc/udp/udp_bpf.c): its tests on a kernel that loads both.
+UDP_PORTABLE_ENV = "UDPEVENT_PORTABLE"
+
+
+def loaded_build(pid: int, program: str, marker: str) -> str:
+    """Which build of a built-in program process ``pid`` holds, by the
+    name (bpftool's, from BTF, or the kernel's first 15 characters) of one
+    of its programs, which
+    calls helper ``marker`` in both builds (else it is not the built-in
+    one): the
+    portable build reads the kernel with bpf_probe_read_kernel(); the
+    default one with bpf_rdonly_cast(), which the verifier turns into no
+    call at all, and plain loads (csrc/bpf/kernel_read.h)."""
+    held = held_by(pid)["prog_id"]
+    (prog,) = (i for i in held if name_of("prog", i) in (program, program[:15]))
+    text = subprocess.run(
+        ["bpftool", "prog", "dump", "xlated", "id", str(prog)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if f"call {marker}" not in text:
+        raise RuntimeError(f"program {prog} is not the built-in one:\n{text}")
+    return "portable" if "call bpf_probe_read_kernel" in text else "default"
+
+
 def held_by(pid: int) -> dict[str, set[int]]:
     """The ids of the BPF programs, maps and links a process holds fds to."""
     held: dict[str, set[int]] = {key: set() for key in KINDS.values()}
