@@ -15,8 +15,9 @@ it with sanitizers (``make test-asan``).
 libbpf is not the system's: a pinned release, built as a static PIC archive
 and linked in, whose headers the BPF program is compiled against
 (``csrc/vendor/libbpf.py``). An sdist carries that release's tarball and the
-two compiled BPF objects (``csrc/vendor/sdist.py``), so that it builds
-offline and with no clang: BPF bytecode is the same wherever it is built.
+compiled BPF objects (TCP's and UDP's, two builds each: ``csrc/vendor/sdist.py``),
+so that it builds offline and with no clang: BPF bytecode is the same
+wherever it is built.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ static int load(struct te_udp_bpf *b, const struct udpevent_options *o,
 	err = bpf_object__load(b->obj);
 	if (err)
 		return te_fail(-err,
-			       "the kernel refused the UDP program (%s build, %s; it needs Linux 5.14+: cgroup/sock_release, socket storage and the owner helpers in cgroup programs): %s",
+			       "the kernel refused the UDP program (%s build, %s; it loads on Linux 6.1 and later, see docs/udp.md \"Kernels\"): %s",
 			       b->portable ? "portable" : "default",
 			       strerror(-err), log_tail());
 	return 0;

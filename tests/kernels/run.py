@@ -89,6 +89,11 @@ SUBSET = [
     "tests/test_containers.py",
     "tests/test_setupbpf.py",
     "tests/test_cli.py",
+    # The UDP tracer: its API, its counts against the kernel's own (with
+    # each build of its program the kernel loads) and its C client.
+    "tests/test_udp_api.py",
+    "tests/test_udp_truth.py",
+    "tests/test_udp_monitor_example.py",
     # Not yet: test_connections.py and test_sockdiag_c.py assert 6.18's
     # whole struct tcp_info (6.1's is shorter: its newer fields are absent,
     # and reported so), test_snapshots.py gives a child interpreter 3 s to
