@@ -108,7 +108,8 @@ EXCLUDED: dict[str, str] = {}
 MEMORY = "4G"
 CPUS = 2
 #: A VM that has not finished by then failed (generous: an emulated CPU
-#: runs this subset in 6 to 15 minutes, other work may share the host).
+#: runs this subset in 6 to 15 minutes, the UDP tests 4 more; other work may
+#: share the host).
 VM_TIMEOUT = 45 * 60
 #: The guest's first line comes about half a minute after the boot starts.
 BOOT_TIMEOUT = 4 * 60
