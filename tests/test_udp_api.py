@@ -56,8 +56,9 @@ def test_the_flow_dataclass_is_the_c_struct() -> None:
 
 @pytest.mark.bpf
 def test_the_library_loads_the_build_the_kernel_allows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default build where the kernel has bpf_rdonly_cast() (6.2+), else
-    the portable one by itself; UDPEVENT_PORTABLE=1 forces the portable one
+    """The default build where the kernel has bpf_rdonly_cast() (6.2+) and
+    the owner helpers in cgroup_skb programs (not 6.1 nor 6.12), else the
+    portable one by itself; UDPEVENT_PORTABLE=1 forces the portable one
     (as the TCP library's builds: docs/kernels.md). Either counts exactly."""
     monkeypatch.delenv(bpfutil.UDP_PORTABLE_ENV, raising=False)
     for forced in (False, True):
@@ -65,7 +66,7 @@ def test_the_library_loads_the_build_the_kernel_allows(monkeypatch: pytest.Monke
             monkeypatch.setenv(bpfutil.UDP_PORTABLE_ENV, "1")
         with UdpTracer(pids=[os.getpid()], flush_interval=1) as tracer:
             build = bpfutil.loaded_build(os.getpid(), "udpevent_sock_create", "bpf_sk_storage_get")
-            assert build == ("portable" if forced else bpfutil.builds()[0])
+            assert build == ("portable" if forced else bpfutil.udp_builds()[0])
             ex = exchange(socket.AF_INET, [10, 20], [300])
             flows = mine(collect(tracer, {ex.client_port, ex.server_port}), ex.client_port)
             assert sum(f.tx_bytes for f in flows) == ex.client_bytes
@@ -73,7 +74,7 @@ def test_the_library_loads_the_build_the_kernel_allows(monkeypatch: pytest.Monke
 
 
 @pytest.mark.bpf
-@pytest.mark.parametrize("build", bpfutil.builds())
+@pytest.mark.parametrize("build", bpfutil.udp_builds())
 def test_sockets_born_before_the_tracer_get_their_owner_and_netns(
     build: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

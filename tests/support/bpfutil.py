@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -59,6 +60,26 @@ def loaded_build(pid: int, program: str, marker: str) -> str:
     if f"call {marker}" not in text:
         raise RuntimeError(f"program {prog} is not the built-in one:\n{text}")
     return "portable" if "call bpf_probe_read_kernel" in text else "default"
+
+
+#: The helpers the UDP program's default build calls in its cgroup_skb
+#: programs (a socket's owner at its first send, csrc/bpf/udp.bpf.c): 6.1
+#: has none of them there, 6.12 no bpf_get_current_uid_gid(), 6.18 all.
+UDP_SKB_OWNER_HELPERS = frozenset(
+    {"bpf_get_current_pid_tgid", "bpf_get_current_uid_gid", "bpf_get_current_comm"}
+)
+
+
+@functools.cache
+def udp_builds() -> list[str]:
+    """The builds of the UDP program this kernel loads: the default one
+    needs bpf_rdonly_cast() and the owner helpers in cgroup_skb programs
+    (from bpftool's probe of the kernel, not from the library)."""
+    probe = bpftool("feature", "probe", "kernel")
+    helpers = set(probe["helpers"]["cgroup_skb_available_helpers"])
+    if kernel_has_rdonly_cast() and helpers >= UDP_SKB_OWNER_HELPERS:
+        return ["default", "portable"]
+    return ["portable"]
 
 
 def held_by(pid: int) -> dict[str, set[int]]:
