@@ -159,7 +159,8 @@ static __always_inline void take_owner(struct sock_info *si)
  * The same in a cgroup_skb program (egress, in the sender's process). The
  * portable build reads the current task instead: 6.1's cgroup_skb programs
  * have no bpf_get_current_pid_tgid(), _uid_gid() nor _comm() (its verifier:
- * "unknown func"), which its cgroup/sock programs have. The same values:
+ * "unknown func"), 6.12's no _uid_gid(); their cgroup/sock programs have
+ * all three. The same values:
  * the thread group's pid, the uid of the init namespace (a kuid), the comm.
  */
 #ifdef TCPEVENT_PORTABLE
