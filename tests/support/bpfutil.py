@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import platform
+import re
 import subprocess
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
@@ -62,24 +63,27 @@ def loaded_build(pid: int, program: str, marker: str) -> str:
     return "portable" if "call bpf_probe_read_kernel" in text else "default"
 
 
-#: The helpers the UDP program's default build calls in its cgroup_skb
-#: programs (a socket's owner at its first send, csrc/bpf/udp.bpf.c): 6.1
-#: has none of them there, 6.12 no bpf_get_current_uid_gid(), 6.18 all.
-UDP_SKB_OWNER_HELPERS = frozenset(
-    {"bpf_get_current_pid_tgid", "bpf_get_current_uid_gid", "bpf_get_current_comm"}
-)
+def kernel_version() -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    assert m, platform.release()
+    return int(m.group(1)), int(m.group(2))
 
 
-@functools.cache
+def udp_default_loads() -> bool | None:
+    """Whether this kernel loads the UDP program's default build: it needs
+    bpf_rdonly_cast() (6.2) and bpf_get_current_pid_tgid(), _uid_gid() and
+    _comm() in cgroup_skb programs, which 6.18 has and 6.12 has not
+    (bpf_get_current_uid_gid(): "program of this type cannot use helper",
+    which bpftool's helper probe does not read as missing, so it cannot
+    tell). None between: not measured."""
+    if not kernel_has_rdonly_cast() or kernel_version() <= (6, 12):
+        return False
+    return True if kernel_version() >= (6, 18) else None
+
+
 def udp_builds() -> list[str]:
-    """The builds of the UDP program this kernel loads: the default one
-    needs bpf_rdonly_cast() and the owner helpers in cgroup_skb programs
-    (from bpftool's probe of the kernel, not from the library)."""
-    probe = bpftool("feature", "probe", "kernel")
-    helpers = set(probe["helpers"]["cgroup_skb_available_helpers"])
-    if kernel_has_rdonly_cast() and helpers >= UDP_SKB_OWNER_HELPERS:
-        return ["default", "portable"]
-    return ["portable"]
+    """The builds of the UDP program this kernel loads for certain."""
+    return ["default", "portable"] if udp_default_loads() else ["portable"]
 
 
 def held_by(pid: int) -> dict[str, set[int]]:
