@@ -15,8 +15,9 @@ it with sanitizers (``make test-asan``).
 libbpf is not the system's: a pinned release, built as a static PIC archive
 and linked in, whose headers the BPF program is compiled against
 (``csrc/vendor/libbpf.py``). An sdist carries that release's tarball and the
-two compiled BPF objects (``csrc/vendor/sdist.py``), so that it builds
-offline and with no clang: BPF bytecode is the same wherever it is built.
+compiled BPF objects (TCP's and UDP's, two builds each: ``csrc/vendor/sdist.py``),
+so that it builds offline and with no clang: BPF bytecode is the same
+wherever it is built.
 """
 
 from __future__ import annotations
@@ -209,14 +210,16 @@ def native_sources() -> list[Path]:
 #: The BPF objects: by the C array each is embedded as, its source in
 #: csrc/bpf/, its file name and its defines. TCP's default build reads
 #: kernel memory with bpf_rdonly_cast() (6.2+), the portable one with
-#: bpf_probe_read_kernel() (bpf/kernel_read.h); UDP's is libudpEvent.so's.
+#: bpf_probe_read_kernel() (bpf/kernel_read.h); UDP's two, the same way,
+#: are libudpEvent.so's.
 BPF_BUILDS = {
     "te_builtin_object": ("tcp.bpf.c", "tcp.bpf.o", ()),
     "te_portable_object": ("tcp.bpf.c", "tcp-portable.bpf.o", ("-DTCPEVENT_PORTABLE",)),
     "te_udp_object": ("udp.bpf.c", "udp.bpf.o", ()),
+    "te_udp_portable_object": ("udp.bpf.c", "udp-portable.bpf.o", ("-DTCPEVENT_PORTABLE",)),
 }
 TCP_OBJECTS = ["te_builtin_object", "te_portable_object"]
-UDP_OBJECTS = ["te_udp_object"]
+UDP_OBJECTS = ["te_udp_object", "te_udp_portable_object"]
 
 
 def bpf_objects(tmp: Path) -> dict[str, Path]:

@@ -98,7 +98,7 @@ def test_sdist_builds_offline(tmp_path: Path) -> None:
         import hashlib
 
         assert hashlib.sha256(tarball.read()).hexdigest() == libbpf.SHA256
-    for obj in ("tcp.bpf.o", "tcp-portable.bpf.o"):
+    for obj in ("tcp.bpf.o", "tcp-portable.bpf.o", "udp.bpf.o", "udp-portable.bpf.o"):
         assert f"csrc/bpf/prebuilt/{obj}" in names
     sources = {str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.[ch]")}
     assert sources <= names, sorted(sources - names)

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import bpfutil
 import pytest
 from udputil import exchange
 
@@ -51,6 +52,69 @@ def test_the_flow_dataclass_is_the_c_struct() -> None:
 
     assert set(UdpFlow.__slots__) == set(REPORT_FIELDS)
     assert tcpevent.UdpTracer is UdpTracer
+
+
+@pytest.mark.bpf
+def test_the_library_loads_the_build_the_kernel_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default build where the kernel has bpf_rdonly_cast() (6.2+) and
+    the owner helpers in cgroup_skb programs (6.18, not 6.1 nor 6.12; either
+    between, not measured), else the portable one by itself;
+    UDPEVENT_PORTABLE=1 forces the portable one (as the TCP library's
+    builds: docs/kernels.md). Either counts exactly."""
+    monkeypatch.delenv(bpfutil.UDP_PORTABLE_ENV, raising=False)
+    for forced in (False, True):
+        if forced:
+            monkeypatch.setenv(bpfutil.UDP_PORTABLE_ENV, "1")
+        with UdpTracer(pids=[os.getpid()], flush_interval=1) as tracer:
+            build = bpfutil.loaded_build(os.getpid(), "udpevent_sock_create", "bpf_sk_storage_get")
+            default = bpfutil.udp_default_loads()
+            if forced or default is False:
+                assert build == "portable"
+            elif default:
+                assert build == "default"
+            ex = exchange(socket.AF_INET, [10, 20], [300])
+            flows = mine(collect(tracer, {ex.client_port, ex.server_port}), ex.client_port)
+            assert sum(f.tx_bytes for f in flows) == ex.client_bytes
+            assert sum(f.rx_datagrams for f in flows) == ex.server_datagrams
+
+
+@pytest.mark.bpf
+@pytest.mark.parametrize("build", bpfutil.udp_builds())
+def test_sockets_born_before_the_tracer_get_their_owner_and_netns(
+    build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket the tracer did not see created gets its storage at its
+    first datagram: its network namespace then, and its owner at its first
+    send (egress runs in the sender). The portable build reads both from
+    the kernel itself there (6.1's cgroup_skb programs have no owner
+    helpers): the same values as the default build's."""
+    if build == "portable":
+        monkeypatch.setenv(bpfutil.UDP_PORTABLE_ENV, "1")
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with server, client:
+        server.bind(("127.0.0.1", 0))
+        client.bind(("127.0.0.1", 0))
+        ports = {client.getsockname()[1], server.getsockname()[1]}
+        with UdpTracer(ports=sorted(ports), flush_interval=1) as tracer:
+            # The server's first datagram is received (no owner known at
+            # ingress), then it answers (its owner taken at egress).
+            client.sendto(b"q" * 7, server.getsockname())
+            server.recv(100)
+            server.sendto(b"a" * 11, client.getsockname())
+            client.recv(100)
+            client.close()
+            server.close()
+            got = collect(tracer, ports)
+    netns = os.stat("/proc/self/ns/net").st_ino
+    with open("/proc/self/comm") as f:
+        comm = f.read().strip()
+    assert {f.sport for f in got} == ports
+    for f in got:
+        assert f.owner_known, f
+        assert (f.pid, f.uid, f.task, f.netns) == (os.getpid(), os.getuid(), comm, netns), f
+    assert sum(f.tx_bytes for f in got) == 7 + 11
+    assert sum(f.rx_bytes for f in got) == 7 + 11
 
 
 @pytest.mark.bpf

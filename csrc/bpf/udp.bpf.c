@@ -116,10 +116,28 @@ static __always_inline void count(__u32 idx)
 		*c += 1;
 }
 
+/*
+ * The inode of the socket's network namespace, read through the kernel's
+ * struct sock (a bpf_sock has no such field). Once per socket (its storage
+ * is made), never per packet. The default build casts with the
+ * bpf_rdonly_cast() kfunc (6.2+); the portable one (-DTCPEVENT_PORTABLE,
+ * loaded where the default is refused, as tcp.bpf.c's: kernel_read.h)
+ * reads with bpf_probe_read_kernel(). The verifier allows no arithmetic on
+ * a bpf_sock pointer, so its value is first copied as a plain number (a
+ * probe read of the stack slot that holds it: the copy is a scalar).
+ */
+#ifdef TCPEVENT_PORTABLE
+static __always_inline __u32 netns_of(const void *sk)
+{
+	struct sock *s;
+
+	if (bpf_probe_read_kernel(&s, sizeof(s), &sk))
+		return 0;
+	return BPF_CORE_READ(s, __sk_common.skc_net.net, ns.inum);
+}
+#else
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-/* The inode of the socket's network namespace, read through the kernel's
- * struct sock (a bpf_sock has no such field; bpf_rdonly_cast(): 6.2+). */
 static __always_inline __u32 netns_of(const void *sk)
 {
 	struct sock *s =
@@ -127,6 +145,7 @@ static __always_inline __u32 netns_of(const void *sk)
 
 	return s->__sk_common.skc_net.net->ns.inum;
 }
+#endif
 
 static __always_inline void take_owner(struct sock_info *si)
 {
@@ -135,6 +154,28 @@ static __always_inline void take_owner(struct sock_info *si)
 	bpf_get_current_comm(si->comm, sizeof(si->comm));
 	si->flags |= SI_OWNER;
 }
+
+/*
+ * The same in a cgroup_skb program (egress, in the sender's process). The
+ * portable build reads the current task instead: 6.1's cgroup_skb programs
+ * have no bpf_get_current_pid_tgid(), _uid_gid() nor _comm() (its verifier:
+ * "unknown func"), 6.12's no _uid_gid(); their cgroup/sock programs have
+ * all three. The same values:
+ * the thread group's pid, the uid of the init namespace (a kuid), the comm.
+ */
+#ifdef TCPEVENT_PORTABLE
+static __always_inline void take_owner_skb(struct sock_info *si)
+{
+	struct task_struct___udp *t = (void *)bpf_get_current_task();
+
+	si->pid = BPF_CORE_READ(t, tgid);
+	si->uid = BPF_CORE_READ(t, cred, uid.val);
+	bpf_core_read_str(si->comm, sizeof(si->comm), &t->comm);
+	si->flags |= SI_OWNER;
+}
+#else
+#define take_owner_skb take_owner
+#endif
 
 /* The filters a socket is judged by once: family, cgroup, netns, pid. */
 static __always_inline void judge(struct sock_info *si, __u16 family)
@@ -211,10 +252,10 @@ sock_info_of(struct __sk_buff *skb, struct bpf_sock *sk, _Bool egress)
 		si->cgroup_id = bpf_skb_cgroup_id(skb);
 		si->netns = netns_of(sk);
 		if (egress)
-			take_owner(si);
+			take_owner_skb(si);
 		judge(si, sk->family);
 	} else if (egress && !(si->flags & SI_OWNER)) {
-		take_owner(si);
+		take_owner_skb(si);
 		if (si->flags & SI_PENDING) {
 			si->flags &= ~SI_PENDING;
 			if (!bpf_map_lookup_elem(&pid_filter, &si->pid))

@@ -29,6 +29,20 @@ struct sock___udp {
 	struct sock_common___udp __sk_common;
 };
 
+/* The current task's owner fields, read by the portable build where
+ * cgroup_skb programs have no bpf_get_current_*() helpers (udp.bpf.c). */
+struct cred___udp {
+	struct {
+		__u32 val;
+	} uid;
+};
+
+struct task_struct___udp {
+	int tgid;
+	const struct cred___udp *cred;
+	char comm[16];
+};
+
 struct sk_buff___udp {
 	unsigned char *head;
 	__u16 transport_header;

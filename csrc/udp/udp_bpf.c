@@ -147,6 +147,46 @@ static int attach(struct te_udp_bpf *b, const char *prog_name, bool cgroup)
 	return 0;
 }
 
+/* The end of libbpf's log, where the verifier's verdict is: what fits of
+ * it in an error message (TE_ERROR_LEN) after the text before it. */
+static const char *log_tail(void)
+{
+	const char *log = te_libbpf_log();
+	size_t n = strlen(log);
+
+	return n > TE_ERROR_LEN / 2 ? log + n - TE_ERROR_LEN / 2 : log;
+}
+
+/* Open one build of the program, configured, and load it. */
+static int load(struct te_udp_bpf *b, const struct udpevent_options *o,
+		const struct te_udp_filter *f)
+{
+	struct bpf_map *flows;
+	int err;
+
+	b->obj = b->portable ? bpf_object__open_mem(te_udp_portable_object,
+						    te_udp_portable_object_size,
+						    NULL) :
+			       bpf_object__open_mem(te_udp_object,
+						    te_udp_object_size, NULL);
+	if (!b->obj)
+		return te_fail(errno, "cannot open the UDP BPF object: %s",
+			       te_libbpf_log());
+	flows = bpf_object__find_map_by_name(b->obj, "flows");
+	err = set_filters(b->obj, f);
+	if (!err && flows)
+		err = bpf_map__set_max_entries(flows, o->max_flows);
+	if (err)
+		return te_fail(-err, "cannot configure the UDP program");
+	err = bpf_object__load(b->obj);
+	if (err)
+		return te_fail(-err,
+			       "the kernel refused the UDP program (%s build, %s; it loads on Linux 6.1 and later, see docs/udp.md \"Kernels\"): %s",
+			       b->portable ? "portable" : "default",
+			       strerror(-err), log_tail());
+	return 0;
+}
+
 int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 		    const struct te_udp_filter *f, void *ctx,
 		    int (*on_release)(void *, void *, size_t))
@@ -158,33 +198,28 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 		"udpevent_ingress",
 	};
 	char root[1024];
-	struct bpf_map *flows;
 	int err;
 
 	memset(b, 0, sizeof(*b));
 	b->cgroup_fd = b->flows_fd = b->counters_fd = -1;
+	/* UDPEVENT_PORTABLE=1: the portable build only (its tests, on a
+	 * kernel that loads both). */
+	b->portable = getenv("UDPEVENT_PORTABLE") != NULL;
 	te_libbpf_capture_begin();
-	b->obj = bpf_object__open_mem(te_udp_object, te_udp_object_size, NULL);
-	if (!b->obj) {
-		err = te_fail(errno, "cannot open the UDP BPF object: %s",
-			      te_libbpf_log());
-		goto out;
+	err = load(b, o, f);
+	/* A kernel without bpf_rdonly_cast() (before 6.2): the portable
+	 * build, as the TCP library does (loader.c). A missing privilege is
+	 * not the build's fault: it stays the error. */
+	if (err && err != -EPERM && !b->portable) {
+		bpf_object__close(b->obj);
+		b->obj = NULL;
+		b->portable = true;
+		te_libbpf_capture_begin();
+		te_error_clear();
+		err = load(b, o, f);
 	}
-	flows = bpf_object__find_map_by_name(b->obj, "flows");
-	err = set_filters(b->obj, f);
-	if (!err && flows)
-		err = bpf_map__set_max_entries(flows, o->max_flows);
-	if (err) {
-		err = te_fail(-err, "cannot configure the UDP program");
+	if (err)
 		goto out;
-	}
-	err = bpf_object__load(b->obj);
-	if (err) {
-		err = te_fail(-err,
-			      "the kernel refused the UDP program (%s; it needs Linux 6.2+: bpf_rdonly_cast(), cgroup/sock_release, socket storage in cgroup programs): %s",
-			      strerror(-err), te_libbpf_log());
-		goto out;
-	}
 	err = fill_filters(b->obj, f);
 	if (err)
 		goto out;

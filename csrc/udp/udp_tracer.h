@@ -25,6 +25,7 @@ struct te_udp_bpf {
 	int counters_fd;
 	int cgroup_fd;
 	char warning[256]; /* what works less well than it could */
+	bool portable;	   /* the portable build is loaded (udp_bpf.c) */
 };
 
 /* The user-space copy of the filters, applied to every report. */

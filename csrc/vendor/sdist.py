@@ -7,7 +7,7 @@ pyproject.toml, README.md), an sdist carries:
   sources, this folder), ``docs/`` and ``examples/``;
 - ``csrc/vendor/<libbpf ORIG>``: the pinned libbpf's verified tarball, so
   that building the sdist fetches nothing (``libbpf.py`` looks there first);
-- ``csrc/bpf/prebuilt/*.bpf.o``: the two BPF objects compiled from exactly
+- ``csrc/bpf/prebuilt/*.bpf.o``: the BPF objects compiled from exactly
   these sources when the sdist was made. BPF bytecode does not depend on
   the machine that compiles it, and the BPF program needs a newer clang
   than some systems the sdist is built on have (Debian 11's clang 11), so

@@ -3,9 +3,10 @@
     guest.py OUTDIR
 
 Runs pytest with the arguments listed in OUTDIR/pytest-args.json. Writes
-OUTDIR/build.txt (which build of the BPF program the library loaded
-here: "default" or "portable", read from the loaded program's own
-instructions) and OUTDIR/junit.xml; exits with pytest's code.
+OUTDIR/build.txt and OUTDIR/udp-build.txt (which build of the TCP and
+of the UDP BPF program the libraries loaded here: "default" or
+"portable", read from the loaded program's own instructions) and
+OUTDIR/junit.xml; exits with pytest's code.
 """
 
 from __future__ import annotations
@@ -26,21 +27,21 @@ import tcpevent  # noqa: E402
 
 
 def loaded_build() -> str:
-    """The portable build reads the kernel with bpf_probe_read_kernel(); the
-    default one with bpf_rdonly_cast(), which the verifier turns into no
-    call at all, and plain loads (csrc/bpf/kernel_read.h)."""
+    """The build of the TCP program the library loads here."""
     with tcpevent.Tracer(ports=[1]):
-        held = bpfutil.held_by(os.getpid())["prog_id"]
-        (main,) = (i for i in held if bpfutil.name_of("prog", i) == "tcpevent_state")
-        text = subprocess.run(
-            ["bpftool", "prog", "dump", "xlated", "id", str(main)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    if "call bpf_ringbuf_reserve" not in text:
-        raise RuntimeError(f"program {main} is not the built-in one:\n{text}")
-    return "portable" if "call bpf_probe_read_kernel" in text else "default"
+        return bpfutil.loaded_build(os.getpid(), "tcpevent_state", "bpf_ringbuf_reserve")
+
+
+def loaded_udp_build() -> str:
+    """The build of the UDP program libudpEvent.so loads here ("refused"
+    if none: the UDP tests say why, the TCP ones still run)."""
+    try:
+        tracer = tcpevent.UdpTracer(ports=[1])
+    except OSError as e:
+        print(f"guest: the UDP library loads no build: {e}", flush=True)
+        return "refused"
+    with tracer:
+        return bpfutil.loaded_build(os.getpid(), "udpevent_sock_create", "bpf_sk_storage_get")
 
 
 def main() -> int:
@@ -57,6 +58,9 @@ def main() -> int:
     build = loaded_build()
     print(f"guest: the library loads the {build} build", flush=True)
     (outdir / "build.txt").write_text(build + "\n")
+    udp_build = loaded_udp_build()
+    print(f"guest: the UDP library loads the {udp_build} build", flush=True)
+    (outdir / "udp-build.txt").write_text(udp_build + "\n")
     cmd = [
         sys.executable,
         "-m",

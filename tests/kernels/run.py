@@ -89,6 +89,11 @@ SUBSET = [
     "tests/test_containers.py",
     "tests/test_setupbpf.py",
     "tests/test_cli.py",
+    # The UDP tracer: its API, its counts against the kernel's own (with
+    # each build of its program the kernel loads) and its C client.
+    "tests/test_udp_api.py",
+    "tests/test_udp_truth.py",
+    "tests/test_udp_monitor_example.py",
     # Not yet: test_connections.py and test_sockdiag_c.py assert 6.18's
     # whole struct tcp_info (6.1's is shorter: its newer fields are absent,
     # and reported so), test_snapshots.py gives a child interpreter 3 s to
@@ -103,7 +108,8 @@ EXCLUDED: dict[str, str] = {}
 MEMORY = "4G"
 CPUS = 2
 #: A VM that has not finished by then failed (generous: an emulated CPU
-#: runs this subset in 6 to 15 minutes, other work may share the host).
+#: runs this subset in 6 to 15 minutes, the UDP tests 4 more; other work may
+#: share the host).
 VM_TIMEOUT = 45 * 60
 #: The guest's first line comes about half a minute after the boot starts.
 BOOT_TIMEOUT = 4 * 60
@@ -189,6 +195,7 @@ class Result:
     kernel: str
     release: str
     build: str = "?"
+    udp_build: str = "?"
     passed: int = 0
     failed: int = 0
     errors: int = 0
@@ -203,7 +210,8 @@ class Result:
     def line(self) -> str:
         status = "ok" if self.ok else "FAILED"
         text = (
-            f"Linux {self.release} ({self.build} build): {self.passed} passed, "
+            f"Linux {self.release} ({self.build} build, UDP {self.udp_build}): "
+            f"{self.passed} passed, "
             f"{self.failed} failed, {self.errors} errors, {self.skipped} skipped "
             f"in {self.seconds:.0f} s: {status}"
         )
@@ -334,6 +342,9 @@ def run_kernel(kernel: Kernel, pytest_args: list[str]) -> Result:
     build = outdir / "build.txt"
     if build.exists():
         result.build = build.read_text().strip()
+    udp_build = outdir / "udp-build.txt"
+    if udp_build.exists():
+        result.udp_build = udp_build.read_text().strip()
     junit = outdir / "junit.xml"
     if junit.exists():
         read_junit(junit, result)

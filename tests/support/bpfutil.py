@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import subprocess
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
@@ -32,6 +34,56 @@ def build_defines(build: str | None = None) -> list[str]:
     if build is None:
         build = builds()[0]
     return ["-DTCPEVENT_PORTABLE"] if build == "portable" else []
+
+
+#: Set, libudpEvent.so loads the portable build of the UDP program only
+#: (csrc/udp/udp_bpf.c): its tests on a kernel that loads both.
+UDP_PORTABLE_ENV = "UDPEVENT_PORTABLE"
+
+
+def loaded_build(pid: int, program: str, marker: str) -> str:
+    """Which build of a built-in program process ``pid`` holds, by the
+    name (bpftool's, from BTF, or the kernel's first 15 characters) of one
+    of its programs, which
+    calls helper ``marker`` in both builds (else it is not the built-in
+    one): the
+    portable build reads the kernel with bpf_probe_read_kernel(); the
+    default one with bpf_rdonly_cast(), which the verifier turns into no
+    call at all, and plain loads (csrc/bpf/kernel_read.h)."""
+    held = held_by(pid)["prog_id"]
+    (prog,) = (i for i in held if name_of("prog", i) in (program, program[:15]))
+    text = subprocess.run(
+        ["bpftool", "prog", "dump", "xlated", "id", str(prog)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if f"call {marker}" not in text:
+        raise RuntimeError(f"program {prog} is not the built-in one:\n{text}")
+    return "portable" if "call bpf_probe_read_kernel" in text else "default"
+
+
+def kernel_version() -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    assert m, platform.release()
+    return int(m.group(1)), int(m.group(2))
+
+
+def udp_default_loads() -> bool | None:
+    """Whether this kernel loads the UDP program's default build: it needs
+    bpf_rdonly_cast() (6.2) and bpf_get_current_pid_tgid(), _uid_gid() and
+    _comm() in cgroup_skb programs, which 6.18 has and 6.12 has not
+    (bpf_get_current_uid_gid(): "program of this type cannot use helper",
+    which bpftool's helper probe does not read as missing, so it cannot
+    tell). None between: not measured."""
+    if not kernel_has_rdonly_cast() or kernel_version() <= (6, 12):
+        return False
+    return True if kernel_version() >= (6, 18) else None
+
+
+def udp_builds() -> list[str]:
+    """The builds of the UDP program this kernel loads for certain."""
+    return ["default", "portable"] if udp_default_loads() else ["portable"]
 
 
 def held_by(pid: int) -> dict[str, set[int]]:
