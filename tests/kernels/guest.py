@@ -27,9 +27,9 @@ import tcpevent  # noqa: E402
 
 
 def loaded_build() -> str:
-    """The build of the TCP program the library loads here."""
-    with tcpevent.Tracer(ports=[1]):
-        return bpfutil.loaded_build(os.getpid(), "tcpevent_state", "bpf_ringbuf_reserve")
+    """The build of the TCP program the library loads here, as it says."""
+    with tcpevent.Tracer(ports=[1]) as tracer:
+        return tracer.build
 
 
 def loaded_udp_build() -> str:

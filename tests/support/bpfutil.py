@@ -173,8 +173,7 @@ def name_of(what: str, ident: int) -> str | None:
 def kernel_counts_skips() -> bool:
     """Whether the running kernel counts skipped program runs
     (``recursion_misses`` in ``struct bpf_prog_info``: Linux 5.12+)."""
-    major, minor = (int(n) for n in os.uname().release.split(".")[:2])
-    return (major, minor) >= (5, 12)
+    return kernel_version() >= (5, 12)
 
 
 def recursion_misses(prog_id: int) -> int:
