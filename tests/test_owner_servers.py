@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from netutil import wait_until
-from promutil import without_preload
+from procutil import without_preload
 
 import tcpevent
 

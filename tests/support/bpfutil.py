@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from procutil import without_preload
+
 KINDS = {"bpf-prog": "prog_id", "bpf-map": "map_id", "bpf_link": "link_id"}
 
 
@@ -57,6 +59,7 @@ def loaded_build(pid: int, program: str, marker: str) -> str:
         capture_output=True,
         text=True,
         check=True,
+        env=without_preload(),
     ).stdout
     if f"call {marker}" not in text:
         raise RuntimeError(f"program {prog} is not the built-in one:\n{text}")
@@ -136,7 +139,11 @@ def prog_ids(fdinfo: str) -> set[int]:
 def bpftool(*args: str, check: bool = True) -> Any:
     """What ``bpftool ARGS --json`` prints, parsed; None if it prints nothing."""
     out = subprocess.run(
-        ["bpftool", *args, "--json"], capture_output=True, text=True, check=check
+        ["bpftool", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=check,
+        env=without_preload(),
     ).stdout
     return json.loads(out) if out else None
 

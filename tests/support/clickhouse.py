@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from promutil import without_preload
+from procutil import without_preload
 
 SERVER = "clickhouse-server"
 CONFIG = Path("/etc/clickhouse-server/config.xml")

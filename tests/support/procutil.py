@@ -88,6 +88,14 @@ class LoggedChild:
         return self.proc.returncode
 
 
+def without_preload() -> dict[str, str]:
+    """The environment minus LD_PRELOAD: ``make test-asan`` preloads the
+    sanitizer runtime for our library, not for the servers the tests run
+    (Prometheus, ClickHouse, PostgreSQL, sshd) nor for the tools they ask
+    (bpftool hangs in ``prog dump xlated`` under it)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def start(cmd: Sequence[str], **kwargs: Any) -> tuple[subprocess.Popen[str], Output]:
     proc = subprocess.Popen(
         list(cmd),

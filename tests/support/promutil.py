@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from procutil import LoggedChild
+from procutil import LoggedChild, without_preload
 
 SERVING_RE = re.compile(r"serving https?://(\S+)/metrics")
 #: Liveness bound for anything that should happen within a few scrapes.
@@ -36,13 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def without_preload() -> dict[str, str]:
-    """The environment minus LD_PRELOAD: ``make test-asan`` preloads the
-    sanitizer runtime for our library, not for the servers the tests run
-    (Prometheus, ClickHouse)."""
-    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 
 
 def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
