@@ -88,7 +88,7 @@ def program_costs(churn: Path, datagrams: int, connections: int) -> dict[str, An
         for what in ("udp_flood", "tcp_churn"):
             tracer = udp_tracer()
             tracer.start()
-            before = _prog_stats()
+            before = prog_stats()
             with fresh_netns(time_wait=False) as prefix:
                 cmd = (
                     [str(FLOOD), "-n", str(datagrams)]
@@ -96,7 +96,7 @@ def program_costs(churn: Path, datagrams: int, connections: int) -> dict[str, An
                     else [str(churn), "-n", str(connections), "-t", "2"]
                 )
                 subprocess.run([*prefix, *cmd], check=True, capture_output=True)
-            after = _prog_stats()
+            after = prog_stats()
             tracer.finish()
             rows = {}
             for name, (cnt, ns) in after.items():
@@ -109,7 +109,7 @@ def program_costs(churn: Path, datagrams: int, connections: int) -> dict[str, An
     return out
 
 
-def _prog_stats() -> dict[str, tuple[int, int]]:
+def prog_stats() -> dict[str, tuple[int, int]]:
     """(run_cnt, run_time_ns) of every loaded udpevent program."""
     text = subprocess.run(
         ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True

@@ -22,34 +22,22 @@ medians over rounds are printed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from udp_bench import prog_stats
+
 from tcpevent import UdpTracer
 
 #: Read by libudpEvent.so when it loads (csrc/udp/udp_bpf.c).
 PORTABLE_ENV = "UDPEVENT_PORTABLE"
 Stats = dict[str, tuple[int, int]]
-
-
-def prog_stats() -> Stats:
-    """(run_cnt, run_time_ns) of every loaded udpevent program."""
-    text = subprocess.run(
-        ["bpftool", "prog", "show", "--json"], check=True, capture_output=True, text=True
-    ).stdout
-    return {
-        p["name"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0))
-        for p in json.loads(text)
-        if p.get("name", "").startswith("udpevent")
-    }
 
 
 def per_run(before: Stats, after: Stats) -> dict[str, float]:
