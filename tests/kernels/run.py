@@ -274,7 +274,12 @@ def vng_command(image: Path, outdir: Path) -> list[str]:
         str(ROOT),
     ]
     if accel() == "tcg":
-        cmd.append("--disable-kvm")
+        # One host thread for all vCPUs: qemu's multi-threaded TCG can leave
+        # a stale int3 behind when the guest patches a static key (a syscall
+        # tracepoint attached or detached while both vCPUs make system
+        # calls): an "Oops: int3" in syscall_exit_to_user_mode_prepare, seen
+        # on 6.12, and guest hangs on 5.10 and 6.1. Single-threaded, none.
+        cmd += ["--disable-kvm", "--qemu-opts=-accel tcg,thread=single"]
     # The kernel's console too: where a guest hangs, it says where.
     cmd.append("--verbose")
     return [*cmd, "--exec", inner]
