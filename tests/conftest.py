@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "bpf: needs root to load the BPF program")
+    config.addinivalue_line("markers", "bpf: needs root (to load BPF programs, make namespaces)")
     # Tests interrupt their children with SIGINT as Ctrl-C would. A suite
     # started in the background of a non-interactive shell (`make test &`
     # in a script) inherits SIGINT ignored, and so would every child: a
@@ -168,3 +168,12 @@ def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Iterator[Path]:
+    """A busybox root filesystem for ``podman run --rootfs`` (tests/support/podmanutil.py)."""
+    from podmanutil import busybox_rootfs
+
+    with busybox_rootfs(tmp_path / "rootfs") as root:
+        yield root

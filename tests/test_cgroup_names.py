@@ -17,9 +17,7 @@ import json
 import os
 import pickle
 import random
-import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +26,7 @@ import pytest
 from liveness import PROMPTLY
 from nsutil import _remove_tree as remove_tree
 from nsutil import cgroup_root, mount
-from podmanutil import make_rootfs, podman, remove
+from podmanutil import podman, remove
 from test_containers import collect, pair
 
 import tcpevent
@@ -41,7 +39,6 @@ from tcpevent.exporter.metrics import container_of
 pytestmark = pytest.mark.bpf
 
 ROOT = Path(__file__).resolve().parent.parent
-APPLETS = ("sh", "nc", "cat", "echo", "sleep", "usleep")
 #: Liveness bound for the events of a container that is gone.
 EVENTS_WAIT = 10 * PROMPTLY
 
@@ -54,15 +51,6 @@ class Finished:
     port: int
     cgroup: str | None  # its cgroup path, if the test saw it alive
     cgroup_id: int | None  # that cgroup's inode
-
-
-@pytest.fixture
-def rootfs(tmp_path: Path) -> Iterator[Path]:
-    root = make_rootfs(tmp_path / "rootfs", APPLETS)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root)
 
 
 def _run(rootfs: Path, tmp_path: Path, name: str, script: str, watch: bool) -> Finished:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,6 @@ from pathlib import Path
 import pytest
 from netutil import connection
 from nsutil import mount, own_cgroup
-from podmanutil import make_rootfs
 from procutil import start
 
 import tcpevent
@@ -34,7 +32,6 @@ from tcpevent.cli.render import LINE_HEADER
 
 pytestmark = pytest.mark.bpf
 
-APPLETS = ("sh", "nc", "cat", "echo")
 #: What owns a socket of the container's connections: the client nc, the
 #: server nc (it accepts) or the cat it runs for each connection (it closes).
 TASKS = ("nc", "cat")
@@ -59,15 +56,6 @@ class Container:
         """busybox nc, in the container, connects to its server, sends a line
         and reads it back."""
         self.podman("exec", self.name, "/bin/sh", "-c", f"echo hello | nc 127.0.0.1 {self.port}")
-
-
-@pytest.fixture
-def rootfs(tmp_path: Path) -> Iterator[Path]:
-    root = make_rootfs(tmp_path / "rootfs", APPLETS)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root)
 
 
 @pytest.fixture

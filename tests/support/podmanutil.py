@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static
+#: What the container tests run in their busybox root.
+APPLETS = ("sh", "nc", "cat", "echo", "sleep", "usleep")
 
 
-def make_rootfs(root: Path, applets: tuple[str, ...]) -> Path:
-    """A busybox root filesystem at ``root`` with these applets linked."""
-    for d in ("bin", "dev", "proc", "sys", "tmp", "etc"):
-        (root / d).mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in applets:
-        (root / "bin" / applet).symlink_to("busybox")
-    return root
+@contextmanager
+def busybox_rootfs(root: Path, applets: tuple[str, ...] = APPLETS) -> Iterator[Path]:
+    """A busybox root filesystem at ``root`` with these applets linked,
+    removed again on the way out."""
+    try:
+        for d in ("bin", "dev", "proc", "sys", "tmp", "etc"):
+            (root / d).mkdir(parents=True)
+        shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+        for applet in applets:
+            (root / "bin" / applet).symlink_to("busybox")
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def podman(
