@@ -7,16 +7,19 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from liveness import PROMPTLY
+from nsutil import Netns, netns
 
 SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "churn.c"
 READY_RE = re.compile(r"^READY pid=(\d+) port=(\d+) family=([46])$")
+TCP_FIN_WAIT2 = 0x05
 TCP_TIME_WAIT = 0x06
+WAITING = (TCP_FIN_WAIT2, TCP_TIME_WAIT)
 TCP_LISTEN = 0x0A
 
 
@@ -36,11 +39,12 @@ def parse_ready(line: str) -> dict[str, int]:
 
 
 def start(
-    binary: Path, *args: str, stdin: int | None = None
+    binary: Path, *args: str, stdin: int | None = None, prefix: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[str], dict[str, int]]:
-    """Start churn and return (process, parsed READY line)."""
+    """Start churn (behind ``prefix``, e.g. a namespace's) and return
+    (process, parsed READY line)."""
     proc = subprocess.Popen(
-        [str(binary), *args],
+        [*prefix, str(binary), *args],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -65,33 +69,19 @@ def run(binary: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, int]
     return proc, ready, finish(proc)
 
 
-def tcp_sockets(family: int) -> Iterator[tuple[int, int, int]]:
-    """Yield (local port, remote port, state) for every TCP socket in our netns."""
+def tcp_sockets(family: int, ns: Netns | None = None) -> Iterator[tuple[int, int, int]]:
+    """Yield (local port, remote port, state) for every TCP socket in our
+    network namespace, or in ``ns``."""
     name = "/proc/net/tcp6" if family == 6 else "/proc/net/tcp"
-    with open(name) as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            local, remote, state = fields[1], fields[2], fields[3]
-            yield (
-                int(local.rsplit(":", 1)[1], 16),
-                int(remote.rsplit(":", 1)[1], 16),
-                int(state, 16),
-            )
-
-
-def time_wait(family: int, port: int) -> set[tuple[int, int]]:
-    """TIME_WAIT (local, remote) port pairs with @port at either end."""
-    return {
-        (lp, rp) for lp, rp, st in tcp_sockets(family) if st == TCP_TIME_WAIT and port in (lp, rp)
-    }
-
-
-def tw_buckets_left() -> int:
-    """How many more TIME_WAIT sockets the kernel will keep before dropping them."""
-    limit = int(Path("/proc/sys/net/ipv4/tcp_max_tw_buckets").read_text())
-    used = sum(st == TCP_TIME_WAIT for f in (4, 6) for _, _, st in tcp_sockets(f))
-    return limit - used
+    text = ns.run("cat", name) if ns else Path(name).read_text()
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        yield (
+            int(local.rsplit(":", 1)[1], 16),
+            int(remote.rsplit(":", 1)[1], 16),
+            int(state, 16),
+        )
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -158,36 +148,65 @@ def test_wait_for_stdin(churn: Path) -> None:
         (["--reset", "--server-first"], None),
     ],
 )
+@pytest.mark.bpf
 def test_close_order_time_wait(churn: Path, args: list[str], expected: str | None) -> None:
-    """Whoever closes first ends up in TIME_WAIT, once per connection."""
+    """Whoever closes first ends up in TIME_WAIT, once per connection: in a
+    namespace of the test's own, the kernel's count of sockets entering
+    TIME_WAIT (TcpExt TW, TWKilled) grows by one per connection, and every
+    TIME_WAIT socket is on that side. An RST leaves none."""
     n = 300
-    if tw_buckets_left() < 10 * n:
-        pytest.skip("TIME_WAIT bucket table nearly full; counts would be off")
-    proc, ready = start(churn, "--wait", "-n", str(n), *args, stdin=subprocess.PIPE)
-    port = ready["port"]
-    try:
-        before = time_wait(4, port)
-        summary = finish(proc, input="\n")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert summary["connections"] == n
-
-    def sides() -> tuple[int, int]:
-        new = time_wait(4, port) - before
-        return (
-            len({(lp, rp) for lp, rp in new if rp == port}),
-            len({(lp, rp) for lp, rp in new if lp == port}),
+    with netns() as ns:
+        limit = int(ns.run("cat", "/proc/sys/net/ipv4/tcp_max_tw_buckets"))
+        if limit < 10 * n:
+            pytest.skip(f"tcp_max_tw_buckets is {limit}: TIME_WAIT sockets would be dropped")
+        before = ns.counters()
+        proc, ready = start(
+            churn, "--wait", "-n", str(n), *args, stdin=subprocess.PIPE, prefix=ns.prefix
         )
+        try:
+            summary = finish(proc, input="\n")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert summary["connections"] == n
+        port = ready["port"]
 
-    # The last FIN may still be in the kernel's softirq backlog when churn
-    # exits (a slow VM): wait for the counts to settle, then be exact.
-    want = {"client": (n, 0), "server": (0, n), None: (0, 0)}[expected]
-    deadline = time.monotonic() + 10 * PROMPTLY
-    while (got := sides()) != want and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert got == want
+        def now() -> tuple[int, set[int], set[int]]:
+            after = ns.counters()
+            entered = sum(after[k] - before[k] for k in ("TW", "TWKilled"))
+            # A TIME_WAIT minisock shows as FIN_WAIT2 until the peer's FIN.
+            sockets = [(lp, rp) for lp, rp, st in tcp_sockets(4, ns) if st in WAITING]
+            client = {lp for lp, rp in sockets if rp == port}
+            server = {rp for lp, rp in sockets if lp == port}
+            return entered, client, server
+
+        # An RST after the server's FIN may find the server's socket already
+        # a FIN_WAIT2 minisock (an entry of TW) and end it: any count then.
+        want = n if expected else None if "--server-first" in args else 0
+
+        def settled(entered: int, client: set[int], server: set[int]) -> bool:
+            return entered == want if want is not None else not client and not server
+
+        # The last FIN may still be in the kernel's softirq backlog when churn
+        # exits (a slow VM): wait for the count to settle, then be exact.
+        deadline = time.monotonic() + 10 * PROMPTLY
+        while not settled(*(got := now())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        entered, client, server = got
+        assert want is None or entered == want, got
+        if expected == "client":
+            # The client's TIME_WAIT holds its port: each connection had its own.
+            assert (len(client), len(server)) == (n, 0)
+        elif expected == "server":
+            # The client keeps no TIME_WAIT, so the kernel may give its port
+            # out again: that connection's SYN then recycles the server's
+            # TIME_WAIT of the same address pair (seen on 6.1 and 6.12 under
+            # TCG: 300 entries, 299 sockets). Fewer sockets than n, never
+            # fewer entries.
+            assert not client and 0 < len(server) <= n, got
+        else:
+            assert not client and not server, got
 
 
 @pytest.mark.parametrize(

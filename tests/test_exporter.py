@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 from accounting import LOST_MAX
+from nsutil import tcp_counters
 from prometheus_client.parser import text_string_to_metric_families
 from promutil import SCRAPES_TIMEOUT, Exporter, Prometheus
 
@@ -437,19 +438,6 @@ HEALTH_WORKLOAD = HERE / "support" / "health_workload.py"
 LOSSY_PORT = 7200
 
 
-def ns_counters(ns: str) -> dict[str, int]:
-    """The namespace's Tcp and TcpExt counters."""
-    out: dict[str, int] = {}
-    for path, prefix in (("/proc/net/snmp", "Tcp:"), ("/proc/net/netstat", "TcpExt:")):
-        text = subprocess.run(
-            ["ip", "netns", "exec", ns, "cat", path], check=True, capture_output=True, text=True
-        ).stdout
-        lines = [line.split() for line in text.splitlines()]
-        names, values = (line[1:] for line in lines if line[0] == prefix)
-        out.update(zip(names, map(int, values)))
-    return out
-
-
 @pytest.mark.bpf
 def test_prometheus_counts_retransmits_resets_and_drops(prometheus: Prometheus, netns: str) -> None:
     """In a namespace whose nftables rules drop one data segment in 11 each
@@ -478,7 +466,7 @@ table inet te_exporter_health {{
     exporter = Exporter(["--netns", netns])
     try:
         prometheus.add_target("health", exporter.hostport)
-        before = ns_counters(netns)
+        before = tcp_counters(netns)
         for what in ("lossy", "resets"):
             subprocess.run(
                 [
@@ -488,7 +476,7 @@ table inet te_exporter_health {{
                 check=True,
                 capture_output=True,
             )
-        d = {k: v - before[k] for k, v in ns_counters(netns).items()}
+        d = {k: v - before[k] for k, v in tcp_counters(netns).items()}
         table = json.loads(
             subprocess.run(
                 [*nft, "-j", "list", "table", "inet", "te_exporter_health"],

@@ -34,17 +34,6 @@ HEALTH = {"close", "retransmit", "reset", "drop"}
 PORT = 7100  # inside a namespace of the test's own: free
 
 
-def counters(ns: Netns) -> dict[str, int]:
-    """The namespace's Tcp (/proc/net/snmp) and TcpExt (/proc/net/netstat)
-    counters, as one dict."""
-    out: dict[str, int] = {}
-    for path, prefix in (("/proc/net/snmp", "Tcp:"), ("/proc/net/netstat", "TcpExt:")):
-        lines = [line.split() for line in ns.run("cat", path).splitlines()]
-        names, values = (line[1:] for line in lines if line[0] == prefix)
-        out.update(zip(names, map(int, values)))
-    return out
-
-
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {name: after[name] - before[name] for name in after}
 
@@ -136,9 +125,9 @@ def test_retransmits_match_the_kernels_counters() -> None:
     with netns() as ns:
         ns.nft(LOSSY_RULES)
         with tcpevent.Tracer(netns=[ns.inode], events=HEALTH, retransmit_interval=None) as tracer:
-            before = counters(ns)
+            before = ns.counters()
             did = run_workload(ns, "lossy", str(PORT), str(n))
-            after = counters(ns)
+            after = ns.counters()
             d = delta(before, after)
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
@@ -197,9 +186,9 @@ def test_the_rate_limit_counts_what_it_skips() -> None:
     with netns() as ns:
         ns.nft(LOSSY_RULES)
         with tcpevent.Tracer(netns=[ns.inode], events=HEALTH, retransmit_interval=60) as tracer:
-            before = counters(ns)
+            before = ns.counters()
             run_workload(ns, "lossy", str(PORT), str(n))
-            d = delta(before, counters(ns))
+            d = delta(before, ns.counters())
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )
@@ -219,9 +208,9 @@ def test_resets_match_out_rsts_and_what_was_provoked() -> None:
     """RST to a closed port, SO_LINGER 0, data to a closed socket, each
     family: sent resets equal OutRsts; each provoked one is received."""
     with netns() as ns, tcpevent.Tracer(netns=[ns.inode], events=HEALTH) as tracer:
-        before = counters(ns)
+        before = ns.counters()
         did = run_workload(ns, "resets", str(PORT))
-        d = delta(before, counters(ns))
+        d = delta(before, ns.counters())
         events = collect(tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"])
     resets = [e for e in events if e.kind == "reset"]
     sent = [e for e in resets if e.cause == "sent"]
@@ -278,7 +267,7 @@ table inet tcpevent_health {{
         go = os.path.join(tmp, "go")
         ns.nft(rules)
         with tcpevent.Tracer(netns=[ns.inode], events=HEALTH) as tracer:
-            before = counters(ns)
+            before = ns.counters()
             argv = ["overflow", str(PORT), str(client_port), go]
             proc = subprocess.Popen(
                 [*ns.prefix, sys.executable, str(WORKLOAD), *argv],
@@ -293,7 +282,7 @@ table inet tcpevent_health {{
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 0
             did = json.loads(out.splitlines()[-1])
-            d = delta(before, counters(ns))
+            d = delta(before, ns.counters())
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )
@@ -322,9 +311,9 @@ def test_close_only_by_default_and_nothing_health_attached() -> None:
         programs_before = bpf_program_names()
         with tcpevent.Tracer(netns=[ns.inode]) as tracer:
             programs = bpf_program_names() - programs_before
-            before = counters(ns)
+            before = ns.counters()
             run_workload(ns, "lossy", str(PORT), "2")
-            d = delta(before, counters(ns))
+            d = delta(before, ns.counters())
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )

@@ -58,11 +58,24 @@ class Netns:
         """Load an nftables ruleset in this namespace (it goes with it)."""
         self.run("nft", "-f", "-", stdin=ruleset)
 
-    def tcp_mib(self) -> dict[str, int]:
-        """The namespace's Tcp counters of /proc/net/snmp (IPv4 and IPv6 alike)."""
-        lines = [line.split() for line in self.run("cat", "/proc/net/snmp").splitlines()]
-        names, values = (line[1:] for line in lines if line[0] == "Tcp:")
-        return dict(zip(names, map(int, values)))
+    def counters(self) -> dict[str, int]:
+        """The namespace's TCP counters (:func:`tcp_counters`)."""
+        return tcp_counters(self.name)
+
+
+def tcp_counters(name: str) -> dict[str, int]:
+    """The Tcp (/proc/net/snmp, IPv4 and IPv6 alike) and TcpExt
+    (/proc/net/netstat) counters of the network namespace ``name``, as one
+    dict: the two tables share no name."""
+    out: dict[str, int] = {}
+    for path, prefix in (("/proc/net/snmp", "Tcp:"), ("/proc/net/netstat", "TcpExt:")):
+        text = subprocess.run(
+            ["ip", "netns", "exec", name, "cat", path], check=True, capture_output=True, text=True
+        ).stdout
+        lines = [line.split() for line in text.splitlines()]
+        names, values = (line[1:] for line in lines if line[0] == prefix)
+        out.update(zip(names, map(int, values)))
+    return out
 
 
 @contextmanager
