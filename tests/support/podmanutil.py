@@ -26,7 +26,8 @@ def busybox_rootfs(root: Path, applets: tuple[str, ...] = APPLETS) -> Iterator[P
             (root / "bin" / applet).symlink_to("busybox")
         yield root
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if root.exists():
+            shutil.rmtree(root)
 
 
 def podman(
