@@ -13,8 +13,8 @@ Where the source comes from, first found wins:
 3. Debian's source package, fetched with ``apt-get source --download-only``
    under a private apt configuration in ``build/vendor/apt/`` (its own
    sources list, lists, cache and no dpkg status: the system's apt state is
-   untouched). The mirror and its key ring are taken from this machine's own
-   apt sources, only the suite is ours (:data:`SUITE`).
+   untouched; ``debian_apt.py``). The mirror and its key ring are this
+   machine's (its apt sources); only the suite is ours (:data:`SUITE`).
 
 Whichever it is, its SHA-256 must be :data:`SHA256` or the build stops.
 The Debian revision around the upstream tarball does not matter: only the
@@ -27,15 +27,15 @@ and flags, so that a build with another compiler never reuses its objects.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import debian_apt
 
 VERSION = "1.5.0"
 #: Debian's name of upstream's release tarball, and its SHA-256 (the
@@ -69,61 +69,15 @@ def _verified(path: Path) -> Path:
     return path
 
 
-def debian_archive() -> tuple[str, str]:
-    """(mirror URI, key ring) of the Debian archive this machine's apt uses."""
-    texts = []
-    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        with contextlib.suppress(OSError):
-            texts.append(path.read_text())
-    default_ring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    for text in texts:
-        for stanza in re.split(r"\n\s*\n", text):  # deb822 (.sources)
-            uris = re.search(r"^URIs:\s*(\S+)", stanza, flags=re.M)
-            suites = re.search(r"^Suites:\s*(.+)$", stanza, flags=re.M)
-            ring = re.search(r"^Signed-By:\s*(\S+)", stanza, flags=re.M)
-            if (
-                uris
-                and suites
-                and ring
-                and "debian-archive-keyring" in ring.group(1)
-                and not all(s.endswith("-security") for s in suites.group(1).split())
-            ):
-                return uris.group(1).rstrip("/"), ring.group(1)
-        for m in re.finditer(r"^deb(?:-src)?\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)\s", text, flags=re.M):
-            if "debian" in m.group(1) and not m.group(2).endswith("-security"):
-                return m.group(1).rstrip("/"), default_ring
-    raise RuntimeError(
-        "no Debian archive in /etc/apt/sources.list{,.d}: put "
-        f"{ORIG} (SHA-256 {SHA256}) in build/vendor/ by hand"
-    )
-
-
 def fetch(cache: Path) -> Path:
     """Debian's source package of libbpf, downloaded into ``cache``."""
-    apt = cache / "apt"
-    for d in ("lists/partial", "archives/partial", "etc/sources.list.d", "etc/preferences.d"):
-        (apt / d).mkdir(parents=True, exist_ok=True)
-    mirror, ring = debian_archive()
-    (apt / "etc/sources.list").write_text(f"deb-src [signed-by={ring}] {mirror} {SUITE} main\n")
-    options = [
-        f"-oDir::Etc={apt / 'etc'}",
-        f"-oDir::Etc::SourceList={apt / 'etc/sources.list'}",
-        f"-oDir::Etc::SourceParts={apt / 'etc/sources.list.d'}",
-        f"-oDir::Etc::Parts={apt / 'etc'}",
-        f"-oDir::Etc::Preferences={apt / 'etc/preferences'}",
-        f"-oDir::Etc::PreferencesParts={apt / 'etc/preferences.d'}",
-        f"-oDir::State::Lists={apt / 'lists'}",
-        f"-oDir::Cache={apt}",
-        "-oDir::State::Status=/dev/null",
-        # The files land in build/, which apt's sandbox user may not reach.
-        *(["-oAPT::Sandbox::User=root"] if os.geteuid() == 0 else []),
-        # Private lists: no lock of the system's apt is taken or needed.
-        "-oDebug::NoLocking=1",
-        "-qq",
-    ]
+    try:
+        options = debian_apt.options(cache / "apt", "deb-src", SUITE)
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}: put {ORIG} (SHA-256 {SHA256}) in build/vendor/ by hand") from e
     print(f"fetching libbpf {VERSION} (Debian's source package, {SUITE})", flush=True)
     subprocess.run(["apt-get", *options, "update"], check=True)
-    download = apt / "source"
+    download = cache / "apt" / "source"
     shutil.rmtree(download, ignore_errors=True)
     download.mkdir()
     subprocess.run(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "csrc" / "vendor"))
-import libbpf
+import debian_apt
 
 CACHE = Path(os.environ.get("TCPEVENT_ROOTS", "/var/cache/tcpevent/roots"))
 MAX_AGE = 30  # days: then the root is made again, with the suite's updates
@@ -71,7 +71,7 @@ TEST_ROOTS = (
 
 def debian_mirror() -> str:
     """The Debian mirror this machine's apt sources name (not the security one)."""
-    return libbpf.debian_archive()[0]
+    return debian_apt.debian_archive()[0]
 
 
 def _run(cmd: Sequence[str], **kw: object) -> None:
