@@ -53,11 +53,30 @@ static void warn_more(char *warn, size_t len, const char *fmt, const char *a,
 		snprintf(warn + used, len - used, fmt, a, b);
 }
 
+/*
+ * The least enum skb_drop_reason value that is a drop, or -1 without the
+ * enum (before 5.17). A normal free is SKB_CONSUMED where the enum has it
+ * (6.12 does); before, consume_skb() has a tracepoint of its own and every
+ * kfree_skb is a drop: above SKB_NOT_DROPPED_YET where the enum has that
+ * (6.1 does), else any value (5.17's NOT_SPECIFIED is 0).
+ */
+static int64_t drop_reason_first(void)
+{
+	int64_t v;
+
+	if (!te_btf_enum_value("skb_drop_reason", "SKB_CONSUMED", &v) ||
+	    !te_btf_enum_value("skb_drop_reason", "SKB_NOT_DROPPED_YET", &v))
+		return v + 1;
+	if (!te_btf_enum_value("skb_drop_reason",
+			       "SKB_DROP_REASON_NOT_SPECIFIED", &v))
+		return 0;
+	return -1;
+}
+
 /* Whether hook i can run here; false with a warning if it cannot. */
 static bool hook_usable(size_t i, char *warn, size_t len)
 {
 	int nargs = te_btf_tracepoint_args(hooks[i].tp);
-	int64_t consumed;
 
 	if (nargs < 0) {
 		warn_more(warn, len, "%s: this kernel has no tracepoint %s",
@@ -66,8 +85,7 @@ static bool hook_usable(size_t i, char *warn, size_t len)
 	}
 	/* kfree_skb(skb, location) before 5.17: no reason to tell a drop. */
 	if (!strcmp(hooks[i].tp, "kfree_skb") &&
-	    (nargs < 3 ||
-	     te_btf_enum_value("skb_drop_reason", "SKB_CONSUMED", &consumed))) {
+	    (nargs < 3 || drop_reason_first() < 0)) {
 		warn_more(warn, len,
 			  "drop events are off: this kernel's %s has no drop reason (Linux %s+)",
 			  hooks[i].tp, hooks[i].since);
@@ -81,7 +99,6 @@ void te_health_plan(struct bpf_object *obj, const struct tcpevent_options *o,
 		    char *warn, size_t warn_len)
 {
 	struct bpf_program *prog;
-	int64_t consumed = 1;
 	bool on;
 
 	memset(c, 0, sizeof(*c));
@@ -101,10 +118,8 @@ void te_health_plan(struct bpf_object *obj, const struct tcpevent_options *o,
 		c->emit_reset |= hooks[i].event == TCPEVENT_EVENT_RESET;
 		c->emit_drop |= hooks[i].event == TCPEVENT_EVENT_DROP;
 	}
-	if (!te_btf_enum_value("skb_drop_reason", "SKB_CONSUMED", &consumed))
-		c->drop_reason_consumed = (uint32_t)consumed;
-	else
-		c->drop_reason_consumed = 1;
+	c->drop_reason_first =
+		drop_reason_first() < 0 ? 0 : (uint32_t)drop_reason_first();
 	c->drop_has_rx_sk = te_btf_tracepoint_args("kfree_skb") >= 4;
 	c->reset_has_reason = te_btf_tracepoint_args("tcp_send_reset") >= 3;
 	c->retransmit_has_err = te_btf_tracepoint_args("tcp_retransmit_skb") >=

@@ -20,7 +20,7 @@ struct te_health_config {
 	bool emit_retransmit, emit_reset, emit_drop;
 	bool health_on;
 	bool drop_has_rx_sk, reset_has_reason, retransmit_has_err;
-	uint32_t drop_reason_consumed;
+	uint32_t drop_reason_first;
 	uint64_t retransmit_interval_ns;
 };
 

@@ -128,9 +128,9 @@ static int configure_health(struct te_bpf *b, const struct tcpevent_options *o,
 			      &c.retransmit_interval_ns,
 			      sizeof(c.retransmit_interval_ns));
 	if (!err || err == -ENOENT)
-		err = te_rodata_write(b->obj, "drop_reason_consumed",
-				      &c.drop_reason_consumed,
-				      sizeof(c.drop_reason_consumed));
+		err = te_rodata_write(b->obj, "drop_reason_first",
+				      &c.drop_reason_first,
+				      sizeof(c.drop_reason_first));
 	for (size_t i = 0;
 	     (!err || err == -ENOENT) && i < sizeof(names) / sizeof(names[0]);
 	     i++)

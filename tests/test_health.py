@@ -65,19 +65,47 @@ def nft_counters(ns: Netns) -> dict[str, int]:
     return out
 
 
+def named_counter(ns: Netns, name: str) -> int:
+    """Packets the test table's named counter ``name`` counted."""
+    out = json.loads(ns.run("nft", "-j", "list", "counter", "inet", "tcpevent_health", name))
+    (counter,) = [item["counter"] for item in out["nftables"] if "counter" in item]
+    return int(counter["packets"])
+
+
 @functools.cache
-def kernel_enum(name: str) -> set[str]:
-    """The members of the kernel's ``enum name`` as its BTF has them, read
-    with bpftool (independently of the library); empty where the kernel has
-    no such enum (``sk_rst_reason`` before 6.10)."""
-    text = subprocess.run(
+def kernel_btf() -> str:
+    """The running kernel's BTF in bpftool's raw format (read independently
+    of the library)."""
+    return subprocess.run(
         ["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    block = re.search(rf"ENUM '{name}'.*?\n((?:\t'.*\n)+)", text)
+
+
+def kernel_enum(name: str) -> set[str]:
+    """The members of the kernel's ``enum name``; empty where the kernel
+    has no such enum (``sk_rst_reason`` before 6.10)."""
+    block = re.search(rf"ENUM '{name}'.*?\n((?:\t'.*\n)+)", kernel_btf())
     return set(re.findall(r"\t'(\w+)' val=", block.group(1))) if block else set()
+
+
+def tracepoint_args(name: str) -> int:
+    """How many arguments the kernel's tracepoint ``name`` passes (its
+    ``btf_trace_<name>`` prototype, less the context)."""
+    text = kernel_btf()
+
+    def type_line(type_id: str) -> str:
+        m = re.search(rf"^\[{type_id}\] (.*)$", text, flags=re.M)
+        assert m, type_id
+        return m.group(1)
+
+    m = re.search(rf"^\[\d+\] TYPEDEF 'btf_trace_{name}' type_id=(\d+)$", text, flags=re.M)
+    assert m, name
+    pointer = re.search(r"type_id=(\d+)", type_line(m.group(1)))
+    assert pointer, name
+    return int(re.search(r"vlen=(\d+)", type_line(pointer.group(1))).group(1)) - 1
 
 
 def kernel_drop_reasons() -> set[str]:
@@ -85,6 +113,34 @@ def kernel_drop_reasons() -> set[str]:
     names = kernel_enum("skb_drop_reason")
     assert names, "the kernel's BTF has no enum skb_drop_reason"
     return names
+
+
+# What the kernel shows differs between the kernels of the matrix (the
+# rows of docs/health.md's "Kernels"); each expectation below is the
+# running kernel's, read from its BTF.
+
+
+def resets_without_socket_traced() -> bool:
+    """Whether tcp_send_reset fires for a reset answering a packet that
+    found no socket (a closed port): since 6.10, when it also gained its
+    reason; before, only a socket's own resets are traced."""
+    return tracepoint_args("tcp_send_reset") >= 3
+
+
+def listen_overflow_reason() -> str:
+    """The reason a handshake's last step into a full accept queue is
+    dropped with: TCP_LISTEN_OVERFLOW where the kernel has it; before
+    (6.1, 6.12), the listener's plain discard, NOT_SPECIFIED."""
+    if "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW" in kernel_drop_reasons():
+        return "TCP_LISTEN_OVERFLOW"
+    return "NOT_SPECIFIED"
+
+
+def listener_drops_have_listener() -> bool:
+    """Whether kfree_skb names the socket that received the packet
+    (``rx_sk``): a listener's drop is then the listener's; without it
+    (6.1), the packet's own, with no socket."""
+    return tracepoint_args("kfree_skb") >= 4
 
 
 def assert_reset_reason(rst: TcpEvent, name: str | None) -> None:
@@ -161,7 +217,12 @@ def test_retransmits_match_the_kernels_counters() -> None:
     # The close events say what each connection went through: the same
     # segments, by the same causes (SYN-ACKs are the listener's).
     closes = [e for e in events if e.kind == "close"]
-    assert len(closes) == d["ActiveOpens"] + d["PassiveOpens"] == 4 * n
+    # Every socket the kernel counted, one close event each. With SYN-ACKs
+    # lost, two ACKs of one request may be handled on two CPUs at once: the
+    # child that loses the race for it is counted in PassiveOpens too, and
+    # closed at once (an unowned close event).
+    assert len(closes) == d["ActiveOpens"] + d["PassiveOpens"], (len(closes), d)
+    assert d["ActiveOpens"] == 2 * n <= d["PassiveOpens"], d
     assert sum(e.retrans_segs for e in closes) + causes["synack"] == d["RetransSegs"]
     for name in ("timeout", "loss", "fast", "probe", "syn"):
         assert sum(getattr(e, f"retrans_{name}") for e in closes) == causes[name], name
@@ -215,12 +276,16 @@ def test_resets_match_out_rsts_and_what_was_provoked() -> None:
     resets = [e for e in events if e.kind == "reset"]
     sent = [e for e in resets if e.cause == "sent"]
     received = [e for e in resets if e.cause == "received"]
-    assert len(sent) == d["OutRsts"] == 6, (sent, d)
+    untraced = 0 if resets_without_socket_traced() else len(did["refused"])
+    assert d["OutRsts"] == 6 and len(sent) == d["OutRsts"] - untraced, (sent, d)
     # To a closed port: no socket, the packet's endpoints, the kernel's reason.
     for port in did["refused"]:
-        (rst,) = [e for e in sent if e.dport == port]
-        assert rst.sport == PORT + 1 and rst.pid == 0, rst
-        assert_reset_reason(rst, "NO_SOCKET")
+        if untraced:
+            assert not [e for e in sent if e.dport == port], sent
+        else:
+            (rst,) = [e for e in sent if e.dport == port]
+            assert rst.sport == PORT + 1 and rst.pid == 0, rst
+            assert_reset_reason(rst, "NO_SOCKET")
         (got,) = [e for e in received if e.sport == port]
         assert got.state is TcpState.SYN_SENT and got.pid == did["pid"], got
     # Abortive close: sent by the client just after its close (the owner
@@ -238,7 +303,13 @@ def test_resets_match_out_rsts_and_what_was_provoked() -> None:
         assert_reset_reason(rst, "TCP_ABORT_ON_DATA")
         (got,) = [e for e in received if e.sport == port]
         assert got.pid == did["pid"], got
-    assert len(received) == 6, received
+    # A kernel may abort an orphan that data reaches through tcp_reset(), the
+    # received-reset hook, though no reset came (6.1 and 6.12 do, for some
+    # of them, in FIN_WAIT2; 6.18 was not seen to).
+    aborted = [e for e in received if e.sport == PORT and e.dport in did["data_after_close"]]
+    assert all(e.state is TcpState.FIN_WAIT2 for e in aborted), aborted
+    assert len(aborted) <= len(did["data_after_close"]), aborted
+    assert len(received) - len(aborted) == 6, received
     # The close events count the received ones; a reset sent after the
     # socket's close (all of these) is not in its close event.
     closes = [e for e in events if e.kind == "close"]
@@ -256,10 +327,11 @@ def test_a_full_accept_queue_gives_drop_events_naming_the_listener() -> None:
     client_port = PORT + 7
     rules = f"""
 table inet tcpevent_health {{
+  counter last_ack {{ }}
   chain input {{
     type filter hook input priority 0; policy accept;
     tcp dport {PORT} tcp sport {client_port} tcp flags & (syn | ack | fin | rst) == ack \\
-      counter drop comment "last ack"
+      counter name "last_ack" drop
   }}
 }}
 """
@@ -276,8 +348,10 @@ table inet tcpevent_health {{
             )
             assert proc.stdout is not None
             assert json.loads(proc.stdout.readline())["ready"]
-            dropped = nft_counters(ns)["last ack"]
-            ns.run("nft", "delete", "table", "inet", "tcpevent_health")
+            # The rule goes, its named counter stays: a second ACK (for a
+            # SYN-ACK sent again meanwhile) is dropped and counted, or not.
+            ns.run("nft", "flush", "chain", "inet", "tcpevent_health", "input")
+            dropped = named_counter(ns, "last_ack")
             Path(go).touch()
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 0
@@ -287,13 +361,23 @@ table inet tcpevent_health {{
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )
     drops = [e for e in events if e.kind == "drop"]
-    overflows = [e for e in drops if e.reason_name == "TCP_LISTEN_OVERFLOW"]
-    assert dropped == 1, dropped
-    assert d["ListenOverflows"] > 1 and len(overflows) == d["ListenOverflows"], (overflows, d)
+    overflows = [e for e in drops if e.reason_name == listen_overflow_reason()]
+    assert dropped >= 1, dropped
+    assert d["ListenOverflows"] > 1, d
+    if listen_overflow_reason() == "TCP_LISTEN_OVERFLOW":
+        assert len(overflows) == d["ListenOverflows"], (drops, d)
+    else:
+        # Unnamed, every discard at the listener is one reason: the client's
+        # closing RST that ends its request (EmbryonicRsts) too, and a
+        # request's other discards (6.1: one more in some runs).
+        least = d["ListenOverflows"] + d["EmbryonicRsts"]
+        assert least <= len(overflows) <= least + 2, (drops, d)
     assert d["ListenDrops"] == d["ListenOverflows"], d
+    # The listener: its port, its state; the waiting client as the peer (or,
+    # without rx_sk, the packet's own endpoints: the same ports).
+    state = TcpState.LISTEN if listener_drops_have_listener() else TcpState.UNKNOWN
     for e in overflows:
-        # The listener: its port, its state; the waiting client as the peer.
-        assert (e.sport, e.dport, e.state) == (PORT, client_port, TcpState.LISTEN), e
+        assert (e.sport, e.dport, e.state) == (PORT, client_port, state), e
         assert e.saddr == e.daddr == "127.0.0.1" and e.netns == ns.inode, e
     assert {e.dport for e in drops} >= {client_port}
     assert not {e.dport for e in overflows} & set(did["queued"])
@@ -408,9 +492,18 @@ def bpf_program_names() -> set[tuple[int, str]]:
 def test_the_command_line_names_what_happened() -> None:
     """--events reset,drop: JSON lines carry the kind, the cause and the
     kernel's reason by name; the line format says it in words."""
+    # Two resets to a closed port, two abortive closes, two data after a
+    # close: each sent and received (the first two not sent where the
+    # kernel traces no reset without a socket); reasons where it has them.
+    no_socket = 2 if resets_without_socket_traced() else 0
+    reasons_on = bool(kernel_enum("sk_rst_reason"))
+    # The first 10 (12) are read: a kernel that aborts an orphan through
+    # tcp_reset() adds a received one in FIN_WAIT2 (test_resets_match...),
+    # and as many of the last ones are then left out.
     with netns() as ns:
         for fmt in ("json", "line"):
-            args = ["--events", "reset", "--netns", ns.name, "--format", fmt, "--count", "12"]
+            count = str(10 + no_socket)
+            args = ["--events", "reset", "--netns", ns.name, "--format", fmt, "--count", count]
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tcpevent", *args],
                 stdout=subprocess.PIPE,
@@ -429,14 +522,31 @@ def test_the_command_line_names_what_happened() -> None:
             assert proc.returncode == 0, err
             if fmt == "json":
                 lines = [json.loads(line) for line in out.splitlines()]
-                assert Counter(d["cause"] for d in lines) == {"sent": 6, "received": 6}, lines
+                causes = Counter(d["cause"] for d in lines)
+                extra = sum(d["cause"] == "received" and d["state"] == "FIN_WAIT2" for d in lines)
+                assert len(lines) == 10 + no_socket and extra <= 2, lines
+                assert 4 + no_socket - extra <= causes["sent"] <= 4 + no_socket, lines
                 assert {d["kind"] for d in lines} == {"reset"}
                 reasons = Counter(d["reason"] for d in lines if d["cause"] == "sent")
-                assert reasons["NO_SOCKET"] == 2 and reasons["TCP_ABORT_ON_DATA"] == 2, reasons
+                if reasons_on:
+                    assert reasons["NO_SOCKET"] == no_socket, reasons
+                    assert 2 - extra <= reasons["TCP_ABORT_ON_DATA"] <= 2, reasons
+                else:
+                    assert set(reasons) == {None}, reasons
                 assert all(d["reason"] is None for d in lines if d["cause"] == "received")
             else:
                 header, *rows = out.splitlines()
                 assert header.split()[:2] == ["TIME", "EVENT"] and header.split()[-1] == "DETAIL"
-                assert sum("reset sent (NO_SOCKET), no socket" in row for row in rows) == 2, out
                 assert sum("reset received in SYN_SENT" in row for row in rows) == 2, out
-                assert sum("reset sent (TCP_ABORT_ON_DATA) in CLOSE" in row for row in rows) == 2
+                extra = sum("reset received in FIN_WAIT2" in row for row in rows)
+                assert len(rows) == 10 + no_socket and extra <= 2, out
+                if reasons_on:
+                    no_port = "reset sent (NO_SOCKET), no socket"
+                    assert sum(no_port in row for row in rows) == no_socket, out
+                    on_data = sum("reset sent (TCP_ABORT_ON_DATA) in CLOSE" in row for row in rows)
+                    assert 2 - extra <= on_data <= 2, out
+                else:
+                    # No reason to name: the abortive closes' and the data's.
+                    assert sum("reset sent, no socket" in row for row in rows) == no_socket, out
+                    closed = sum("reset sent in CLOSE" in row for row in rows)
+                    assert 4 - extra <= closed <= 4, out

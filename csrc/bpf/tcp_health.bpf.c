@@ -400,7 +400,7 @@ int tcpevent_drop(struct bpf_raw_tracepoint_args *ctx)
 	struct sock_owner *o = 0, tmp;
 	_Bool closed = 0;
 
-	if (reason <= drop_reason_consumed)
+	if (reason < drop_reason_first)
 		return 0;
 	if (drop_has_rx_sk)
 		sk = ctx->args[3];

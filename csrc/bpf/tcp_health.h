@@ -17,9 +17,9 @@ const volatile _Bool emit_drop = 0;
 const volatile _Bool health_on = 0; /* any of the three */
 /* Least time between two retransmit events of one connection; 0: none. */
 const volatile __u64 retransmit_interval_ns = 0;
-/* Drop reasons up to this value are no drop (SKB_NOT_DROPPED_YET,
- * SKB_CONSUMED): read from the running kernel's BTF (drop_reasons.c). */
-const volatile __u32 drop_reason_consumed = 1;
+/* Drop reasons below this value are no drop (SKB_NOT_DROPPED_YET,
+ * SKB_CONSUMED): from the running kernel's BTF (health.c). */
+const volatile __u32 drop_reason_first = 2;
 /* The hooks' later arguments, where the kernel has them (health.c reads
  * them from its BTF): kfree_skb's rx_sk (6.12+), tcp_send_reset's reason
  * (6.10+), tcp_retransmit_skb's err (6.13+). */
