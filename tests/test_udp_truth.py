@@ -58,7 +58,8 @@ def check_exact(result: Run) -> None:
         assert {r.daddr for r in reports} == {f["daddr"]}
         assert [r.final for r in reports] == [False] * (len(reports) - 1) + [True]
         assert {(r.pid, r.task) for r in reports} == {(result.pid, "python3")}
-        assert all(r.owner_known and r.start_ns <= r.time_ns for r in reports)
+        wrong = [r for r in reports if not (r.owner_known and r.start_ns <= r.time_ns)]
+        assert not wrong, (f, wrong)
     reports = result.reports
     assert sum(r.tx_datagrams for r in reports) == result.mib["OutDatagrams"]
     drops = result.mib["RcvbufErrors"] + result.mib["MemErrors"]
