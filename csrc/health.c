@@ -99,6 +99,7 @@ void te_health_plan(struct bpf_object *obj, const struct tcpevent_options *o,
 		    char *warn, size_t warn_len)
 {
 	struct bpf_program *prog;
+	int64_t first;
 	bool on;
 
 	memset(c, 0, sizeof(*c));
@@ -118,8 +119,8 @@ void te_health_plan(struct bpf_object *obj, const struct tcpevent_options *o,
 		c->emit_reset |= hooks[i].event == TCPEVENT_EVENT_RESET;
 		c->emit_drop |= hooks[i].event == TCPEVENT_EVENT_DROP;
 	}
-	c->drop_reason_first =
-		drop_reason_first() < 0 ? 0 : (uint32_t)drop_reason_first();
+	first = drop_reason_first();
+	c->drop_reason_first = first < 0 ? 0 : (uint32_t)first;
 	c->drop_has_rx_sk = te_btf_tracepoint_args("kfree_skb") >= 4;
 	c->reset_has_reason = te_btf_tracepoint_args("tcp_send_reset") >= 3;
 	c->retransmit_has_err = te_btf_tracepoint_args("tcp_retransmit_skb") >=

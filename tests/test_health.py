@@ -496,14 +496,14 @@ def test_the_command_line_names_what_happened() -> None:
     # close: each sent and received (the first two not sent where the
     # kernel traces no reset without a socket); reasons where it has them.
     no_socket = 2 if resets_without_socket_traced() else 0
+    count = 10 + no_socket
     reasons_on = bool(kernel_enum("sk_rst_reason"))
     # The first 10 (12) are read: a kernel that aborts an orphan through
     # tcp_reset() adds a received one in FIN_WAIT2 (test_resets_match...),
     # and as many of the last ones are then left out.
     with netns() as ns:
         for fmt in ("json", "line"):
-            count = str(10 + no_socket)
-            args = ["--events", "reset", "--netns", ns.name, "--format", fmt, "--count", count]
+            args = ["--events", "reset", "--netns", ns.name, "--format", fmt, "--count", str(count)]
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tcpevent", *args],
                 stdout=subprocess.PIPE,
@@ -524,7 +524,7 @@ def test_the_command_line_names_what_happened() -> None:
                 lines = [json.loads(line) for line in out.splitlines()]
                 causes = Counter(d["cause"] for d in lines)
                 extra = sum(d["cause"] == "received" and d["state"] == "FIN_WAIT2" for d in lines)
-                assert len(lines) == 10 + no_socket and extra <= 2, lines
+                assert len(lines) == count and extra <= 2, lines
                 assert 4 + no_socket - extra <= causes["sent"] <= 4 + no_socket, lines
                 assert {d["kind"] for d in lines} == {"reset"}
                 reasons = Counter(d["reason"] for d in lines if d["cause"] == "sent")
@@ -539,7 +539,7 @@ def test_the_command_line_names_what_happened() -> None:
                 assert header.split()[:2] == ["TIME", "EVENT"] and header.split()[-1] == "DETAIL"
                 assert sum("reset received in SYN_SENT" in row for row in rows) == 2, out
                 extra = sum("reset received in FIN_WAIT2" in row for row in rows)
-                assert len(rows) == 10 + no_socket and extra <= 2, out
+                assert len(rows) == count and extra <= 2, out
                 if reasons_on:
                     no_port = "reset sent (NO_SOCKET), no socket"
                     assert sum(no_port in row for row in rows) == no_socket, out

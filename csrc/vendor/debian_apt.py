@@ -1,10 +1,10 @@
 """A private apt configuration for one Debian suite this machine does not use.
 
-The build fetches libbpf's source package from one suite (``libbpf.py``),
-``make test-kernels`` another release's kernel packages
-(``tests/kernels/run.py``). Neither may touch the system's apt state:
-each gets a directory of its own with its own sources list, lists and
-cache, no dpkg status, and no lock of the system's apt. The mirror and its
+The build fetches libbpf's source package from one suite (``libbpf.py``);
+the wheel tests' roots take the machine's mirror from here
+(``tests/wheel/roots.py``). No use may touch the system's apt state: each
+gets a directory of its own with its own sources list, lists and cache, no
+dpkg status, and no lock of the system's apt. The mirror and its
 key ring are this machine's own (its apt sources); only the suite is ours.
 """
 
