@@ -61,8 +61,8 @@ static bool is_names_program(const struct bpf_program *prog)
 
 int te_bpf_attach_all(struct te_bpf *b)
 {
-	struct bpf_program *prog;
-	bool accept_warned = false;
+	struct bpf_program *prog, *census = NULL;
+	bool accept_warned = false, released = false;
 	int err;
 
 	bpf_object__for_each_program(prog, b->obj) {
@@ -72,8 +72,13 @@ int te_bpf_attach_all(struct te_bpf *b)
 			te_bpf_plan_sweeps(b, prog);
 			continue;
 		}
+		if (te_is_census_program(prog)) {
+			census = prog; /* once every hook is on */
+			continue;
+		}
 		if (te_is_release_program(prog)) {
 			err = te_release_attach(b, prog);
+			released = !err;
 			/* The built-in program works without it; a passive
 			 * socket reset before its close is then ownerless. */
 			if (err && !b->custom) {
@@ -122,5 +127,8 @@ int te_bpf_attach_all(struct te_bpf *b)
 	if (!b->n_links)
 		return te_fail(EINVAL,
 			       "the BPF object has no program to attach");
+	/* Only the release hook counts what the census tells apart. */
+	if (census && released)
+		te_bpf_take_census(b, census);
 	return 0;
 }

@@ -14,7 +14,9 @@ void te_bpf_kernel_counts(struct te_bpf *b, struct te_kernel_counts *c)
 {
 	int ncpu = libbpf_num_possible_cpus();
 	uint64_t nested = 0, unseen = 0;
-	uint64_t *sum[] = { &c->ringbuf_full, &c->untracked, &nested, &unseen };
+	/* Indexed by enum tcpevent_counter: a close or a birth never seen. */
+	uint64_t *sum[TCPEVENT_CNT_MAX] = { &c->ringbuf_full, &c->untracked,
+					    &nested, &unseen, &unseen };
 
 	memset(c, 0, sizeof(*c));
 	if (b->counters_fd >= 0 && ncpu > 0) {

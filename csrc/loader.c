@@ -154,7 +154,7 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 		{ "emit_connect", f->events & TCPEVENT_EVENT_CONNECT },
 		{ "emit_accept", f->events & TCPEVENT_EVENT_ACCEPT },
 	};
-	struct bpf_map *events, *sockets;
+	struct bpf_map *events, *sockets, *born_before;
 	struct bpf_program *prog;
 	bool release;
 	_Bool on;
@@ -186,6 +186,12 @@ static int configure(struct te_bpf *b, const struct tcpevent_options *o,
 	err = te_check_record_layout(b->obj);
 	if (!err)
 		err = te_check_map_sizes(b->obj);
+	/* Sized by us, so after the check: the census holds at most the
+	 * sockets the table could (census.c). */
+	born_before = bpf_object__find_map_by_name(b->obj, "born_before");
+	if (!err && born_before &&
+	    bpf_map__set_max_entries(born_before, o->max_sockets))
+		err = te_fail(EINVAL, "cannot set the census size");
 	if (!err)
 		err = configure_health(b, o, f);
 	if (err)

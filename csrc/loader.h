@@ -7,6 +7,7 @@
  *   object_check.c  what an object must be before it is loaded
  *   attach.c        attaching the programs, and explaining a refusal
  *   upkeep.c        the poller's once-a-second work: standby and sweep
+ *   census.c        the passive sockets open when the hooks were attached
  *   kernel_counts.c what the kernel side counted
  */
 #ifndef TCPEVENT_LOADER_H
@@ -37,6 +38,12 @@ static inline bool te_is_accept_program(const struct bpf_program *prog)
 static inline bool te_is_sweep_program(const struct bpf_program *prog)
 {
 	return !strcmp(bpf_program__name(prog), "tcpevent_sweep");
+}
+
+/* tcpevent_census is an iterator: run once, after the hooks (census.c). */
+static inline bool te_is_census_program(const struct bpf_program *prog)
+{
+	return !strcmp(bpf_program__name(prog), "tcpevent_census");
 }
 
 /* The stand-in for the hits the kernel skips (upkeep.c): when it is skipped
@@ -73,5 +80,9 @@ int te_bpf_attach_all(struct te_bpf *b);
 /* upkeep.c: set up what te_bpf_tick() does for these programs. */
 void te_bpf_hold_in_standby(struct te_bpf *b, struct bpf_program *nested);
 void te_bpf_plan_sweeps(struct te_bpf *b, struct bpf_program *sweep);
+
+/* census.c: run the census once the release hook is attached; a failure
+ * is a warning (births never seen are then not counted). */
+void te_bpf_take_census(struct te_bpf *b, struct bpf_program *census);
 
 #endif /* TCPEVENT_LOADER_H */

@@ -27,6 +27,7 @@ OUR_PROGRAMS = {
     "tcpevent_state_nested",
     "tcpevent_release",
     "tcpevent_sweep",
+    "tcpevent_census",  # run once at attach, never attached (census.c)
     "tcpevent_cgroup_mkdir",  # the names of cgroups as they are made
 }
 
@@ -78,7 +79,7 @@ def test_nested_hit_program_waits_in_standby(churn: Path) -> None:
         attached = {loaded.get(i) for i in ids}
         # (tcpevent_sweep is never attached: the poller runs it.)
         waiting = {"tcpevent_state_nested"} if standby else set()
-        assert attached == OUR_PROGRAMS - waiting - {"tcpevent_sweep"}
+        assert attached == OUR_PROGRAMS - waiting - {"tcpevent_sweep", "tcpevent_census"}
         (main,) = (i for i in ids if loaded.get(i) == "tcpevent_state")
         run = subprocess.run(
             [str(churn), "-n", "20000", "-t", "2"], capture_output=True, text=True, check=True

@@ -45,10 +45,13 @@ const volatile _Bool emit_accept = 0;
  * as deep as cgroup.max.depth allows; real hierarchies are a few levels). */
 #define CGROUP_MAX_DEPTH 16
 
-/* sock_owner.flags of ours, beside the record's TCPEVENT_F_ACTIVE/PASSIVE. */
+/* sock_owner.flags of ours, beside the record's TCPEVENT_F_ACTIVE/PASSIVE
+ * (the record's other flags are set at each event, never kept here). */
+#define OWNER_RELEASED 0x01 /* its release ran: its file is gone */
 #define OWNER_CLOSER   0x10 /* pid/uid/comm are the closer's: final */
 #define OWNER_HELD     0x20 /* closed; its record waits for the release */
 #define OWNER_ACCEPTED 0x40 /* its accept event was made */
+#define OWNER_TOLD     0x80 /* closed and told; kept until its release */
 
 /* A held close nobody releases is flushed, ownerless, by the sweep once it
  * is this old (so 1 to 2 sweep periods after the close). */
@@ -284,10 +287,12 @@ static __always_inline void forget_lost(__u64 key, _Bool counted)
 		bpf_map_delete_elem(&health, &key);
 }
 
-/* Owned, or closed and held: an event would have come from it. */
+/* Owned, or closed and held, and not told yet: an event would have come
+ * from it. */
 static __always_inline _Bool was_event(const struct sock_owner *o)
 {
-	return o->owner.pid || (o->flags & OWNER_HELD);
+	return !(o->flags & OWNER_TOLD) &&
+	       (o->owner.pid || (o->flags & OWNER_HELD));
 }
 
 /*
@@ -520,24 +525,34 @@ static __always_inline void emit(__u64 key, struct sock_owner *o, __u8 kind,
 }
 
 /*
- * A passive socket ended by the network (a reset, a timeout: softirq)
- * while a process still holds its file: the record waits in the table for
- * that process's release (tcpevent_release), which names it. Only while
- * the release hook is attached, and never for the kernel's own sockets
- * (the hook does not run for them); the sweep flushes what waits too long.
+ * A passive socket whose release is still to come and will be seen: a
+ * process holds its file, the release hook is attached, and it is not the
+ * kernel's own socket (the hook does not run for those).
  */
-static __always_inline _Bool hold_for_release(struct sock *sk,
-					      struct sock_owner *o)
+static __always_inline _Bool waits_for_release(struct sock *sk,
+					       struct sock_owner *o)
 {
 	__u32 zero = 0, *hooked;
 
-	if ((o->flags & (OWNER_CLOSER | TCPEVENT_F_PASSIVE)) !=
+	if ((o->flags & (OWNER_RELEASED | TCPEVENT_F_PASSIVE)) !=
 		    TCPEVENT_F_PASSIVE ||
 	    !KREAD(sk, sk_socket))
 		return 0;
 	hooked = bpf_map_lookup_elem(&release_hooked, &zero);
 	return hooked && *hooked &&
 	       !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock);
+}
+
+/*
+ * Such a socket ended by the network (a reset, a timeout: softirq), with
+ * no closer yet: its record waits in the table for that release
+ * (tcpevent_release), which names it. The sweep flushes what waits too
+ * long, but for what a pid filter would drop for want of its owner.
+ */
+static __always_inline _Bool hold_for_release(struct sock *sk,
+					      struct sock_owner *o)
+{
+	return !(o->flags & OWNER_CLOSER) && waits_for_release(sk, o);
 }
 
 static __always_inline int on_close(__u64 key, int oldstate)
@@ -578,6 +593,13 @@ static __always_inline int on_close(__u64 key, int oldstate)
 		emit(key, o, TCPEVENT_KIND_CLOSE, oldstate, 0);
 	if (health_on)
 		health_closed(key, o);
+	/* A passive socket told while its file is open (its process shut it
+	 * down first): kept until its release, which would otherwise find no
+	 * entry and take it for a birth never seen (tcp_census.bpf.c). */
+	if (emit_close && waits_for_release(sk, o)) {
+		o->flags |= OWNER_TOLD;
+		return 0;
+	}
 	bpf_map_delete_elem(&sockets, &key);
 	return 0;
 }
@@ -610,6 +632,10 @@ static __always_inline int on_established(__u64 key, int oldstate)
 #ifndef TCPEVENT_CLOSE_HIDDEN
 #define TCPEVENT_CLOSE_HIDDEN(sk) 0
 #endif
+/* And a build blind to passive births (tests/support/bpf/hidden_birth.bpf.c). */
+#ifndef TCPEVENT_BIRTH_HIDDEN
+#define TCPEVENT_BIRTH_HIDDEN(sk) 0
+#endif
 
 static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -618,8 +644,11 @@ static __always_inline int on_state(struct bpf_raw_tracepoint_args *ctx)
 	int newstate = ctx->args[2];
 
 	switch (newstate) {
-	case TCP_SYN_SENT:
 	case TCP_SYN_RECV:
+		if (TCPEVENT_BIRTH_HIDDEN(sk))
+			return 0;
+		return on_birth(sk, newstate);
+	case TCP_SYN_SENT:
 		return on_birth(sk, newstate);
 	case TCP_ESTABLISHED:
 		if (emit_connect || emit_accept)
@@ -704,15 +733,30 @@ static long sweep_entry(void *map, __u64 *key, struct sock_owner *unused,
 	__u64 sk = *key;
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &sk);
 
+	if (o && (o->flags & OWNER_TOLD)) {
+		/* Its release deletes it; or it is gone with its file. */
+		if (!KREAD(KPTR(struct sock, sk), sk_socket))
+			bpf_map_delete_elem(&sockets, &sk);
+		return 0;
+	}
 	if (o && (o->flags & OWNER_HELD)) {
+		_Bool waits;
+
 		/* Closed, waiting for a release that has not come: told
 		 * with the owner known so far (the acceptor, with accept
-		 * hooks; else none), but told. */
+		 * hooks; else none), but told. Unless a pid filter needs
+		 * the owner: then only the release can tell it. */
 		if ((__s64)(*now - o->closed_ns) < (__s64)HOLD_MAX_NS)
 			return 0;
+		waits = waits_for_release(KPTR(struct sock, sk), o);
 		if (event_allowed(sk, o))
 			emit(sk, o, TCPEVENT_KIND_CLOSE, o->close_state, 0);
-		bpf_map_delete_elem(&sockets, &sk);
+		else if (waits && filter_pids && !o->owner.pid)
+			return 0;
+		if (waits)
+			o->flags = (o->flags & ~OWNER_HELD) | OWNER_TOLD;
+		else
+			bpf_map_delete_elem(&sockets, &sk);
 		return 0;
 	}
 	/* Signed: an entry born after the sweep read its clock (a connect()
@@ -812,6 +856,8 @@ int tcpevent_accept(struct syscall_exit_args *ctx)
 	return on_accept(ctx->ret);
 }
 
+#include "tcp_census.bpf.c"
+
 /*
  * The last close of a socket's file, or its process's exit (inet_release(),
  * before tcp_close()): process context, the releasing process, for every
@@ -827,9 +873,17 @@ int tcpevent_release(struct bpf_sock *ctx)
 	__u64 key = (__u64)ctx;
 	struct sock_owner *o = bpf_map_lookup_elem(&sockets, &key);
 
-	if (!o)
+	if (!o) {
+		if (emit_close)
+			census_released(key);
 		return 1;
+	}
+	if (o->flags & OWNER_TOLD) {
+		bpf_map_delete_elem(&sockets, &key);
+		return 1;
+	}
 	if (!(o->flags & OWNER_HELD)) {
+		o->flags |= OWNER_RELEASED;
 		take_closer(key, o); /* tcp_close() follows, here */
 		return 1;
 	}

@@ -48,17 +48,8 @@ struct tcp_skb_cb {
 	__u16 tcp_flags;
 };
 
-struct inet_connection_sock {
-	__u8 icsk_ca_state : 5;
-	__u8 icsk_pending;
-};
-
 struct tcp_sock___health {
 	__u32 tlp_high_seq;
-};
-
-struct request_sock {
-	struct sock_common __req_common;
 };
 
 #pragma clang attribute pop

@@ -109,6 +109,7 @@ struct sock {
 	__u8 sk_shutdown;	/* RCV_SHUTDOWN | SEND_SHUTDOWN */
 	__u8 sk_kern_sock: 1;	/* the kernel's own: no release hook runs */
 	struct socket *sk_socket;	/* NULL: no file (never accepted) */
+	__u32 sk_max_ack_backlog;	/* a child's: its listener's */
 };
 
 /* inet_num (skc_num) is already 0 at TCP_CLOSE: inet_put_port() ran. */
@@ -125,7 +126,12 @@ struct tcp_sock {
 	__u32 total_retrans;
 };
 
+struct inode {
+	__u16 i_mode;		/* umode_t */
+};
+
 struct file {
+	struct inode *f_inode;
 	void *private_data;
 };
 
@@ -145,6 +151,35 @@ struct task_struct {
 struct socket {
 	struct file *file;
 	struct sock *sk;
+};
+
+/* A connection request; once its child is made, in a listener's queue of
+ * children waiting for accept(). */
+struct request_sock {
+	struct sock_common __req_common;
+	struct request_sock *dl_next;
+	struct sock *sk;
+};
+
+struct request_sock_queue {
+	struct request_sock *rskq_accept_head;
+};
+
+/* Begins with struct inet_sock, which begins with struct sock. */
+struct inet_connection_sock {
+	struct request_sock_queue icsk_accept_queue;
+	__u8 icsk_ca_state : 5;
+	__u8 icsk_pending;
+};
+
+struct bpf_iter_meta;
+
+/* The context of an iter/task_file program: one open file of one task. */
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	__u32 fd;
+	struct file *file;
 };
 
 #pragma clang attribute pop

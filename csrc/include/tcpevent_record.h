@@ -169,7 +169,21 @@ enum tcpevent_counter {
 		1, /* socket (or its health) not tracked: table full */
 	TCPEVENT_CNT_NESTED = 2,       /* hits the nested-hit program handled */
 	TCPEVENT_CNT_UNSEEN_CLOSE = 3, /* an owned socket's close never seen */
+	TCPEVENT_CNT_UNSEEN_BIRTH = 4, /* a socket released, birth never seen */
 	TCPEVENT_CNT_MAX,
 };
+
+/* Indexes of the optional "census" array (bpf/tcp_census.bpf.c). */
+enum tcpevent_census_slot {
+	TCPEVENT_CENSUS_TAKEN = 0, /* set by user space: counting is on */
+	TCPEVENT_CENSUS_INCOMPLETE =
+		1, /* set by the census: a socket missing */
+	TCPEVENT_CENSUS_SLOTS,
+};
+
+/* Children the census notes per listener: a longer accept queue (at most
+ * somaxconn) leaves it incomplete. The verifier walks every turn of that
+ * loop: 1,024 is beyond its limit on 6.18, 512 within; 256 leaves room. */
+#define TCPEVENT_CENSUS_QUEUE_MAX 256
 
 #endif /* TCPEVENT_RECORD_H */
