@@ -564,6 +564,21 @@ def foreign_syscall_hooks(tracer: Tracer | None) -> list[str]:
     ]
 
 
+def open_latency(rounds: int = 10) -> dict[str, float]:
+    """Seconds from Tracer() to attached, the default options: the load,
+    the verifier's pass over every program, the attach, the census."""
+    import tcpevent
+
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        tcpevent.Tracer().close()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(f"  median {median:.3f} s [{min(times):.3f} to {max(times):.3f}]", flush=True)
+    return {"median_s": median, "min_s": min(times), "max_s": max(times)}
+
+
 def conversion_throughput() -> dict[str, float]:
     """Events per CPU second of TcpEvent conversion (examples/python/bench_dequeue.py)."""
     spec = importlib.util.spec_from_file_location(
@@ -646,6 +661,8 @@ def main() -> int:
     report["latency"] = latency_at_rate(churn, consumer, 10_000, 5)
     print("getppid() in another process, tracer attached and idle:", flush=True)
     report["host_syscall"] = host_syscall_cost(consumer, args.rounds)
+    print("Tracer() open, 10 times:", flush=True)
+    report["open"] = open_latency()
     print("Python conversion of a synthetic batch:", flush=True)
     report["conversion"] = conversion_throughput()
     print(f"tcpevent ship into ClickHouse ({args.connections:,} connections):", flush=True)

@@ -128,7 +128,7 @@ int te_bpf_attach_all(struct te_bpf *b)
 		return te_fail(EINVAL,
 			       "the BPF object has no program to attach");
 	/* Only the release hook counts what the census tells apart. */
-	if (census && released)
-		te_bpf_take_census(b, census);
+	if (census)
+		te_bpf_take_census(b, census, released);
 	return 0;
 }

@@ -7,7 +7,8 @@
  * showed the program, and its lost close is counted in stats.missed
  * (docs/reliability.md). Anything short of a complete census leaves that
  * count off, and says so: a socket missing from it would be counted
- * wrongly.
+ * wrongly. The same pass gives each listener opened before the tracer an
+ * origin (its first holder), with or without the release hook.
  */
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -44,29 +45,39 @@ static int run_iterator(struct bpf_program *prog)
 	return err;
 }
 
-void te_bpf_take_census(struct te_bpf *b, struct bpf_program *prog)
+/* Every warning of a census that cannot count says what is lost first. */
+#define NOT_COUNTED \
+	"passive connections whose birth the kernel never showed are not counted in missed: "
+
+void te_bpf_take_census(struct te_bpf *b, struct bpf_program *prog,
+			bool counting)
 {
 	struct bpf_map *census = bpf_object__find_map_by_name(b->obj, "census");
 	__u32 slot = TCPEVENT_CENSUS_INCOMPLETE, incomplete = 0, one = 1;
 	int err;
 
 	if (!census) {
-		te_bpf_warn(b, "%s",
-			    "passive connections whose birth the kernel never showed are not counted in missed: the program has no \"census\" map");
+		if (counting)
+			te_bpf_warn(b, "%s",
+				    NOT_COUNTED
+				    "the program has no \"census\" map");
 		return;
 	}
 	err = run_iterator(prog);
 	if (err) {
 		te_bpf_warn(b,
-			    "passive connections whose birth the kernel never showed are not counted in missed: the census of open sockets did not run: %s",
-			    strerror(-err));
+			    "%sthe census of open sockets did not run (%s): listeners opened before the tracer give their connections no origin",
+			    counting ? NOT_COUNTED : "", strerror(-err));
 		return;
 	}
+	if (!counting)
+		return;
 	bpf_map__lookup_elem(census, &slot, sizeof(slot), &incomplete,
 			     sizeof(incomplete), 0);
 	if (incomplete) {
 		te_bpf_warn(b,
-			    "passive connections whose birth the kernel never showed are not counted in missed: more passive sockets are open than max_sockets, or a listener's accept queue is longer than %d",
+			    NOT_COUNTED
+			    "more passive sockets are open than max_sockets, or a listener's accept queue is longer than %d",
 			    TCPEVENT_CENSUS_QUEUE_MAX);
 		return;
 	}

@@ -81,8 +81,10 @@ int te_bpf_attach_all(struct te_bpf *b);
 void te_bpf_hold_in_standby(struct te_bpf *b, struct bpf_program *nested);
 void te_bpf_plan_sweeps(struct te_bpf *b, struct bpf_program *sweep);
 
-/* census.c: run the census once the release hook is attached; a failure
- * is a warning (births never seen are then not counted). */
-void te_bpf_take_census(struct te_bpf *b, struct bpf_program *census);
+/* census.c: run the census once every hook is attached; it counts births
+ * never seen only if the release hook is (counting). A failure is a
+ * warning. */
+void te_bpf_take_census(struct te_bpf *b, struct bpf_program *census,
+			bool counting);
 
 #endif /* TCPEVENT_LOADER_H */

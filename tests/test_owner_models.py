@@ -7,7 +7,8 @@ served and closed it. ``origin_pid``/``origin_task`` name the process that
 set it up: connect()'s caller, or the owner of the listener (the process
 that called listen()). Each model here is a real program that reports its
 own pids, compared with the events; the tracer starts before the servers,
-so that it sees their listen().
+so that it sees their listen(), except where a server that predates it is
+the point.
 
 (PostgreSQL and sshd: tests/test_owner_servers.py.)
 """
@@ -130,6 +131,30 @@ ACCEPT_YES = PRCTL + textwrap.dedent(
             ls.close()
             os.execv(sys.executable, [sys.executable, "-c", sys.argv[1]])
         conn.close()
+    """
+)
+
+# A pre-forking server (nginx, Apache prefork): the master listens, then
+# forks workers that accept and serve; as a root master's workers would,
+# they drop to another uid, so that the origin's uid tells the two apart.
+PREFORK = PRCTL + textwrap.dedent(
+    """
+    name("te-master")
+    ls = socket.create_server(("127.0.0.1", 0))
+    for _ in range(2):
+        if os.fork() == 0:
+            name("te-worker")
+            if os.getuid() == 0:
+                os.setuid(65534)
+            while True:
+                conn, peer = ls.accept()
+                while conn.recv(100):
+                    conn.sendall(b"x")
+                print(peer[1], os.getpid(), flush=True)
+                conn.close()
+    print(os.getpid(), ls.getsockname()[1], flush=True)
+    while True:
+        time.sleep(60)
     """
 )
 
@@ -278,6 +303,27 @@ def test_client_that_forks_after_connect_names_the_child() -> None:
     assert (cli.pid, cli.task) == (talker, "te-talker")
     assert (cli.origin_pid, cli.origin_task) == (connector, "te-connector")
     assert side(events, port).pid == os.getpid()
+
+
+@pytest.mark.parametrize(
+    "script, worker_task, origin_task",
+    [(FORKING, "te-child", "te-parent"), (PREFORK, "te-worker", "te-master")],
+    ids=["forking", "prefork"],
+)
+def test_a_listener_older_than_the_tracer_still_names_its_origin(
+    script: str, worker_task: str, origin_task: str
+) -> None:
+    """The server listens before the tracer starts, so no listen() is seen:
+    the census at attach names the listener's first holder, the process
+    that made it (the workers hold it too, under a prefork server)."""
+    with server(script) as (proc, parent, port), tcpevent.Tracer() as tracer:
+        client_port = talk(port)
+        reported_port, worker = served_by(proc)
+        events = closes(tracer, (port, client_port))
+    assert reported_port == client_port and worker != parent
+    srv = side(events, port)
+    assert (srv.pid, srv.task) == (worker, worker_task)
+    assert (srv.origin_pid, srv.origin_task, srv.origin_uid) == (parent, origin_task, os.getuid())
 
 
 # The original ABI in a process of its own: AddProbe(), then every event of

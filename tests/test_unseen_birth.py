@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from liveness import PROMPTLY
 from netutil import listener, set_reset_on_close, wait_until
 
 import tcpevent
+from tcpevent._core import lib
 
 pytestmark = pytest.mark.bpf
 
@@ -227,3 +229,31 @@ def test_a_birth_the_filters_reject_is_not_counted(compile_bpf) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def accept_queue_length(ls: socket.socket) -> int:
+    """A listener's tcpi_unacked: the children waiting for accept()."""
+    info = ls.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    return int(struct.unpack_from("I", info, 24)[0])  # after 8 bytes and 4 u32
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["queue-at-the-limit", "queue-past-it"])
+def test_an_accept_queue_longer_than_the_census_walks_turns_counting_off(extra: int) -> None:
+    """The census walks at most TCPEVENT_CENSUS_QUEUE_MAX children of a
+    listener's queue: one more, and it cannot tell them from births never
+    seen, so counting is off, and the tracer says so; at the limit, on."""
+    queued = int(lib.TCPEVENT_CENSUS_QUEUE_MAX) + extra
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(queued + 16)
+        clients = [socket.create_connection(ls.getsockname()) for _ in range(queued)]
+        try:
+            assert wait_until(lambda: accept_queue_length(ls) == queued, timeout=10 * PROMPTLY)
+            with tcpevent.Tracer(pids=[os.getpid()]) as tracer:
+                warned = "accept queue is longer than" in tracer.warnings
+                entries = len(bpfutil.map_entries(bpfutil.map_named(os.getpid(), "born_before")))
+        finally:
+            for c in clients:
+                c.close()
+    assert warned == bool(extra), tracer.warnings
+    assert entries >= queued - extra  # every child it walked is noted

@@ -86,6 +86,9 @@ struct listener_key {
 struct listener {
 	__u64 sk; /* the listening socket: only its close forgets it */
 	struct task_id owner; /* who called listen() */
+	/* 0: owner called listen(). Else the census guessed the owner, a
+	 * process holding the listener that started at this time. */
+	__u64 census_start;
 };
 
 /* A plain hash, not an LRU: when it is full a new socket is not tracked and

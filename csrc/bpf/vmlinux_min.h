@@ -144,8 +144,16 @@ struct files_struct {
 	struct fdtable *fdt;
 };
 
+struct cred {
+	kuid_t uid;
+};
+
 struct task_struct {
 	struct files_struct *files;
+	int tgid;
+	__u64 start_time;	/* ns of CLOCK_MONOTONIC at its fork */
+	const struct cred *cred;
+	char comm[16];
 };
 
 struct socket {
