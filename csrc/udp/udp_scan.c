@@ -187,6 +187,9 @@ void te_udp_scan(struct udpevent *u, bool export, bool last)
 		err = bpf_map_lookup_batch(u->bpf.flows_fd,
 					   first ? NULL : &batch, &batch,
 					   u->keys, u->values, &n, NULL);
+		/* After the copy: a report's time is never before what it
+		 * holds (a flow born while the scan began included). */
+		now = te_clock_boottime_ns();
 		first = false;
 		/* ENOSPC: a bucket larger than a batch; the rest waits. */
 		if (err && errno != ENOENT)
