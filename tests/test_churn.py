@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from liveness import PROMPTLY
-from nsutil import Netns, netns
+from nsutil import Netns, counters_delta, netns
 
 SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "churn.c"
 READY_RE = re.compile(r"^READY pid=(\d+) port=(\d+) family=([46])$")
@@ -173,8 +173,8 @@ def test_close_order_time_wait(churn: Path, args: list[str], expected: str | Non
         port = ready["port"]
 
         def now() -> tuple[int, set[int], set[int]]:
-            after = ns.counters()
-            entered = sum(after[k] - before[k] for k in ("TW", "TWKilled"))
+            d = counters_delta(before, ns.counters())
+            entered = d["TW"] + d["TWKilled"]
             # A TIME_WAIT minisock shows as FIN_WAIT2 until the peer's FIN.
             sockets = [(lp, rp) for lp, rp, st in tcp_sockets(4, ns) if st in WAITING]
             client = {lp for lp, rp in sockets if rp == port}

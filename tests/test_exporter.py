@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from accounting import LOST_MAX
-from nsutil import tcp_counters
+from nsutil import counters_delta, tcp_counters
 from prometheus_client.parser import text_string_to_metric_families
 from promutil import SCRAPES_TIMEOUT, Exporter, Prometheus
 
@@ -476,7 +476,7 @@ table inet te_exporter_health {{
                 check=True,
                 capture_output=True,
             )
-        d = {k: v - before[k] for k, v in tcp_counters(netns).items()}
+        d = counters_delta(before, tcp_counters(netns))
         table = json.loads(
             subprocess.run(
                 [*nft, "-j", "list", "table", "inet", "te_exporter_health"],

@@ -21,7 +21,7 @@ import workloads
 from cliutil import ATTACH_TIMEOUT
 from liveness import PROMPTLY
 from netutil import wait_until
-from nsutil import Netns, netns
+from nsutil import Netns, counters_delta, netns
 
 import tcpevent
 from tcpevent import TcpEvent, TcpState
@@ -32,10 +32,6 @@ HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "support" / "health_workload.py"
 HEALTH = {"close", "retransmit", "reset", "drop"}
 PORT = 7100  # inside a namespace of the test's own: free
-
-
-def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {name: after[name] - before[name] for name in after}
 
 
 def run_workload(ns: Netns, *args: str) -> dict:
@@ -184,7 +180,7 @@ def test_retransmits_match_the_kernels_counters() -> None:
             before = ns.counters()
             did = run_workload(ns, "lossy", str(PORT), str(n))
             after = ns.counters()
-            d = delta(before, after)
+            d = counters_delta(before, after)
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )
@@ -249,7 +245,7 @@ def test_the_rate_limit_counts_what_it_skips() -> None:
         with tcpevent.Tracer(netns=[ns.inode], events=HEALTH, retransmit_interval=60) as tracer:
             before = ns.counters()
             run_workload(ns, "lossy", str(PORT), str(n))
-            d = delta(before, ns.counters())
+            d = counters_delta(before, ns.counters())
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )
@@ -271,7 +267,7 @@ def test_resets_match_out_rsts_and_what_was_provoked() -> None:
     with netns() as ns, tcpevent.Tracer(netns=[ns.inode], events=HEALTH) as tracer:
         before = ns.counters()
         did = run_workload(ns, "resets", str(PORT))
-        d = delta(before, ns.counters())
+        d = counters_delta(before, ns.counters())
         events = collect(tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"])
     resets = [e for e in events if e.kind == "reset"]
     sent = [e for e in resets if e.cause == "sent"]
@@ -356,7 +352,7 @@ table inet tcpevent_health {{
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 0
             did = json.loads(out.splitlines()[-1])
-            d = delta(before, ns.counters())
+            d = counters_delta(before, ns.counters())
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )
@@ -397,7 +393,7 @@ def test_close_only_by_default_and_nothing_health_attached() -> None:
             programs = bpf_program_names() - programs_before
             before = ns.counters()
             run_workload(ns, "lossy", str(PORT), "2")
-            d = delta(before, ns.counters())
+            d = counters_delta(before, ns.counters())
             events = collect(
                 tracer, lambda evs: closes_of(evs) >= d["ActiveOpens"] + d["PassiveOpens"]
             )

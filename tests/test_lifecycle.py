@@ -20,7 +20,7 @@ from cliutil import start
 from liveness import PROMPTLY
 from nativeutil import NativeTracer
 from netutil import connection
-from nsutil import Netns, netns
+from nsutil import Netns, counters_delta, netns
 from tcpevent._native import lib
 
 import tcpevent
@@ -53,8 +53,8 @@ def test_counts_match_the_kernels_own_counters() -> None:
         before = ns.counters()
         did = run_workload(ns, "churn", str(n))
         after = ns.counters()
-        active = after["ActiveOpens"] - before["ActiveOpens"]
-        passive = after["PassiveOpens"] - before["PassiveOpens"]
+        d = counters_delta(before, after)
+        active, passive = d["ActiveOpens"], d["PassiveOpens"]
         events = collect(
             tracer, lambda evs: sum(e.kind == "close" for e in evs) >= active + passive
         )

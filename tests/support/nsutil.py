@@ -78,6 +78,11 @@ def tcp_counters(name: str) -> dict[str, int]:
     return out
 
 
+def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """How much each of :func:`tcp_counters` grew from ``before`` to ``after``."""
+    return {name: after[name] - before[name] for name in after}
+
+
 @contextmanager
 def netns(sysctls: Sequence[tuple[str, str]] = ()) -> Iterator[Netns]:
     """A new network namespace with its loopback up, deleted afterwards."""
