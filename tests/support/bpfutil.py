@@ -183,6 +183,12 @@ def kernel_counts_skips() -> bool:
     return kernel_version() >= (5, 12)
 
 
+def kernel_has_sweep() -> bool:
+    """Whether the library's sweep of stale entries runs here: it needs
+    ``bpf_for_each_map_elem()`` (Linux 5.13+; docs/kernels.md)."""
+    return kernel_version() >= (5, 13)
+
+
 def recursion_misses(prog_id: int) -> int:
     """How many times the kernel skipped program ``prog_id`` because it was
     already running on the CPU (bpftool shows the count once it is not 0)."""
