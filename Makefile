@@ -5,7 +5,7 @@
 #   make lint       ruff, mypy, and clang-format on csrc/ (csrc/.clang-format)
 #   make bench      the benchmark suite (docs/performance.md)
 #   make test-asan  the native library built with ASan/UBSan, tests again
-#   make test-kernels  the real-kernel tests on Linux 6.1 and 6.12 in VMs
+#   make test-kernels  the real-kernel tests on Linux 5.10, 6.1 and 6.12 in VMs
 #   make wheel      the sdist and the one wheel (abi3, manylinux) into dist/
 #   make test-wheel that wheel and the sdist installed with pip in Debian 11,
 #                   12 and 13 roots (debootstrap), checked on this kernel
