@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from liveness import ATTACH_TIMEOUT
 from netutil import connection
 from procutil import check_pair, start, wait_until_tracing
 
@@ -61,4 +62,4 @@ def test_ctypes_client_reports_connections(libpath: Path) -> None:
             assert fam == {int(conn.family)}
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(5) == 0
+        assert proc.wait(ATTACH_TIMEOUT) == 0  # its cleanup() detaches

@@ -18,8 +18,7 @@ from pathlib import Path
 import bpfutil
 import pytest
 import workloads
-from cliutil import ATTACH_TIMEOUT
-from liveness import PROMPTLY
+from liveness import ATTACH_TIMEOUT, PROMPTLY
 from netutil import wait_until
 from nsutil import Netns, counters_delta, netns
 

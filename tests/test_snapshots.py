@@ -12,8 +12,7 @@ from pathlib import Path
 
 import bpfutil
 import pytest
-from cliutil import ATTACH_TIMEOUT
-from liveness import PROMPTLY
+from liveness import ATTACH_TIMEOUT, PROMPTLY
 from nativeutil import NativeTracer
 from netutil import listener, recv_exact, wait_until
 from procutil import start

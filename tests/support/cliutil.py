@@ -6,12 +6,8 @@ import subprocess
 import sys
 
 import bpfutil
-from liveness import PROMPTLY
+from liveness import ATTACH_TIMEOUT
 from netutil import wait_until
-
-#: A child interpreter starts, imports the package and loads the BPF
-#: program within this (much longer on an emulated CPU than here).
-ATTACH_TIMEOUT = 10 * PROMPTLY
 
 
 def start(*args: str) -> subprocess.Popen[str]:

@@ -8,3 +8,7 @@ load only ever makes things later.
 """
 
 PROMPTLY = 3.0
+#: A child interpreter starts, imports the package (or loads the library)
+#: and attaches its tracer within this: the BPF program's load and the
+#: verifier take much longer on an emulated CPU than here.
+ATTACH_TIMEOUT = 10 * PROMPTLY

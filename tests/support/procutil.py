@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from liveness import ATTACH_TIMEOUT
 from netutil import Connection, connection
 
 
@@ -108,7 +109,7 @@ def start(cmd: Sequence[str], **kwargs: Any) -> tuple[subprocess.Popen[str], Out
 
 
 def wait_until_tracing(
-    out: Output, port_seen: Callable[[str, int], bool], timeout: float = 15
+    out: Output, port_seen: Callable[[str, int], bool], timeout: float = ATTACH_TIMEOUT
 ) -> None:
     """Make throwaway connections until the tracer reports one of them.
 

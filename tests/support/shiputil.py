@@ -24,11 +24,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from liveness import PROMPTLY
+from liveness import ATTACH_TIMEOUT
 from procutil import LoggedChild
 
-#: A child interpreter starts, imports the package and attaches within this.
-ATTACH_TIMEOUT = 10 * PROMPTLY
 #: Events reach ClickHouse within this once it accepts them (batches of
 #: 1 s at most, retries of 30 s at most: a liveness bound, not a speed).
 ARRIVAL_TIMEOUT = 90.0
