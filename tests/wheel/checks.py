@@ -5,7 +5,7 @@ kernel, with the root's own Python and the tcpevent pip installed in a venv:
     checks.py EXAMPLES SUPPORT wheel|sdist   (as root, in a directory with no tcpevent/)
 
 EXAMPLES holds the repository's examples/ (monitor.c, ctypes_client.py),
-SUPPORT the tests' netutil.py and procutil.py (stdlib only). Each check
+SUPPORT the tests' liveness.py, netutil.py and procutil.py (stdlib only). Each check
 makes known loopback traffic and compares what was reported with it,
 exactly; the last line is ``N passed, N failed`` and the exit status is
 non-zero if any check failed. Runs on Python 3.9 and later.

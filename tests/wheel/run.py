@@ -43,7 +43,7 @@ def stage(path: Path, package: Path) -> None:
     (work / "examples" / "python").mkdir()
     shutil.copy2(package, work / package.name)
     shutil.copy2(HERE / "checks.py", work / "checks.py")
-    for name in ("netutil.py", "procutil.py"):
+    for name in ("liveness.py", "netutil.py", "procutil.py"):
         shutil.copy2(ROOT / "tests" / "support" / name, work / "support" / name)
     shutil.copy2(ROOT / "examples" / "c" / "monitor.c", work / "examples" / "c")
     shutil.copy2(ROOT / "examples" / "python" / "ctypes_client.py", work / "examples" / "python")
