@@ -30,7 +30,7 @@ from podmanutil import podman, remove
 from test_containers import collect, pair
 
 import tcpevent
-from tcpevent._cgroup_names import PATH_LEN, core_cgroup_path
+from tcpevent._cgroup_names import NAMES_MAX, PATH_LEN, core_cgroup_path
 from tcpevent._core import ffi, lib
 from tcpevent.cgroups import CgroupResolver
 from tcpevent.cli.render import format_json
@@ -169,6 +169,32 @@ def test_core_names_cgroups_made_before_and_after_it_opened() -> None:
             small = ffi.new("char[]", 2)
             assert lib.tcpevent_cgroup_path(tracer._handle, before.id, small, 2) == -errno.ERANGE
             assert core_cgroup_path(tracer._handle, before.id) == before.path
+
+
+def test_the_table_forgets_the_cgroups_learnt_longest_ago_first() -> None:
+    """At most TCPEVENT_CGROUP_NAMES_MAX ids are kept: past that, each new
+    one replaces the one learnt longest ago, and every other stays found
+    (its bucket's chain intact). 500 more cgroups than the table holds are
+    made (and removed at once: their names outlive them); the host's own
+    mkdirs meanwhile only push older ones out sooner."""
+    extra = 500
+    with cgroup_root() as top, tcpevent.Tracer() as tracer:
+        first = top.child("first")
+        assert _wait_known(tracer, first.id) == (0, first.path)
+        made: list[tuple[int, str]] = []
+        for i in range(NAMES_MAX + extra):
+            c = top.child(f"c{i}")
+            c.dir.rmdir()
+            made.append((c.id, c.path))
+            if i % 1024 == 1023:  # the poller keeps up: no record is lost
+                assert _wait_known(tracer, c.id) == (0, c.path)
+        assert _wait_known(tracer, made[-1][0]) == (0, made[-1][1])
+        assert tracer.stats.dropped_kernel == 0
+        assert _core_path(tracer, first.id)[0] == -errno.ENOENT
+        oldest = made[:extra]
+        assert [cid for cid, _ in oldest if _core_path(tracer, cid)[0] != -errno.ENOENT] == []
+        kept = made[-(NAMES_MAX - 2 * extra) :]
+        assert [_core_path(tracer, cid) for cid, _ in kept] == [(0, path) for _, path in kept]
 
 
 def test_events_of_cgroups_removed_before_they_are_read() -> None:
