@@ -63,9 +63,8 @@ static __always_inline void census_note(__u64 key)
 /*
  * One child in a listener's accept queue: noted, and the next request
  * returned (0 at the end). Global and not inlined, so that the verifier
- * checks it once rather than once for each turn of the caller's loop:
- * inlined, that loop made the census most of a tracer's open (0.8 s of
- * 0.9 on 6.18, with a 256-turn walk of 177,109 instructions).
+ * checks it once rather than once for each turn of the caller's loop
+ * (inlined, that loop was most of a tracer's open: docs/performance.md).
  */
 __noinline __u64 tcpevent_census_queued(__u64 req)
 {

@@ -171,7 +171,7 @@ static void one(struct udpevent *u, const struct udpevent_flow_key *k,
 
 void te_udp_scan(struct udpevent *u, bool export, bool last)
 {
-	int64_t now = te_clock_boottime_ns();
+	int64_t now; /* read after each batch's copy, below */
 	struct te_udp_released tmp;
 	uint64_t batch = 0;
 	bool first = true;
