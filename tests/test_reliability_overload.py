@@ -44,9 +44,10 @@ pytestmark = pytest.mark.bpf
 HERE = Path(__file__).resolve().parent
 READY_RE = re.compile(r"^READY pid=(\d+) port=(\d+) family=([46])$")
 MB = 1024 * 1024
-#: Records are stamped after their slot in the ring buffer is reserved, so
-#: two CPUs (or a softirq on one) may stamp out of ring order by this much.
-FIFO_TOLERANCE_NS = 1_000_000
+#: One churn thread: its connections are made and closed one after another,
+#: so the kernel tells their client sides in an order that causality fixes
+#: (below). Its --rate is still met (about 30,000 connections/s here).
+ONE_THREAD = ("-t", "1")
 
 
 class Churn:
@@ -109,13 +110,22 @@ def collect(tracer: tcpevent.Tracer, count: int, timeout: float = 10 * PROMPTLY)
     return events
 
 
-def max_inversion(times: list[int]) -> int:
-    """The largest step back in time between consecutive events (0: sorted)."""
-    worst, latest = 0, 0
-    for t in times:
-        worst = max(worst, latest - t)
-        latest = max(latest, t)
-    return worst
+def client_sides_out_of_order(events: list[TcpEvent]) -> int:
+    """How many client sides come with a time not after the one before.
+
+    A record's time is stamped just after its slot in the ring is reserved,
+    and an interrupt (with the softirqs run on its way out, up to 2 ms) or a
+    hypervisor may pause a CPU in between: so times of two CPUs' records can
+    step back, and no tolerance is safe. One churn thread closes a client
+    only after the last one's close() returned, its record stamped: the
+    client sides' times rise strictly in ring order, and any reordering by
+    the queue shows here."""
+    late, latest = 0, 0
+    for ev in events:
+        if ev.direction == "outbound":
+            late += ev.time_ns <= latest
+            latest = max(latest, ev.time_ns)
+    return late
 
 
 # ---- a stalled consumer ------------------------------------------------------
@@ -126,7 +136,7 @@ def test_stalled_consumer_is_bounded_counted_and_resumes_in_order(churn: Path) -
     oldest events wait, the rest are counted in dropped_queue, RSS does not
     grow, and delivery resumes, in order, with nothing else lost."""
     conns, rate, stall = 40_000, 5_000, 5.0  # 8 s of churn, 10 events/ms
-    ch = Churn(churn, "--reset", "-n", str(conns), "--rate", str(rate))
+    ch = Churn(churn, "--reset", "-n", str(conns), "--rate", str(rate), *ONE_THREAD)
     try:
         # The ring holds ~340 ms of this churn: the poller, not the stalled
         # consumer, empties it, and may itself wait that long for a CPU.
@@ -168,13 +178,11 @@ def test_stalled_consumer_is_bounded_counted_and_resumes_in_order(churn: Path) -
     assert final.delivered > drained.delivered + 1000, (drained, final)
     assert final.dropped_kernel == 0, final
     # FIFO: the 1000 that waited came first, the rest after, in order.
-    times = [ev.time_ns for ev in events]
-    inversion = max_inversion(times)
-    assert inversion < FIFO_TOLERANCE_NS, inversion
-    assert times[999] < times[-1] - int((stall / 2) * 1e9)
+    assert client_sides_out_of_order(events) == 0
+    assert events[999].time_ns < events[-1].time_ns - int((stall / 2) * 1e9)
     print(
         f"\nstall: dropped_queue={final.dropped_queue} delivered={final.delivered} "
-        f"max inversion {inversion} ns, rss +{(rss_after - rss_before) / 1024:.0f} KiB"
+        f"rss +{(rss_after - rss_before) / 1024:.0f} KiB"
     )
 
 
@@ -185,19 +193,21 @@ import tcpevent
 pid, produced = int(sys.argv[1]), int(sys.argv[2])
 with tcpevent.Tracer(pids=[pid], queue_size=1000, ring_size=65536) as t:
     print("READY", flush=True)
-    counted, last_time, inversions = 0, 0, 0
+    counted, last_client, late_clients = 0, 0, 0  # client_sides_out_of_order()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for ev in t.dequeue_batch(4096, timeout=0.1):
             counted += 1
-            inversions = max(inversions, last_time - ev.time_ns)
-            last_time = max(last_time, ev.time_ns)
+            if ev.direction == "outbound":
+                late_clients += ev.time_ns <= last_client
+                last_client = max(last_client, ev.time_ns)
         st = t.stats
         if st.received + st.dropped_kernel + st.missed >= produced and st.queued == 0:
             break
     counted += len(t.dequeue_batch(4096, timeout=0.5))  # a retry's event, if any
     st = t.stats
-    print(json.dumps({"counted": counted, "inversion": inversions, **st.to_dict()}), flush=True)
+    summary = {"counted": counted, "late_clients": late_clients, **st.to_dict()}
+    print(json.dumps(summary), flush=True)
 """
 
 
@@ -207,7 +217,7 @@ def test_stopped_process_overflows_the_ring_and_counts_it(churn: Path) -> None:
     record it could not write, in dropped_kernel, exactly."""
     conns, rate = 30_000, 10_000
     produced = 2 * conns
-    ch = Churn(churn, "--reset", "-n", str(conns), "--rate", str(rate))
+    ch = Churn(churn, "--reset", "-n", str(conns), "--rate", str(rate), *ONE_THREAD)
     consumer = subprocess.Popen(
         [sys.executable, "-c", STOPPED_CONSUMER, str(ch.pid), str(produced)],
         stdout=subprocess.PIPE,
@@ -235,11 +245,11 @@ def test_stopped_process_overflows_the_ring_and_counts_it(churn: Path) -> None:
     produced += summary["retries"]  # a failed connect() is one more event
     # 1.5 s at 20 events/ms against a ring of ~540 records (120 bytes each).
     assert st["dropped_kernel"] > 10_000, st
-    counters = {k: v for k, v in st.items() if k not in ("counted", "inversion")}
+    counters = {k: v for k, v in st.items() if k not in ("counted", "late_clients")}
     assert_stats_accounted(tcpevent.TracerStats(**counters), produced)
     assert st["delivered"] + st["dropped_queue"] + st["queued"] == st["received"], st
     assert st["counted"] == st["delivered"] and st["queued"] == 0, st
-    assert st["inversion"] < FIFO_TOLERANCE_NS, st
+    assert st["late_clients"] == 0, st
     print(f"\nstopped: dropped_kernel={st['dropped_kernel']} dropped_queue={st['dropped_queue']}")
 
 
