@@ -123,7 +123,8 @@ KERNELS = [
     # the kernel's count of skipped programs (5.12). Its own short run: the
     # seed client, and the Python API's exact events with the census of
     # docs/reliability.md, a held reset told at its release where no sweep
-    # tells it (the whole subset takes about 90 minutes there under TCG:
+    # tells it; the ctypes client, the API's argument checks and the ABI
+    # (the whole subset takes about 90 minutes there under TCG:
     # docs/kernels.md). It runs first, beside 6.1; 6.12 then takes its
     # place.
     Kernel(
@@ -136,6 +137,9 @@ KERNELS = [
             "tests/test_unseen_birth.py::test_unseen_births_are_counted_at_release",
             "tests/test_unseen_birth.py::"
             "test_a_passive_close_told_before_its_release_is_not_counted",
+            "tests/test_ctypes_client.py",
+            "tests/test_api_validation.py",
+            "tests/test_abi_layout.py",
         ),
     ),
     # Debian 12's default kernel: before 6.2, the portable build.
