@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,13 @@ def collect(tracer: tcpevent.Tracer, count: int, timeout: float = 10 * PROMPTLY)
     return events
 
 
-def client_sides_out_of_order(events: list[TcpEvent]) -> int:
-    """How many client sides come with a time not after the one before.
+def client_times(events: Iterable[TcpEvent]) -> list[int]:
+    """The times of the client sides (connect()'s end), in delivery order."""
+    return [ev.time_ns for ev in events if ev.direction == "outbound"]
+
+
+def out_of_order(times: list[int]) -> int:
+    """How many times are not after the one before (client_times()).
 
     A record's time is stamped just after its slot in the ring is reserved,
     and an interrupt (with the softirqs run on its way out, up to 2 ms) or a
@@ -120,12 +126,7 @@ def client_sides_out_of_order(events: list[TcpEvent]) -> int:
     only after the last one's close() returned, its record stamped: the
     client sides' times rise strictly in ring order, and any reordering by
     the queue shows here."""
-    late, latest = 0, 0
-    for ev in events:
-        if ev.direction == "outbound":
-            late += ev.time_ns <= latest
-            latest = max(latest, ev.time_ns)
-    return late
+    return sum(later <= earlier for earlier, later in zip(times, times[1:]))
 
 
 # ---- a stalled consumer ------------------------------------------------------
@@ -178,7 +179,7 @@ def test_stalled_consumer_is_bounded_counted_and_resumes_in_order(churn: Path) -
     assert final.delivered > drained.delivered + 1000, (drained, final)
     assert final.dropped_kernel == 0, final
     # FIFO: the 1000 that waited came first, the rest after, in order.
-    assert client_sides_out_of_order(events) == 0
+    assert out_of_order(client_times(events)) == 0
     assert events[999].time_ns < events[-1].time_ns - int((stall / 2) * 1e9)
     print(
         f"\nstall: dropped_queue={final.dropped_queue} delivered={final.delivered} "
@@ -193,20 +194,19 @@ import tcpevent
 pid, produced = int(sys.argv[1]), int(sys.argv[2])
 with tcpevent.Tracer(pids=[pid], queue_size=1000, ring_size=65536) as t:
     print("READY", flush=True)
-    counted, last_client, late_clients = 0, 0, 0  # client_sides_out_of_order()
+    counted, client_times = 0, []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for ev in t.dequeue_batch(4096, timeout=0.1):
             counted += 1
             if ev.direction == "outbound":
-                late_clients += ev.time_ns <= last_client
-                last_client = max(last_client, ev.time_ns)
+                client_times.append(ev.time_ns)
         st = t.stats
         if st.received + st.dropped_kernel + st.missed >= produced and st.queued == 0:
             break
     counted += len(t.dequeue_batch(4096, timeout=0.5))  # a retry's event, if any
     st = t.stats
-    summary = {"counted": counted, "late_clients": late_clients, **st.to_dict()}
+    summary = {"counted": counted, "client_times": client_times, **st.to_dict()}
     print(json.dumps(summary), flush=True)
 """
 
@@ -245,11 +245,11 @@ def test_stopped_process_overflows_the_ring_and_counts_it(churn: Path) -> None:
     produced += summary["retries"]  # a failed connect() is one more event
     # 1.5 s at 20 events/ms against a ring of ~540 records (120 bytes each).
     assert st["dropped_kernel"] > 10_000, st
-    counters = {k: v for k, v in st.items() if k not in ("counted", "late_clients")}
+    counters = {k: v for k, v in st.items() if k not in ("counted", "client_times")}
     assert_stats_accounted(tcpevent.TracerStats(**counters), produced)
     assert st["delivered"] + st["dropped_queue"] + st["queued"] == st["received"], st
     assert st["counted"] == st["delivered"] and st["queued"] == 0, st
-    assert st["late_clients"] == 0, st
+    assert out_of_order(st["client_times"]) == 0, counters
     print(f"\nstopped: dropped_kernel={st['dropped_kernel']} dropped_queue={st['dropped_queue']}")
 
 
