@@ -38,6 +38,19 @@ void te_error_clear(void)
 	last_error[0] = '\0';
 }
 
+void te_warning_vadd(char *warning, size_t size, const char *fmt, va_list ap)
+{
+	size_t len = strnlen(warning, size);
+
+	if (len + 2 >= size)
+		return;
+	if (len) {
+		strcpy(warning + len, "; ");
+		len += 2;
+	}
+	vsnprintf(warning + len, size - len, fmt, ap);
+}
+
 const char *tcpevent_last_error(void)
 {
 	return last_error;

@@ -8,6 +8,7 @@
 #define TCPEVENT_ERROR_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #define TE_ERROR_LEN 1024
 
@@ -24,6 +25,11 @@
 int te_fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void te_error_clear(void);
+
+/* Add a sentence to a tracer's warnings (size bytes at warning), after
+ * "; " where there are some already; what does not fit is cut. */
+void te_warning_vadd(char *warning, size_t size, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 /* Route libbpf's messages into a per-thread log while we load, instead of
  * the host process's stderr; te_libbpf_log() returns the tail of it. */

@@ -61,15 +61,10 @@ static int open_object(struct te_bpf *b, const char *path)
 /* What works less well than it could, one cause after another. */
 void te_bpf_warn(struct te_bpf *b, const char *fmt, ...)
 {
-	size_t len = strlen(b->warning);
 	va_list ap;
 
-	if (len && len + 2 < sizeof(b->warning)) {
-		strcpy(b->warning + len, "; ");
-		len += 2;
-	}
 	va_start(ap, fmt);
-	vsnprintf(b->warning + len, sizeof(b->warning) - len, fmt, ap);
+	te_warning_vadd(b->warning, sizeof(b->warning), fmt, ap);
 	va_end(ap);
 }
 

@@ -10,6 +10,7 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,31 @@ static int cgroup2_root(char *path, size_t len)
 	}
 	fclose(f);
 	return err;
+}
+
+static void warn(struct te_udp_bpf *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	te_warning_vadd(b->warning, sizeof(b->warning), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Whether a flow can be taken out of the table in one command
+ * (BPF_MAP_LOOKUP_AND_DELETE_ELEM, on hash maps since Linux 5.14; before,
+ * only on queues and stacks: ENOTSUPP). Asked before the programs are
+ * attached, while the table is empty: where the command exists, a key is
+ * then not found.
+ */
+static bool takes_out_at_once(int flows_fd)
+{
+	struct udpevent_flow_key key = { 0 };
+	struct udpevent_flow_value value;
+
+	return !bpf_map_lookup_and_delete_elem(flows_fd, &key, &value) ||
+	       errno == ENOENT;
 }
 
 static int set_rodata(struct bpf_object *obj, const char *name, const void *val,
@@ -181,7 +207,7 @@ static int load(struct te_udp_bpf *b, const struct udpevent_options *o,
 	err = bpf_object__load(b->obj);
 	if (err)
 		return te_fail(-err,
-			       "the kernel refused the UDP program (%s build, %s; it loads on Linux 6.1 and later, see docs/udp.md \"Kernels\"): %s",
+			       "the kernel refused the UDP program (%s build, %s; it loads on Linux 5.10 and later, see docs/udp.md \"Kernels\"): %s",
 			       b->portable ? "portable" : "default",
 			       strerror(-err), log_tail());
 	return 0;
@@ -223,6 +249,11 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 	err = fill_filters(b->obj, f);
 	if (err)
 		goto out;
+	b->flows_fd = bpf_object__find_map_fd_by_name(b->obj, "flows");
+	b->read_then_delete = !takes_out_at_once(b->flows_fd);
+	if (b->read_then_delete)
+		warn(b,
+		     "an idle flow's last report may miss a datagram counted between its read and its delete (this kernel has no BPF_MAP_LOOKUP_AND_DELETE_ELEM for hash maps, Linux 5.14+)");
 	err = cgroup2_root(root, sizeof(root));
 	if (err) {
 		err = te_fail(-err,
@@ -241,12 +272,11 @@ int te_udp_bpf_open(struct te_udp_bpf *b, const struct udpevent_options *o,
 		goto out;
 	/* Its skb argument came in Linux 6.10: before, no drop counts. */
 	if (attach(b, "udpevent_rcv_fail", false)) {
-		snprintf(b->warning, sizeof(b->warning),
-			 "receive drops are not counted (rx_drops stays 0): the udp:udp_fail_queue_rcv_skb tracepoint has no skb argument before Linux 6.10 (%s)",
-			 udpevent_last_error());
+		warn(b,
+		     "receive drops are not counted (rx_drops stays 0): the udp:udp_fail_queue_rcv_skb tracepoint has no skb argument before Linux 6.10 (%s)",
+		     udpevent_last_error());
 		te_error_clear();
 	}
-	b->flows_fd = bpf_object__find_map_fd_by_name(b->obj, "flows");
 	b->counters_fd = bpf_object__find_map_fd_by_name(b->obj, "counters");
 	b->rb = ring_buffer__new(bpf_object__find_map_fd_by_name(b->obj,
 								 "events"),

@@ -9,7 +9,10 @@
  * lost). A flow unchanged for TE_UDP_IDLE exports is retired the same way
  * (its socket lives on: the table must not fill with old peers of a
  * server), with a last report flagged UDPEVENT_REPORT_IDLE. Sums over a
- * flow's reports are its counters, exactly.
+ * flow's reports are its counters, exactly. Before Linux 5.14 a flow is
+ * taken out by a read and a delete: exact for a released socket's, which
+ * counts nothing more; an idle one's datagram in between is lost (the
+ * tracer's warnings say so).
  */
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -126,13 +129,21 @@ static void report(struct udpevent *u, const struct udpevent_flow_key *k,
 	*slot = r;
 }
 
-/* Take the flow out of the table; its counters as they were then. */
+/* Take the flow out of the table; its counters as they were then. Where
+ * the kernel cannot do both at once, a read and a delete (udp_bpf.c). */
 static void take_out(struct udpevent *u, const struct udpevent_flow_key *k,
 		     struct udpevent_flow_value *v)
 {
 	struct udpevent_flow_value last;
+	int fd = u->bpf.flows_fd;
 
-	if (!bpf_map_lookup_and_delete_elem(u->bpf.flows_fd, k, &last))
+	if (u->bpf.read_then_delete) {
+		if (!bpf_map_lookup_elem(fd, k, &last))
+			*v = last;
+		bpf_map_delete_elem(fd, k);
+		return;
+	}
+	if (!bpf_map_lookup_and_delete_elem(fd, k, &last))
 		*v = last;
 }
 

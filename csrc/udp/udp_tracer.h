@@ -24,8 +24,9 @@ struct te_udp_bpf {
 	int flows_fd;
 	int counters_fd;
 	int cgroup_fd;
-	char warning[256]; /* what works less well than it could */
-	bool portable;	   /* the portable build is loaded (udp_bpf.c) */
+	char warning[1024];    /* what works less well than it could */
+	bool portable;	       /* the portable build is loaded (udp_bpf.c) */
+	bool read_then_delete; /* no BPF_MAP_LOOKUP_AND_DELETE_ELEM (udp_bpf.c) */
 };
 
 /* The user-space copy of the filters, applied to every report. */
