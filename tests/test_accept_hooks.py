@@ -81,7 +81,7 @@ def test_default_tracer_has_no_accept_hooks_and_names_the_reset_sides_closer() -
     with tcpevent.Tracer() as tracer:
         held = bpfutil.program_names(me)
         assert {"tcpevent_state", RELEASE} <= held and not held & ACCEPT_PROGRAMS
-        assert tracer.warnings == ""
+        assert tracer.warnings == bpfutil.kernel_warnings()
         ev = reset_by_peer(tracer)
     # Reset in softirq, held until this process closed it: its owner.
     comm = Path(f"/proc/{me}/comm").read_text().strip()
@@ -96,9 +96,14 @@ def test_python_option_leaves_the_hooks_out() -> None:
     with tcpevent.Tracer(accept_hooks=False) as tracer:
         held = bpfutil.program_names(me)
         assert {"tcpevent_state", RELEASE} <= held and not held & ACCEPT_PROGRAMS
-        assert tracer.warnings == ""
+        assert tracer.warnings == bpfutil.kernel_warnings()
         ev = reset_by_peer(tracer)
         assert ev.pid == me  # the release hook still names it
+        if not bpfutil.kernel_has_sweep():
+            # What follows is the sweep's flush of a close held for a release
+            # that does not come. With no sweep (before 5.13) it is told at
+            # its release, by its closer (test_unseen_birth.py), as above.
+            return
         # Never closed while the tracer waits: flushed, nobody known to own it.
         ev = reset_by_peer(tracer, close_server=False)
     assert (ev.pid, ev.task) == (0, "")
@@ -161,7 +166,7 @@ def test_legacy_environment_variable(libpath: Path, value: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0 and err == ""
+    assert proc.returncode == 0 and err == bpfutil.kernel_stderr()
     assert {"tcpevent_state", RELEASE} <= held
     # The original ABI makes close events only: the release hook suffices.
     assert not held & ACCEPT_PROGRAMS

@@ -22,14 +22,7 @@ pytestmark = pytest.mark.bpf
 
 #: The default tracer's programs (as root): the accept() hooks are loaded
 #: only for accept events; the release hook replaces them (docs/attribution.md).
-OUR_PROGRAMS = {
-    "tcpevent_state",
-    "tcpevent_state_nested",
-    "tcpevent_release",
-    "tcpevent_sweep",
-    "tcpevent_census",  # run once at attach, never attached (census.c)
-    "tcpevent_cgroup_mkdir",  # the names of cgroups as they are made
-}
+OUR_PROGRAMS = bpfutil.tcp_programs()
 
 
 def held_prog_ids(pid: int) -> set[int]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import bpfutil
 import pytest
 from liveness import PROMPTLY
 from nsutil import Netns, counters_delta, netns
@@ -137,6 +138,14 @@ def test_wait_for_stdin(churn: Path) -> None:
     assert summary["pid"] == ready["pid"] == proc.pid
 
 
+def time_wait_counted_at_entry() -> bool:
+    """Whether TcpExt TW (or TWKilled) counts a socket when it enters
+    TIME_WAIT, as on 6.1 and later (measured there); 5.10 counts it when
+    its timer ends it, a minute later (measured). Kernels between are not
+    measured: the cut is the first one that was."""
+    return bpfutil.kernel_version() >= (6, 1)
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -184,9 +193,17 @@ def test_close_order_time_wait(churn: Path, args: list[str], expected: str | Non
         # An RST after the server's FIN may find the server's socket already
         # a FIN_WAIT2 minisock (an entry of TW) and end it: any count then.
         want = n if expected else None if "--server-first" in args else 0
+        if not time_wait_counted_at_entry():
+            want = None  # the sockets below are all there is to check
 
         def settled(entered: int, client: set[int], server: set[int]) -> bool:
-            return entered == want if want is not None else not client and not server
+            if want is not None:
+                return entered == want
+            if expected == "client":
+                return len(client) == n
+            if expected == "server":
+                return bool(server)
+            return not client and not server
 
         # The last FIN may still be in the kernel's softirq backlog when churn
         # exits (a slow VM): wait for the count to settle, then be exact.

@@ -109,7 +109,9 @@ def test_unseen_births_are_counted_at_release(compile_bpf, build: str) -> None:
         with tcpevent.Tracer(pids=[me], program=program) as tracer:
             assert "not counted in missed" not in tracer.warnings  # the census ran
             census = bpfutil.map_named(me, "born_before")
-            assert len(bpfutil.map_entries(census)) >= 2  # both passive ends
+            # Both passive ends, and any other process's open ones.
+            noted = bpfutil.map_keys(census)
+            assert len(noted) >= 2
             queued_server, _ = ls.accept()
             clients = end_every_way(ls)
             # Every client's close is told; no server's (its birth was
@@ -128,7 +130,9 @@ def test_unseen_births_are_counted_at_release(compile_bpf, build: str) -> None:
             time.sleep(2.5)  # two sweeps: nothing more is counted later
             events.extend(tracer.dequeue_batch(4096, timeout=0))
             stats = tracer.stats
-            assert bpfutil.map_entries(census) == []  # each was deleted at its release
+            # Each was deleted at its release; other processes' may stay.
+            left = bpfutil.map_keys(census)
+            assert left <= noted and len(noted - left) >= 2, (noted, left)
     assert [e for e in events if e.sport == port] == []
     assert [e for e in events if e.sport in old_ports] == []  # untracked: no event
     assert stats.missed == len(clients), stats

@@ -64,9 +64,20 @@ def test_unseen_closes_are_counted_as_missed(compile_bpf, build: str) -> None:
         program = hidden_close_program(compile_bpf, hidden_port, build)
         with tcpevent.Tracer(pids=[os.getpid()], program=program) as tracer:
             hidden_connections(hidden_listener)
-            # The sweep counts each of the 40 sockets (both ends had an
-            # owner: this process) within about a second, exactly once.
-            assert wait_until(lambda: tracer.stats.missed >= 2 * HIDDEN, timeout=5)
+            if bpfutil.kernel_has_sweep():
+                # The sweep counts each of the 40 sockets (both ends had an
+                # owner: this process) within about a second, exactly once.
+                assert wait_until(lambda: tracer.stats.missed >= 2 * HIDDEN, timeout=5)
+            else:
+                # No sweep (before 5.13), and the tracer says so: a hidden
+                # close is counted once a later socket takes its memory
+                # (a later hidden one may have), else its entry waits in
+                # the table. Each is one or the other.
+                assert bpfutil.NO_SWEEP_WARNING in tracer.warnings
+                sockets = bpfutil.map_named(os.getpid(), "sockets")
+                held = len(bpfutil.entries_of(sockets, os.getpid()))
+                assert tracer.stats.missed + held == 2 * HIDDEN, (tracer.stats, held)
+                missed_before = tracer.stats.missed
             seen = [connection(client_sends=1, server_sends=1) for _ in range(AFTER)]
             expected = Counter(
                 ends
@@ -88,7 +99,10 @@ def test_unseen_closes_are_counted_as_missed(compile_bpf, build: str) -> None:
     # Nothing of the hidden port came out; everything after it did, exactly once.
     assert hidden_port not in {p for e in events for p in (e.sport, e.dport)}
     assert got() == expected
-    assert stats.missed == 2 * HIDDEN
+    if bpfutil.kernel_has_sweep():
+        assert stats.missed == 2 * HIDDEN
+    else:  # the later sockets may have taken some hidden ones' memory
+        assert missed_before <= stats.missed <= 2 * HIDDEN, stats
     assert stats.dropped_kernel == 0 and stats.untracked == 0
 
 
@@ -111,6 +125,10 @@ def disconnect(sock: socket.socket) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
+@pytest.mark.skipif(
+    not bpfutil.kernel_has_sweep(),
+    reason="no sweep before Linux 5.13 (test_unseen_closes_are_counted_as_missed checks that)",
+)
 def test_sweep_counts_by_age_and_spares_entries_born_after_it_began(compile_bpf) -> None:
     """The sweep reads the clock once, then walks the table while sockets
     are born: an entry younger than that reading (a connect() met mid-walk,

@@ -185,8 +185,43 @@ def kernel_counts_skips() -> bool:
 
 def kernel_has_sweep() -> bool:
     """Whether the library's sweep of stale entries runs here: it needs
-    ``bpf_for_each_map_elem()`` (Linux 5.13+; docs/kernels.md)."""
+    ``bpf_for_each_map_elem()`` (Linux 5.13+; docs/kernels.md). By the
+    version, not by what the library found: the tests check that."""
     return kernel_version() >= (5, 13)
+
+
+#: The TCP tracer's warning where the kernel has no sweep (csrc/loader.c).
+NO_SWEEP_WARNING = (
+    "closes the kernel never showed are counted only when their socket's memory is reused: "
+    "this kernel has no bpf_for_each_map_elem() (Linux 5.13+) for the sweep"
+)
+
+
+def kernel_warnings() -> str:
+    """The TCP tracer's warnings where nothing but the kernel limits it:
+    none, or before 5.13 that it has no sweep."""
+    return "" if kernel_has_sweep() else NO_SWEEP_WARNING
+
+
+def kernel_stderr() -> str:
+    """What the legacy calls print on stderr where nothing but the kernel
+    limits the tracer: its warnings, a line "tcpevent: ..." each."""
+    warnings = kernel_warnings()
+    return f"tcpevent: {warnings}\n" if warnings else ""
+
+
+def tcp_programs() -> set[str]:
+    """The programs a default TCP tracer loads here: the sweep only where
+    the kernel can run it."""
+    programs = {
+        "tcpevent_state",
+        "tcpevent_state_nested",
+        "tcpevent_release",
+        "tcpevent_sweep",
+        "tcpevent_census",  # run once at attach, never attached (census.c)
+        "tcpevent_cgroup_mkdir",  # the names of cgroups as they are made
+    }
+    return programs if kernel_has_sweep() else programs - {"tcpevent_sweep"}
 
 
 def recursion_misses(prog_id: int) -> int:
@@ -225,6 +260,11 @@ def _value(entry: dict[str, Any]) -> dict[str, Any]:
     entry deleted while the dump ran)."""
     value: dict[str, Any] = entry.get("formatted", {}).get("value", {})
     return value
+
+
+def map_keys(map_id: int) -> set[int]:
+    """The keys of a map of 64-bit keys (bpftool's BTF-formatted dump)."""
+    return {int(e["formatted"]["key"]) for e in map_entries(map_id)}  # type: ignore[index]
 
 
 def entries_of(map_id: int, pid: int) -> list[dict[str, Any]]:
