@@ -112,8 +112,7 @@ SERVED = PRCTL + textwrap.dedent(
     while conn.recv(100):
         conn.sendall(b"x")
     print(conn.getpeername()[1], os.getpid(), flush=True)
-    conn.close()
-    os.close(0)
+    conn.close()  # fd 0: the socket owns it
     """
 )
 ACCEPT_YES = PRCTL + textwrap.dedent(
