@@ -73,9 +73,9 @@ ON_EVERY_KERNEL = [
     "tests/test_udp_monitor_example.py",
     "tests/test_health.py",
 ]
-#: The rest is split between 6.1 (and 5.10) and 6.12, for CI's hour (each half ran on both
-#: kernels until 2026-12-07; the 6.1 VM alone then took 26 minutes): the
-#: accounting (every close counted, once), the accept() hooks, attribution,
+#: The rest is split between 6.1 (and 5.10) and 6.12, for CI's hour (each
+#: half ran on both kernels until 2026-12-07; the 6.1 VM alone then took 26
+#: minutes): the accounting (every close counted, once), the accept() hooks, attribution,
 #: the owner in every server model (the census's origins on the portable
 #: build) and the legacy calls on 6.1...
 ON_6_1_ONLY = [
